@@ -3,10 +3,22 @@ Autoregressive Models" (Kasliwal, Boenisch, Dziedzic 2025).
 
 Modules, roughly in data-flow order:
 
-- ``models``     VAR and RAR with their tokenizers (own code, official checkpoint layout)
-- ``hooks``      capture module outputs by dotted name inside a ``with`` block
-- ``unitmem``    streaming UnitMem accumulator and a dense reference
-- ``intervene``  choose fc1 units and scale their incoming weights, restorably
+- ``data``         the Fashion-MNIST testbed, ImageNet-style folders, augmentations per family
+- ``models``       VAR and RAR with their tokenizers (own code, official checkpoint layout)
+- ``train``        trains the testbed tokenizers and generators
+- ``hooks``        capture module outputs by dotted name inside a ``with`` block
+- ``unitmem``      streaming UnitMem accumulator and a dense reference
+- ``collect``      UnitMem over a dataset for any generator
+- ``intervene``    choose fc1 units and scale their incoming weights, restorably
+- ``similarity``   copy-detection similarity (SSCD file, testbed pixel measure), threshold calibration
+- ``extract``      the extraction attack (score, candidates, prefix generation, decision)
+- ``classifier``   the testbed FID feature extractor
+- ``fid``          FID with an explicit feature extractor (Inception file or testbed classifier)
+- ``sweep``        the intervention sweep (k%, modes, seeds) -> one results table
+- ``params``       parameter files and their validation
+- ``results``      atomic result files with their parameters; the content-addressed cache
+- ``distributed``  torchrun helpers: sharding by rank and exact merges
+- ``cli``          ``python -m memlib unitmem|attack|sweep|fid|train``
 """
 
 __version__ = "0.1.0"

@@ -1,0 +1,123 @@
+"""The book's notebooks execute with the smoke parameters and glue what the prose uses.
+
+Runs scripts/run_notebooks.py (papermill) into a temporary folder, reads the glued values back
+(outputs whose metadata.scrapbook.name is the key) and checks them against the data they
+describe; checks the typo guard and the format of the parameter files.
+"""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PARAMS = ROOT / "notebooks" / "params"
+SCRIPT = ROOT / "scripts" / "run_notebooks.py"
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from run_notebooks import notebook_names  # noqa: E402
+
+# `{glue:text}`../executed/NAME.ipynb::KEY:FORMAT`` (and glue:any/glue:figure) in prose pages
+CROSS_PAGE_GLUE = re.compile(r"\{glue(?::\w+)?\}`(?:\.\./)?executed/([\w-]+)\.ipynb::(\w+)")
+
+
+def run_notebooks(*args):
+    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=ROOT, capture_output=True, text=True, timeout=900)
+
+
+def glued(nb) -> dict:
+    """key -> {mime type: data} of every value the notebook glued (mime prefix removed)."""
+    values = {}
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            scrapbook = output.get("metadata", {}).get("scrapbook", {})
+            if "name" in scrapbook:
+                prefix = scrapbook.get("mime_prefix", "")
+                values[scrapbook["name"]] = {mime.removeprefix(prefix): data for mime, data in output["data"].items()}
+    return values
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("executed")
+    result = run_notebooks("--params", str(PARAMS / "smoke.yaml"), "--out", str(out), "--timeout", "600")
+    assert result.returncode == 0, f"run_notebooks failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return out
+
+
+@pytest.mark.slow
+def test_every_notebook_executes_and_records_its_run(executed):
+    smoke = yaml.safe_load((PARAMS / "smoke.yaml").read_text())
+    timings = json.loads((executed / "timings.json").read_text())
+    for name in notebook_names():
+        nb = nbformat.read(executed / f"{name}.ipynb", as_version=4)
+        injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+        assert len(injected) == 1 and "hide-input" in injected[0].metadata.tags, name
+        parameters = nb.metadata.papermill.parameters
+        assert parameters and all(smoke[k] == v for k, v in parameters.items()), (name, parameters)
+        assert nb.metadata.papermill.input_path == f"notebooks/{name}.py"
+        assert timings[name]["seconds"] > 0 and timings[name]["params_file"].endswith("smoke.yaml")
+
+
+@pytest.mark.slow
+def test_testbed_glues_the_numbers_of_the_shipped_data(executed):
+    from memlib.data import DEFAULT_DUPLICATION, load_testbed
+
+    data = load_testbed()
+    values = glued(nbformat.read(executed / "testbed.ipynb", as_version=4))
+    number = lambda key: json.loads(values[key]["text/plain"])  # noqa: E731
+    assert number("n_train") == len(data.train_labels)
+    assert number("n_heldout") == len(data.heldout_labels)
+    assert number("n_planted") == len(data.planted_ids) > 0
+    assert number("n_classes") == data.num_classes
+    assert number("duplication") == DEFAULT_DUPLICATION
+    epoch_size = len(data.train_labels) + len(data.planted_ids) * (DEFAULT_DUPLICATION - 1)
+    assert number("epoch_size") == epoch_size
+    assert number("planted_share_of_epoch") == pytest.approx(len(data.planted_ids) * DEFAULT_DUPLICATION / epoch_size)
+    # the planting rule of data/PROVENANCE.json: first 8 rows differ by >= 12 gray levels within a class
+    assert number("planted_min_top_rows_diff") >= 12.0
+    for figure in ("fig_training_images", "fig_planted_images", "fig_epoch_composition"):
+        assert "image/png" in values[figure], figure
+
+
+@pytest.mark.slow
+def test_prose_pages_glue_only_keys_that_exist(executed):
+    references = [(page, *match) for page in sorted((ROOT / "book").glob("*.md"))
+                  for match in CROSS_PAGE_GLUE.findall(page.read_text())]
+    assert references, "the prose pages glue nothing; the pattern no longer matches their syntax"
+    available = {name: glued(nbformat.read(executed / f"{name}.ipynb", as_version=4)) for name in notebook_names()}
+    for page, name, key in references:
+        assert name in available, f"{page.name} glues from executed/{name}, which _toc.yml does not list"
+        assert key in available[name], f"{page.name} glues '{key}', which executed/{name} does not glue"
+
+
+def test_a_misspelled_parameter_stops_the_run_naming_it(tmp_path):
+    params = yaml.safe_load((PARAMS / "smoke.yaml").read_text())
+    params["images_per_clas"] = params.pop("images_per_class")
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(yaml.safe_dump(params))
+    result = run_notebooks("--params", str(bad), "--out", str(tmp_path / "out"))
+    assert result.returncode != 0
+    assert "'images_per_clas'" in result.stderr and "did you mean 'images_per_class'" in result.stderr
+    assert not (tmp_path / "out").exists(), "nothing may run before the parameters are checked"
+
+
+def test_unknown_notebook_name_is_refused(tmp_path):
+    result = run_notebooks("--params", str(PARAMS / "smoke.yaml"), "--only", "no-such-notebook", "--out", str(tmp_path))
+    assert result.returncode != 0 and "no-such-notebook" in result.stderr
+
+
+def test_parameter_files_share_their_keys():
+    testbed = yaml.safe_load((PARAMS / "testbed.yaml").read_text())
+    smoke = yaml.safe_load((PARAMS / "smoke.yaml").read_text())
+    assert smoke.keys() == testbed.keys(), "smoke.yaml must set the same parameters as testbed.yaml"
+    full = {path.name: yaml.safe_load(path.read_text()) for path in sorted(PARAMS.glob("full-*.yaml"))}
+    assert set(full) == {"full-var-d16.yaml", "full-var-d30.yaml", "full-rar-b.yaml", "full-rar-xxl.yaml"}
+    for name, params in full.items():
+        assert params.keys() == full["full-var-d30.yaml"].keys(), name
+        assert testbed.keys() <= params.keys(), name

@@ -1,0 +1,161 @@
+"""The built site works offline in a real browser.
+
+Copies the book's sources into a temporary folder, executes the notebooks there with the smoke
+parameters, builds the site with `jupyter-book build -W -n`, serves it on 127.0.0.1 and opens
+every page in headless Debian chromium (driven by playwright, never its own browser download).
+Each page must load without console errors, show every image, and request nothing from any
+host but the local server. The repository itself is left untouched.
+"""
+
+import functools
+import http.server
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+BOOK_SOURCES = ["_config.yml", "_toc.yml", "book", "notebooks", "scripts"]
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"{CHROMIUM} is missing (Debian package 'chromium'; "
+                       "`make test` installs it when run as root with apt-get)"),
+]
+
+
+def run(*cmd, cwd):
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The smoke build of the book, from a copy of the sources: path of _build/html."""
+    copy = tmp_path_factory.mktemp("book")
+    for name in BOOK_SOURCES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__", "provenance.md"))
+        else:
+            shutil.copy2(source, copy / name)
+    for shared in ("data", "memlib"):  # read, not written, by the notebooks
+        (copy / shared).symlink_to(ROOT / shared, target_is_directory=True)
+    run(sys.executable, "scripts/run_notebooks.py", "--params", "notebooks/params/smoke.yaml", "--timeout", "600", cwd=copy)
+    run(sys.executable, "scripts/write_provenance.py", cwd=copy)
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    run(jupyter_book, "build", ".", "--builder", "html", "-W", "-n", "--keep-going", cwd=copy)
+    return copy / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    """Base URL of an HTTP server for the site on 127.0.0.1 (a free port)."""
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(site)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def site_pages(site: Path) -> list[str]:
+    """Every HTML page of the site (not the theme's templates under _static)."""
+    skip = ("_static", "_sources", "_images")
+    return sorted(p.relative_to(site).as_posix() for p in site.rglob("*.html") if p.relative_to(site).parts[0] not in skip)
+
+
+def record_console_error(errors: list, msg) -> None:
+    # a failed load is reported with its URL by record_failed_response; the console text has none
+    if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
+        errors.append(msg.text)
+
+
+def record_failed_response(errors: list, response) -> None:
+    # the browser asks every site for /favicon.ico by itself; the book links none
+    if response.status >= 400 and urlparse(response.url).path != "/favicon.ico":
+        errors.append(f"HTTP {response.status} for {response.url}")
+
+
+def open_page(browser, url: str) -> dict:
+    """Load `url`; return its console errors, off-host requests and images (src, naturalWidth)."""
+    page = browser.new_page()
+    errors, off_host = [], []
+    page.on("console", functools.partial(record_console_error, errors))
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("response", functools.partial(record_failed_response, errors))
+
+    def check_request(request):
+        parsed = urlparse(request.url)
+        if parsed.scheme not in ("data", "blob", "about") and parsed.hostname not in LOCAL_HOSTS:
+            off_host.append(request.url)
+
+    page.on("request", check_request)
+    try:
+        # networkidle: index.html redirects (meta refresh) to the root page, which must finish loading
+        page.goto(url, wait_until="networkidle")
+        # load lazy images too, then let late requests (fonts, MathJax) happen before judging
+        page.evaluate("""() => Promise.all([...document.images].map(img => {
+            img.loading = 'eager'; return img.decode().catch(() => null); }))""")
+        page.wait_for_load_state("networkidle")
+        images = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.currentSrc || i.src, i.naturalWidth])")
+        text = page.inner_text("body")
+    finally:
+        page.close()
+    return {"errors": errors, "off_host": off_host, "images": images, "text": text}
+
+
+def test_every_page_loads_offline_with_all_images(site, server, browser):
+    pages = site_pages(site)
+    assert "index.html" in pages and "executed/testbed.html" in pages, pages
+    problems = []
+    for rel in pages:
+        result = open_page(browser, f"{server}/{rel}")
+        problems += [f"{rel}: console error: {e}" for e in result["errors"]]
+        problems += [f"{rel}: request off the local server: {u}" for u in result["off_host"]]
+        problems += [f"{rel}: image not shown: {src}" for src, width in result["images"] if width == 0]
+    assert not problems, "\n".join(problems)
+
+
+def test_notebook_page_shows_its_figures_and_numbers(site, server, browser):
+    result = open_page(browser, f"{server}/executed/testbed.html")
+    assert len(result["images"]) >= 3 and all(width > 0 for _, width in result["images"])
+    assert re.search(r"\b\d+ of the training images are planted", result["text"].replace("\n", " "))
+
+
+def test_reproduction_page_shows_numbers(site, server, browser):
+    if not (site / "executed" / "reproduction.html").is_file():
+        pytest.skip("no executed/reproduction page in _toc.yml yet")
+    result = open_page(browser, f"{server}/executed/reproduction.html")
+    text = result["text"]
+    assert re.search(r"\d+\.\d+", text), "the reproduction page shows no measured numbers"
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE), "the reproduction page shows NaN"

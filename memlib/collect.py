@@ -1,0 +1,331 @@
+"""UnitMem of every fc1 unit over a set of training images, for any :class:`Generator`
+(spec/method.md, section 2).
+
+For each image x_i: A views (the family's training augmentation; the testbed's is the image
+itself), each tokenized and run teacher-forced (eval, no label dropout, no grad) with a hook on
+every block's fc1. Inside the hook, fc1's output (B, T, U) becomes per-group means of
+|GELU(fc1)| ("post", the default) or |fc1| ("pre") over each position group's positions, so
+only (B, G, U) per block leaves the hook. Averaged over the A views this is mu(x_i) with shape
+(G, K, U), streamed into one :class:`UnitMemAccumulator` whose image ids are dataset indices.
+
+Shapes: N images, A views per image, R = rows of one forward batch (images x views),
+G position groups (VAR: one per scale; RAR: "all" and "last"), K blocks, U fc1 units per block.
+
+Selection score, one number per unit (K, U) for the intervention (:meth:`UnitMemResult.selection_scores`):
+
+- VAR: ``"mean"`` (default) mean over scales of the per-scale UnitMem; ``"max"`` max over
+  scales; ``"pooled"`` UnitMem of the activation pooled over all positions (collect with
+  ``pooled=True``, which adds a group ``"all"``).
+- RAR: ``"last"`` (default) the last position; ``"all"`` the mean over all positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .distributed import merge_unitmem_states, shard_indices
+from .extract import check_finite_logits
+from .hooks import capture
+from .models.generator import Generator, PositionGroup
+from .unitmem import UnitMemAccumulator
+
+ACTIVATIONS = ("post", "pre")
+SELECTIONS = {"var": ("mean", "max", "pooled"), "rar": ("last", "all")}
+DEFAULT_SELECTION = {"var": "mean", "rar": "last"}
+POOLED_GROUP = "all"
+
+ViewFn = Callable[[Any, int, torch.Generator], torch.Tensor]
+"""``views(image, view_index, generator) -> (3, H, W)`` float in [0, 1]: one augmented view."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Views
+# ---------------------------------------------------------------------------------------------
+
+
+def identity_view(image_3HW: torch.Tensor, view_index: int, generator: torch.Generator) -> torch.Tensor:
+    """The testbed's view: the image itself (the testbed trains without augmentation)."""
+    return image_3HW
+
+
+def family_view(family: str, res: int, n_views: int) -> ViewFn:
+    """The family's training augmentation as a :data:`ViewFn` over PIL images (memlib.data):
+    VAR's random crop of the 1.125x LANCZOS resize; RAR's ten-crop for ``n_views == 10``,
+    else RAR's random crop + flip."""
+    from . import data
+
+    if family == "var":
+        return lambda image, view_index, generator: data.var_view(image, res, generator)
+    if family == "rar" and n_views == 10:
+        return lambda image, view_index, generator: data.rar_ten_crop(image, res)[view_index]
+    if family == "rar":
+        return lambda image, view_index, generator: data.rar_random_view(image, res, generator)
+    raise ValueError(f"family: expected 'var' or 'rar', got {family!r}")
+
+
+def view_generator(seed: int, image_id: int) -> torch.Generator:
+    """The random stream of one image's views: fixed by (seed, image id), so views do not
+    depend on batch size, order or sharding."""
+    return torch.Generator().manual_seed(int(seed) * 1_000_003 + int(image_id))
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-image means
+# ---------------------------------------------------------------------------------------------
+
+
+def collection_groups(gen: Generator, pooled: bool = False) -> list[PositionGroup]:
+    """The generator's position groups, plus ``"all"`` (every position the groups cover) when
+    ``pooled`` and the family has none."""
+    groups = list(gen.position_groups())
+    if pooled and POOLED_GROUP not in [g.name for g in groups]:
+        groups.append(PositionGroup(POOLED_GROUP, min(g.start for g in groups), max(g.stop for g in groups)))
+    return groups
+
+
+def group_means_reducer(gen: Generator, groups: Sequence[PositionGroup], activation: str):
+    """The hook's reduction: fc1 output (R, T, U) -> per-group means of |activation| (R, G, U)
+    float32 (computed in float32 also under bf16 autocast)."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+
+    def reduce(name: str, out_RTU: torch.Tensor) -> torch.Tensor:
+        out_RTU = out_RTU.detach().float()
+        act_RTU = (gen.fc1_activation(out_RTU) if activation == "post" else out_RTU).abs()
+        means_RGU = torch.stack([act_RTU[:, g.start : g.stop].mean(dim=1) for g in groups], dim=1)
+        if not torch.isfinite(means_RGU).all():
+            raise ValueError(f"non-finite fc1 activations (NaN or inf) in block {name}")
+        return means_RGU
+
+    return reduce
+
+
+def view_means(
+    gen: Generator,
+    views_R3HW: torch.Tensor,
+    labels_R: torch.Tensor,
+    groups: Sequence[PositionGroup],
+    activation: str = "post",
+    batch_size: int = 64,
+    amp: bool = False,
+) -> torch.Tensor:
+    """Per-view group means for every block -> (R, G, K, U) float32 on the generator's device.
+
+    Tokenization runs in float32; only the teacher-forced forward runs under bf16 autocast
+    when ``amp``. The transformer is put in eval mode and its previous mode restored after.
+    """
+    names = gen.fc1_names()
+    device = gen.device
+    reduce = group_means_reducer(gen, groups, activation)
+    was_training = [m.training for m in (gen.transformer, gen.tokenizer)]
+    gen.eval()
+    try:
+        with torch.no_grad(), capture(gen.transformer, names, reduce) as store:
+            n_calls = 0
+            for start in range(0, views_R3HW.shape[0], batch_size):
+                views = views_R3HW[start : start + batch_size].to(device)
+                labels = labels_R[start : start + batch_size].to(device)
+                tokens_BL = gen.images_to_tokens(views)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    logits_BLV = gen.teacher_forced_logits(tokens_BL, labels)
+                check_finite_logits(gen, logits_BLV, f"views {start}..{start + len(views) - 1}")
+                n_calls += 1
+    finally:
+        gen.transformer.train(was_training[0])
+        gen.tokenizer.train(was_training[1])
+    for name in names:
+        if len(store[name]) != n_calls:
+            raise RuntimeError(f"{name} ran {len(store[name])} times in {n_calls} forward passes; expected once each")
+    return torch.stack([torch.cat(store[name]) for name in names], dim=2)
+
+
+def image_means(
+    gen: Generator,
+    dataset: Sequence,
+    image_ids: Sequence[int],
+    groups: Sequence[PositionGroup],
+    *,
+    n_views: int,
+    views: ViewFn,
+    activation: str,
+    batch_size: int,
+    seed: int,
+    amp: bool,
+) -> torch.Tensor:
+    """mu for the given dataset indices: the mean over A views -> (N, G, K, U) float64 (CPU).
+    ``dataset[i]`` is ``(image, label)``; ``views`` turns the image into one view."""
+    view_list, labels = [], []
+    for image_id in image_ids:
+        image, label = dataset[int(image_id)]
+        generator = view_generator(seed, int(image_id))
+        view_list.extend(views(image, a, generator) for a in range(n_views))
+        labels.extend([int(label)] * n_views)
+    means_RGKU = view_means(
+        gen, torch.stack(view_list), torch.tensor(labels), groups, activation, batch_size, amp
+    )
+    return means_RGKU.reshape(len(image_ids), n_views, *means_RGKU.shape[1:]).double().mean(dim=1).cpu()
+
+
+# ---------------------------------------------------------------------------------------------
+# The accumulator over a dataset, and its result
+# ---------------------------------------------------------------------------------------------
+
+
+def accumulate_unitmem(
+    gen: Generator,
+    dataset: Sequence,
+    image_ids: Sequence[int],
+    *,
+    n_views: int = 10,
+    views: ViewFn = identity_view,
+    activation: str = "post",
+    pooled: bool = False,
+    batch_size: int = 64,
+    seed: int = 0,
+    amp: bool | None = None,
+) -> UnitMemAccumulator:
+    """Stream mu of the images ``dataset[i]`` for ``i`` in ``image_ids`` into one accumulator of
+    unit shape (G, K, U). ``amp=None``: bf16 autocast exactly when the generator is on CUDA.
+    ``batch_size`` counts forward rows (images x views); a batch holds whole images."""
+    if n_views < 1:
+        raise ValueError(f"n_views: expected an integer >= 1, got {n_views!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+    amp = gen.device.type == "cuda" if amp is None else amp
+    groups = collection_groups(gen, pooled)
+    names = gen.fc1_names()
+    units = _fc1_width(gen, names)
+    acc = UnitMemAccumulator((len(groups), len(names), units))
+    images_per_batch = max(1, batch_size // n_views)
+    image_ids = [int(i) for i in image_ids]
+    for start in range(0, len(image_ids), images_per_batch):
+        ids = image_ids[start : start + images_per_batch]
+        mu_NGKU = image_means(
+            gen, dataset, ids, groups,
+            n_views=n_views, views=views, activation=activation, batch_size=batch_size, seed=seed, amp=amp,
+        )
+        acc.add(mu_NGKU, torch.tensor(ids))
+    return acc
+
+
+def _fc1_width(gen: Generator, names: Sequence[str]) -> int:
+    modules = dict(gen.transformer.named_modules())
+    widths = {modules[name].out_features for name in names}
+    if len(widths) != 1:
+        raise ValueError(f"fc1 layers differ in width {sorted(widths)}; UnitMem needs one (K, U) grid")
+    return widths.pop()
+
+
+@dataclass
+class UnitMemResult:
+    """UnitMem of every (group, block, unit), held as the accumulator state (exactly mergeable).
+
+    ``scores_GKU`` (float64) and ``argmax_GKU`` (dataset index of the image with the largest
+    mu) are read out of ``state``; ``group_names[g]`` and ``fc1_names[k]`` label the axes.
+    """
+
+    state: dict[str, torch.Tensor]
+    group_names: list[str]
+    fc1_names: list[str]
+    family: str
+    params: dict = field(default_factory=dict)
+
+    @property
+    def accumulator(self) -> UnitMemAccumulator:
+        return UnitMemAccumulator.from_state_dict(self.state)
+
+    @property
+    def n_images(self) -> int:
+        return int(self.state["n"])
+
+    @property
+    def scores_GKU(self) -> torch.Tensor:
+        return self.accumulator.scores()
+
+    @property
+    def argmax_GKU(self) -> torch.Tensor:
+        return self.state["argmax"].clone()
+
+    def group(self, name: str) -> torch.Tensor:
+        """UnitMem (K, U) of one position group."""
+        if name not in self.group_names:
+            raise ValueError(f"position group {name!r} not collected; have {self.group_names}")
+        return self.scores_GKU[self.group_names.index(name)]
+
+    def selection_scores(self, how: str | None = None) -> torch.Tensor:
+        """One score per unit (K, U) for ranking (module docstring); ``None`` = the family default."""
+        how = DEFAULT_SELECTION[self.family] if how is None else how
+        if how not in SELECTIONS[self.family]:
+            raise ValueError(f"selection for {self.family}: expected one of {SELECTIONS[self.family]}, got {how!r}")
+        if how in ("mean", "max"):
+            scales = [i for i, name in enumerate(self.group_names) if name != POOLED_GROUP]
+            per_scale_SKU = self.scores_GKU[scales]
+            return per_scale_SKU.mean(dim=0) if how == "mean" else per_scale_SKU.max(dim=0).values
+        if how == "pooled":
+            if POOLED_GROUP not in self.group_names:
+                raise ValueError("selection 'pooled' needs UnitMem collected with pooled=True (group 'all')")
+            return self.group(POOLED_GROUP)
+        return self.group(how)
+
+    def merge(self, other: "UnitMemResult") -> "UnitMemResult":
+        """The result over both image sets (disjoint shards of the same collection)."""
+        if (other.group_names, other.fc1_names, other.family) != (self.group_names, self.fc1_names, self.family):
+            raise ValueError("cannot merge UnitMem results of different groups, blocks or families")
+        merged = merge_unitmem_states([self.state, other.state])
+        return UnitMemResult(merged.state_dict(), self.group_names, self.fc1_names, self.family, dict(self.params))
+
+    # ---- storage (memlib.results) -----------------------------------------------------------
+    def to_record(self) -> tuple[dict[str, torch.Tensor], dict]:
+        """(tensors, metadata) for :func:`memlib.results.save_result`."""
+        tensors = {f"state.{key}": value for key, value in self.state.items()}
+        if self.n_images >= 2:
+            tensors["scores_GKU"] = self.scores_GKU
+        meta = {
+            "kind": "unitmem",
+            "group_names": self.group_names,
+            "fc1_names": self.fc1_names,
+            "family": self.family,
+            "n_images": self.n_images,
+            "unitmem_params": self.params,
+        }
+        return tensors, meta
+
+    @classmethod
+    def from_record(cls, tensors: dict[str, torch.Tensor], meta: dict) -> "UnitMemResult":
+        if meta.get("kind") != "unitmem":
+            raise ValueError(f"not a UnitMem result record (kind {meta.get('kind')!r})")
+        state = {key.removeprefix("state."): value for key, value in tensors.items() if key.startswith("state.")}
+        return cls(state, list(meta["group_names"]), list(meta["fc1_names"]), meta["family"], dict(meta["unitmem_params"]))
+
+
+def collect_unitmem(
+    gen: Generator,
+    dataset: Sequence,
+    *,
+    n_views: int = 10,
+    views: ViewFn = identity_view,
+    activation: str = "post",
+    pooled: bool = False,
+    batch_size: int = 64,
+    seed: int = 0,
+    amp: bool | None = None,
+    image_ids: Sequence[int] | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> UnitMemResult:
+    """UnitMem over ``dataset`` (all of it, or ``image_ids``), or over the contiguous part of
+    it that ``shard = (rank, world_size)`` owns; shard results merge exactly with
+    :meth:`UnitMemResult.merge` (or :func:`memlib.distributed.merge_unitmem_states`)."""
+    image_ids = list(range(len(dataset))) if image_ids is None else [int(i) for i in image_ids]
+    rank, world_size = shard
+    mine = [image_ids[i] for i in shard_indices(len(image_ids), rank, world_size)]
+    acc = accumulate_unitmem(
+        gen, dataset, mine,
+        n_views=n_views, views=views, activation=activation, pooled=pooled, batch_size=batch_size, seed=seed, amp=amp,
+    )
+    params = {"n_views": n_views, "activation": activation, "pooled": pooled, "seed": seed}
+    group_names = [g.name for g in collection_groups(gen, pooled)]
+    return UnitMemResult(acc.state_dict(), group_names, list(gen.fc1_names()), gen.family, params)

@@ -1,0 +1,180 @@
+"""The intervention sweep (spec/method.md, section 3): edit fc1 rows, rerun the attack on the
+SAME candidates, optionally measure FID, for every (mode, k%, seed).
+
+Modes (how units are chosen, and the factor on their incoming weights):
+
+- ``unitmem-half``: the global top-k% by UnitMem selection score, x 0.5 (the paper's edit);
+- ``random-half``: a uniformly random k% (the control), x 0.5, one row per seed (>= 3);
+- ``unitmem-zero``: the global top-k% by UnitMem, x 0 (the paper: "no significant benefit");
+- ``per-block-half``: the top-k% within every block, x 0.5.
+
+k = 0 edits nothing, so it is computed once, through the same editing code path, and shown as
+the first row of every mode (and seed): it must equal the unedited model's attack result.
+
+Resumable: every row is written to ``out_dir/rows/`` as it finishes (atomically) together with
+the sweep's ``identity`` (a hash of what the rows depend on: scores, candidates, attack and
+model); on a rerun, rows with the same identity are read back instead of recomputed, rows of
+another identity are recomputed. Under ``torchrun`` every rank computes the rows
+``i % world_size == rank`` of the plan and rank 0 reads the table back after a barrier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from .distributed import barrier
+from .intervene import scaled_fc1_rows, select_units
+from .models.generator import Generator
+from .results import ResultFileError, atomic_write_json, read_json, to_jsonable
+
+MODES = {  # mode -> (select_units mode, factor)
+    "unitmem-half": ("global", 0.5),
+    "random-half": ("random", 0.5),
+    "unitmem-zero": ("global", 0.0),
+    "per-block-half": ("per-block", 0.5),
+}
+DEFAULT_K_PERCENTS = (0, 1, 2, 5, 10, 20)
+DEFAULT_SEEDS = (0, 1, 2)
+BASELINE = ("baseline", 0, 0)
+
+AttackFn = Callable[[Generator], object]
+"""``attack(gen) -> AttackResult`` on the fixed baseline candidates (memlib.extract.run_attack
+with ``candidates=...``)."""
+FidFn = Callable[[Generator], tuple[float, str]]
+"""``fid(gen) -> (value, metric name)``."""
+
+
+def sweep_identity(scores_KU: torch.Tensor, candidates: torch.Tensor, settings: Mapping) -> str:
+    """sha256 over the selection scores, the candidate ids and the attack/model ``settings``."""
+    digest = hashlib.sha256()
+    digest.update(scores_KU.detach().cpu().double().contiguous().numpy().tobytes())
+    digest.update(torch.as_tensor(candidates).cpu().long().contiguous().numpy().tobytes())
+    digest.update(repr(sorted(to_jsonable(settings).items())).encode())
+    return digest.hexdigest()
+
+
+def sweep_plan(k_percents: Sequence[float], modes: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, float, int]]:
+    """The (mode, k, seed) rows to compute: the k = 0 baseline once, then every mode at every
+    k > 0 (``random-half`` once per seed, the other modes with seed 0)."""
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"sweep modes {unknown} unknown; expected some of {list(MODES)}")
+    if "random-half" in modes and len(set(seeds)) < 3:
+        raise ValueError(f"random_seeds: expected >= 3 distinct seeds for the random control, got {list(seeds)}")
+    plan = [BASELINE]
+    for mode in modes:
+        for k in k_percents:
+            if k == 0:
+                continue
+            for seed in (seeds if mode == "random-half" else [0]):
+                plan.append((mode, k, int(seed)))
+    return plan
+
+
+def row_path(out_dir: str | Path, mode: str, k: float, seed: int) -> Path:
+    return Path(out_dir) / "rows" / f"{mode}_k{k:g}_s{seed}.json"
+
+
+def compute_row(
+    gen: Generator, scores_KU: torch.Tensor, mode: str, k: float, seed: int, attack: AttackFn, fid: FidFn | None
+) -> dict:
+    """One row: select the units, edit (restored bit-exactly afterwards), attack, FID."""
+    started = time.time()
+    select_mode, factor = MODES[mode] if mode != "baseline" else ("global", 1.0)
+    units_M2 = select_units(scores_KU, k, select_mode, seed=seed)
+    with scaled_fc1_rows(gen.transformer, gen.fc1_names(), units_M2, factor=factor) as record:
+        result = attack(gen)
+        fid_value, fid_metric = fid(gen) if fid is not None else (None, None)
+    row = {
+        "mode": mode,
+        "k_percent": k,
+        "seed": seed,
+        "factor": factor,
+        "units_edited": int(units_M2.shape[0]),
+        "units_per_block": record.summary()["per_block"],
+        "fid": fid_value,
+        "fid_metric": fid_metric,
+        "similarity": result.similarity_name,
+        "candidates": int(result.num_candidates_total),
+        "seconds": round(time.time() - started, 3),
+    }
+    for n, count in result.counts.items():
+        row[f"extracted@{n}"] = count
+    row["extracted_ids"] = {
+        str(n): result.candidate_ids[hit].tolist() for n, hit in zip(result.prefix_lengths, result.extracted)
+    }
+    return row
+
+
+def _stored_identity(path: Path) -> str | None:
+    """The identity a finished row file was written under; None when absent or damaged
+    (such a row is recomputed)."""
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path)
+    except ResultFileError:
+        return None
+    return record.get("identity") if isinstance(record, dict) else None
+
+
+def run_sweep(
+    gen: Generator,
+    scores_KU: torch.Tensor,
+    attack: AttackFn,
+    out_dir: str | Path,
+    identity: str,
+    *,
+    k_percents: Sequence[float] = DEFAULT_K_PERCENTS,
+    modes: Sequence[str] = tuple(MODES),
+    seeds: Sequence[int] = DEFAULT_SEEDS,
+    fid: FidFn | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    log: Callable[[str], None] = lambda msg: None,
+):
+    """Compute (or read back) every row of :func:`sweep_plan` and return the table as a pandas
+    DataFrame: one row per (mode, k, seed), k = 0 repeated for every mode and seed, columns
+    ``mode, k_percent, seed, factor, units_edited, extracted@<n> ..., fid, fid_metric, ...``.
+
+    ``scores_KU``: the UnitMem selection score per (block, unit);
+    ``identity``: :func:`sweep_identity` of what the rows depend on (a row stored under another
+    identity is recomputed, never reused).
+    """
+    import pandas as pd
+
+    plan = sweep_plan(k_percents, modes, seeds)
+    for i, (mode, k, seed) in enumerate(plan):
+        if i % world_size != rank:
+            continue
+        path = row_path(out_dir, mode, k, seed)
+        if _stored_identity(path) == identity:
+            log(f"sweep {mode} k={k:g} seed={seed}: done before, skipped")
+            continue
+        row = compute_row(gen, scores_KU, mode, k, seed, attack, fid)
+        atomic_write_json(path, {"identity": identity, "row": row})
+        log(f"sweep {mode} k={k:g} seed={seed}: {row['units_edited']} units, "
+            + ", ".join(f"{key} {value}" for key, value in row.items() if key.startswith("extracted@")))
+    barrier()
+    rows = {}
+    for mode, k, seed in plan:
+        record = read_json(row_path(out_dir, mode, k, seed))
+        if record.get("identity") != identity:
+            raise RuntimeError(f"sweep row {mode} k={k} seed={seed} belongs to another sweep (identity differs)")
+        rows[(mode, k, seed)] = record["row"]
+    table = []
+    for mode in modes:
+        if 0 in k_percents:
+            table.extend({**rows[BASELINE], "mode": mode, "seed": int(s)} for s in (seeds if mode == "random-half" else [0]))
+        table.extend(rows[(m, k, s)] for (m, k, s) in plan if m == mode)
+    table.sort(key=lambda row: (list(modes).index(row["mode"]), row["k_percent"], row["seed"]))
+    frame = pd.DataFrame(table)
+    first = ["mode", "k_percent", "seed", "factor", "units_edited"] + sorted(
+        (c for c in frame.columns if c.startswith("extracted@")), key=lambda c: int(c.split("@")[1])
+    ) + ["fid", "fid_metric"]
+    return frame[first + [c for c in frame.columns if c not in first]]

@@ -1,0 +1,263 @@
+"""Frechet distance, feature statistics through clean-fid's helpers, reference caching, the
+generator FID, and the testbed classifier (memlib/fid.py, memlib/classifier.py)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from toy_generator import ToyGenerator, chain_table
+
+from memlib.classifier import ClassifierConfig, TestbedClassifier, load_classifier, save_classifier, train_classifier
+from memlib.fid import (
+    FeatureExtractor,
+    FeatureStats,
+    InceptionFeatures,
+    TestbedFeatures,
+    cached_reference_stats,
+    feature_stats,
+    fid_of_generator,
+    folder_feature_stats,
+    frechet_distance,
+    reference_key,
+)
+
+CLASSIFIER = Path(__file__).resolve().parent.parent / "data" / "checkpoints" / "classifier.safetensors"
+
+
+def _gaussian_stats(seed, dim=6, n=200):
+    x = np.random.default_rng(seed).normal(size=(n, dim)) @ np.random.default_rng(seed + 100).normal(size=(dim, dim))
+    return x.mean(axis=0), np.cov(x, rowvar=False)
+
+
+# ---- the Frechet distance ------------------------------------------------------------------
+
+
+def test_fid_of_identical_statistics_is_zero():
+    mu, sigma = _gaussian_stats(0)
+    assert frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_equal_covariances_give_squared_mean_distance():
+    mu1, sigma = _gaussian_stats(1)
+    mu2 = mu1 + np.arange(6.0)
+    assert frechet_distance(mu1, sigma, mu2, sigma) == pytest.approx(float(np.sum(np.arange(6.0) ** 2)), rel=1e-6)
+
+
+def test_diagonal_covariances_closed_form_and_symmetry():
+    a, b = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 1.0])
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    expected = 5.0 + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)  # ||mu1 - mu2||^2 + sum (sqrt a - sqrt b)^2
+    assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-9)
+    (m1, s1), (m2, s2) = _gaussian_stats(2), _gaussian_stats(3)
+    assert frechet_distance(m1, s1, m2, s2) == pytest.approx(frechet_distance(m2, s2, m1, s1), rel=1e-6)
+
+
+def test_singular_covariances_still_give_a_number():
+    x = np.random.default_rng(4).normal(size=(3, 10))  # rank 2 covariance in 10 dimensions
+    mu, sigma = x.mean(0), np.cov(x, rowvar=False)
+    assert frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="shapes"):
+        frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+# ---- statistics through clean-fid's helpers, with a stub extractor -------------------------
+
+
+class StubFeatures(FeatureExtractor):
+    """Features = the 3 channel means and the 4 quadrant means of channel 0, in [0, 255]."""
+
+    name = "stub"
+    metric_name = "stub FID"
+    preprocessing = "uint8; none"
+    device = torch.device("cpu")
+    weights_sha256 = "0" * 64
+
+    def __init__(self):
+        self.calls = 0
+
+    def resize(self, image_HW3):
+        return image_HW3.astype(np.float32)
+
+    def __call__(self, batch):
+        self.calls += 1
+        h, w = batch.shape[2] // 2, batch.shape[3] // 2
+        quads = [batch[:, 0, i * h : (i + 1) * h, j * w : (j + 1) * w].mean(dim=(1, 2)) for i in (0, 1) for j in (0, 1)]
+        return torch.cat([batch.mean(dim=(2, 3)), torch.stack(quads, dim=1)], dim=1)
+
+
+def _hand_features(images):
+    q = (images * 255).round().clamp(0, 255).double()
+    quads = [q[:, 0, i * 4 : i * 4 + 4, j * 4 : j * 4 + 4].mean(dim=(1, 2)) for i in (0, 1) for j in (0, 1)]
+    return torch.cat([q.mean(dim=(2, 3)), torch.stack(quads, 1)], 1).numpy()
+
+
+def _random_images(n, seed):
+    return torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+def test_feature_stats_match_numpy_on_quantised_images_for_any_batch_size():
+    images = _random_images(50, 0)
+    feats = _hand_features(images)
+    for batch_size in (7, 64):
+        stats = feature_stats(StubFeatures(), images, batch_size=batch_size)
+        assert stats.n == 50 and stats.extractor == StubFeatures().identity
+        np.testing.assert_allclose(stats.mu, feats.mean(0), rtol=1e-10)
+        np.testing.assert_allclose(stats.sigma, np.cov(feats, rowvar=False), rtol=1e-8, atol=1e-8)
+
+
+def test_tensor_path_equals_clean_fid_folder_pipeline(tmp_path):
+    images = _random_images(20, 1)
+    for i, image in enumerate(images):
+        array = (image * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+        Image.fromarray(array).save(tmp_path / f"{i:03d}.png")
+    from_folder = folder_feature_stats(tmp_path, StubFeatures(), batch_size=8)
+    from_tensor = feature_stats(StubFeatures(), images)
+    np.testing.assert_allclose(from_folder.mu, from_tensor.mu, rtol=1e-6)
+    np.testing.assert_allclose(from_folder.sigma, from_tensor.sigma, rtol=1e-5, atol=1e-6)
+    assert frechet_distance(from_folder.mu, from_folder.sigma, from_tensor.mu, from_tensor.sigma) == pytest.approx(0, abs=1e-4)
+
+
+def test_feature_stats_save_load_round_trip(tmp_path):
+    stats = feature_stats(StubFeatures(), _random_images(10, 2))
+    stats.save(tmp_path / "s.npz")
+    back = FeatureStats.load(tmp_path / "s.npz")
+    assert back.n == 10 and back.extractor == stats.extractor
+    np.testing.assert_array_equal(back.sigma, stats.sigma)
+
+
+def test_reference_stats_are_cached_and_keyed_by_images_and_extractor(tmp_path):
+    images = _random_images(12, 3)
+    extractor = StubFeatures()
+    first = cached_reference_stats(images, extractor, tmp_path)
+    calls = extractor.calls
+    again = cached_reference_stats(images, extractor, tmp_path)
+    assert extractor.calls == calls  # read from the file
+    np.testing.assert_array_equal(again.mu, first.mu)
+    assert len(list(tmp_path.glob("refstats-*.npz"))) == 1
+
+    changed = images.clone()
+    changed[0, 0, 0, 0] = 1.0 - changed[0, 0, 0, 0]
+    assert reference_key(changed, extractor) != reference_key(images, extractor)
+    assert reference_key([images[:5], images[5:]], extractor) != reference_key(images, extractor)  # batch shapes count
+    cached_reference_stats(changed, extractor, tmp_path)
+    assert extractor.calls > calls and len(list(tmp_path.glob("refstats-*.npz"))) == 2
+
+    other = StubFeatures()
+    other.weights_sha256 = "1" * 64
+    assert reference_key(images, other) != reference_key(images, extractor)
+    with pytest.raises(TypeError, match="one-shot"):
+        cached_reference_stats(iter([images]), extractor, tmp_path)
+
+
+# ---- FID of a generator --------------------------------------------------------------------
+
+
+def _toy():
+    table = chain_table({0: [[0, 1, 2, 3]], 1: [[3, 3, 0, 0]]}, 2, 4, strength=1.0)
+    return ToyGenerator(table, image_size=8, grid=2)
+
+
+def test_fid_of_generator_is_seeded_and_zero_against_its_own_samples():
+    gen, extractor = _toy(), StubFeatures()
+    result = fid_of_generator(gen, extractor, feature_stats(extractor, _random_images(30, 4)), num_per_class=15,
+                              sampling_kwargs={"temperature": 1.0}, seed=7, batch_size=8)
+    repeat = fid_of_generator(gen, extractor, feature_stats(extractor, _random_images(30, 4)), num_per_class=15,
+                              sampling_kwargs={"temperature": 1.0}, seed=7, batch_size=8)
+    assert result.score == repeat.score and result.score > 0
+    assert (result.metric_name, result.num_samples, result.seed) == ("stub FID", 30, 7)
+    assert result.sampling_kwargs == {"temperature": 1.0} and result.to_dict()["preprocessing"] == "uint8; none"
+
+    labels = torch.arange(2).repeat_interleave(15)
+    rng = torch.Generator().manual_seed(7)
+    own = torch.cat([gen.tokens_to_images(gen.sample(labels[i : i + 8], generator=rng, temperature=1.0))
+                     for i in range(0, 30, 8)])
+    own_stats = feature_stats(extractor, own)
+    zero = fid_of_generator(gen, extractor, own_stats, 15, {"temperature": 1.0}, seed=7, batch_size=8)
+    # features in [0, 255] with a rank-deficient covariance: zero up to round-off relative to the scale
+    assert abs(zero.score) <= 1e-7 * np.trace(own_stats.sigma)
+
+
+def test_fid_of_generator_refuses_stats_from_another_extractor():
+    other = StubFeatures()
+    other.weights_sha256 = "f" * 64
+    reference = feature_stats(other, _random_images(10, 5))
+    with pytest.raises(ValueError, match="reference statistics were made with"):
+        fid_of_generator(_toy(), StubFeatures(), reference, num_per_class=2)
+
+
+class _FakeInceptionLayers(torch.nn.Module):
+    """Reports what reached the network: [mean of channel 0, input height, 0, ...] (2048-d)."""
+
+    def forward(self, x):
+        out = torch.zeros(x.shape[0], 2048)
+        out[:, 0] = x[:, 0].mean(dim=(1, 2))
+        out[:, 1] = float(x.shape[2])
+        return out
+
+
+class _FakeInception(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = _FakeInceptionLayers()
+
+    def forward(self, x, return_features: bool = False):
+        return self.layers(x)
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
+def test_inception_features_follow_clean_fid_protocol(tmp_path):
+    torch.jit.script(_FakeInception()).save(str(tmp_path / "inception-2015-12-05.pt"))
+    extractor = InceptionFeatures(tmp_path, device="cpu")
+    assert extractor.metric_name == "FID"
+    stats = feature_stats(extractor, torch.full((3, 3, 20, 20), 0.75))  # 0.75 -> uint8 191 -> (191 - 128) / 128
+    assert stats.mu[0] == pytest.approx(63 / 128, abs=1e-5) and stats.mu[1] == 299
+
+
+def test_inception_missing_file_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="inception-2015-12-05.pt"):
+        InceptionFeatures(tmp_path, device="cpu")
+
+
+# ---- the testbed classifier ----------------------------------------------------------------
+
+
+def test_shipped_classifier_features_and_accuracy():
+    from memlib.data import load_testbed, to_float_images
+
+    record = json.loads(CLASSIFIER.with_suffix(".json").read_text())
+    assert record["heldout_accuracy"] >= 0.8 and record["heldout_size"] == 1000
+    data = load_testbed()
+    images, labels = to_float_images(data.heldout_images[:300]), torch.as_tensor(data.heldout_labels[:300])
+    model = load_classifier(CLASSIFIER)
+    with torch.no_grad():
+        assert (model(images).argmax(1) == labels).double().mean() >= 0.75
+    extractor = TestbedFeatures(CLASSIFIER)
+    assert extractor.metric_name == "testbed FID"
+    stats = feature_stats(extractor, images[:40], batch_size=16)
+    assert stats.mu.shape == (128,) and stats.sigma.shape == (128, 128)
+    with pytest.raises(ValueError, match="32x32"):
+        feature_stats(extractor, torch.rand(2, 3, 16, 16))
+
+
+def test_train_save_load_round_trip(tmp_path):
+    torch.set_num_threads(1)
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.rand(32, 3, 32, 32, generator=g), torch.randint(0, 3, (32,), generator=g)
+    config = ClassifierConfig(num_classes=3, width=4, feature_dim=8)
+    model = train_classifier(images, labels, epochs=1, seed=0, batch_size=16, config=config)
+    twin = train_classifier(images, labels, epochs=1, seed=0, batch_size=16, config=config)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), twin.state_dict().values()))
+    save_classifier(model, tmp_path / "c.safetensors", {"heldout_accuracy": 0.0})
+    back = load_classifier(tmp_path / "c.safetensors")
+    with torch.no_grad():
+        assert torch.equal(back.features(images), model.features(images))
+    (tmp_path / "c.json").unlink()
+    with pytest.raises(FileNotFoundError, match="c.json"):
+        load_classifier(tmp_path / "c.safetensors")
+    assert isinstance(back, TestbedClassifier)

@@ -1,0 +1,109 @@
+import json
+
+import pytest
+import torch
+
+from memlib import results
+from memlib.results import ResultFileError, cache_key, cached, load_result, save_result
+
+
+def test_round_trip_keeps_tensors_and_metadata(tmp_path):
+    tensors = {"a": torch.arange(6, dtype=torch.float64).reshape(2, 3), "b": torch.tensor([True, False])}
+    meta = {"k": 10, "path": tmp_path / "x", "pair": (1, 2), **results.provenance({"k": 10}, seed=3, started=0.0)}
+    save_result(tmp_path / "r", tensors, meta)
+    loaded = load_result(tmp_path / "r")
+    assert torch.equal(loaded.tensors["a"], tensors["a"]) and torch.equal(loaded.tensors["b"], tensors["b"])
+    assert loaded.meta["pair"] == [1, 2] and loaded.meta["path"] == (tmp_path / "x").as_posix()
+    assert loaded.meta["seed"] == 3 and loaded.meta["params"] == {"k": 10}
+    assert loaded.meta["code_version"]["memlib"] == results.memlib.__version__
+    assert set(loaded.meta["libraries"]) >= {"torch", "numpy", "python"}
+    assert not list(tmp_path.glob("*.tmp"))  # no temporary files left behind
+
+
+def test_truncated_tensor_file_is_detected(tmp_path):
+    save_result(tmp_path / "r", {"a": torch.randn(100)}, {})
+    tensor_file = tmp_path / "r.safetensors"
+    tensor_file.write_bytes(tensor_file.read_bytes()[:-40])
+    with pytest.raises(ResultFileError, match="sha256"):
+        load_result(tmp_path / "r")
+
+
+def test_modified_tensor_file_is_detected(tmp_path):
+    save_result(tmp_path / "r", {"a": torch.zeros(10)}, {})
+    data = bytearray((tmp_path / "r.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (tmp_path / "r.safetensors").write_bytes(bytes(data))
+    with pytest.raises(ResultFileError, match="sha256"):
+        load_result(tmp_path / "r")
+
+
+def test_tensors_without_marker_are_incomplete(tmp_path):
+    save_result(tmp_path / "r", {"a": torch.zeros(3)}, {})
+    (tmp_path / "r.json").unlink()  # as if killed between the two writes
+    assert not results.result_exists(tmp_path / "r")
+    with pytest.raises(ResultFileError, match="incomplete"):
+        load_result(tmp_path / "r")
+    (tmp_path / "r.json").write_text(json.dumps({"complete": False}))
+    with pytest.raises(ResultFileError, match="not a complete"):
+        load_result(tmp_path / "r")
+
+
+def test_cache_key_changes_with_params_and_input_content_only(tmp_path):
+    ckpt = tmp_path / "model.bin"
+    ckpt.write_bytes(b"weights-1")
+    base = cache_key("unitmem", {"k": 10, "views": 10}, {"checkpoint": ckpt})
+    assert cache_key("unitmem", {"views": 10, "k": 10}, {"checkpoint": ckpt}) == base  # order does not matter
+    assert cache_key("unitmem", {"k": 5, "views": 10}, {"checkpoint": ckpt}) != base
+    assert cache_key("attack", {"k": 10, "views": 10}, {"checkpoint": ckpt}) != base
+    copy = tmp_path / "elsewhere.bin"
+    copy.write_bytes(b"weights-1")
+    assert cache_key("unitmem", {"k": 10, "views": 10}, {"checkpoint": copy}) == base  # identity, not path
+    ckpt.write_bytes(b"weights-2")
+    assert cache_key("unitmem", {"k": 10, "views": 10}, {"checkpoint": ckpt}) != base
+    with pytest.raises(FileNotFoundError):
+        cache_key("unitmem", {}, {"checkpoint": tmp_path / "missing.bin"})
+
+
+def test_file_hash_is_remembered_by_path_size_mtime(tmp_path):
+    import os
+
+    path = tmp_path / "big.bin"
+    path.write_bytes(b"x" * 1000)
+    store = tmp_path / "hashes.json"
+    first = results.file_sha256(path, store)
+    assert len(json.loads(store.read_text())) == 1
+    # same size and mtime: the stored hash is returned without reading the file again
+    stat = path.stat()
+    path.write_bytes(b"y" * 1000)
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    results._HASH_MEMO.clear()
+    assert results.file_sha256(path, store) == first
+    # a new mtime means a changed file: rehashed
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert results.file_sha256(path, store) != first
+
+
+def test_cached_computes_once_and_recomputes_on_changed_params(tmp_path):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"x": torch.tensor([float(len(calls))])}, {"note": "hi"}
+
+    first = cached("stage", {"k": 1}, compute, tmp_path, seed=0)
+    again = cached("stage", {"k": 1}, compute, tmp_path, seed=0)
+    assert len(calls) == 1 and torch.equal(first.tensors["x"], again.tensors["x"])
+    assert again.meta["info"] == {"note": "hi"} and again.meta["stage"] == "stage"
+    other = cached("stage", {"k": 2}, compute, tmp_path, seed=0)
+    assert len(calls) == 2 and float(other.tensors["x"]) == 2.0
+    # a damaged cache entry is recomputed, not read
+    tensor_file = next(p for p in tmp_path.glob("stage-*.safetensors") if p.stem + ".json" == first.path.name)
+    tensor_file.write_bytes(tensor_file.read_bytes()[:-4])
+    cached("stage", {"k": 1}, compute, tmp_path, seed=0)
+    assert len(calls) == 3
+
+
+def test_to_jsonable_refuses_unknown_objects():
+    with pytest.raises(TypeError, match="object"):
+        results.to_jsonable({"a": object()})
+    assert results.to_jsonable({"x": float("nan"), "t": torch.tensor(2)}) == {"x": "nan", "t": 2}

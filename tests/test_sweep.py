@@ -1,0 +1,96 @@
+import pytest
+import torch
+from toy_pipeline import ToyVAR, toy_dataset
+
+from memlib.extract import run_attack
+from memlib.similarity import PixelSimilarity
+from memlib.sweep import run_sweep, sweep_identity, sweep_plan
+
+PREFIXES = [0, 1, 5]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    gen = ToyVAR(seed=1)
+    data = toy_dataset(n=16, seed=2)
+    images, labels = data.tensors
+    tokens = gen.images_to_tokens(images)
+    kwargs = dict(similarity=PixelSimilarity(), threshold=0.55, prefix_lengths=PREFIXES, per_class=3)
+    baseline = run_attack(gen, tokens, labels, **kwargs)
+    scores_KU = torch.rand(3, 6, generator=torch.Generator().manual_seed(0))
+    return gen, tokens, labels, kwargs, baseline, scores_KU
+
+
+def _attack(setup, calls):
+    gen, tokens, labels, kwargs, baseline, _ = setup
+
+    def attack(edited):
+        calls.append(torch.cat([p.detach().flatten() for p in edited.transformer.parameters()]).clone())
+        return run_attack(edited, tokens, labels, candidates=baseline.candidate_ids, **kwargs)
+
+    return attack
+
+
+def test_k0_row_equals_baseline_and_edits_are_applied_then_restored(setup, tmp_path):
+    gen, _, _, _, baseline, scores_KU = setup
+    before = [p.detach().clone() for p in gen.transformer.parameters()]
+    calls = []
+    table = run_sweep(gen, scores_KU, _attack(setup, calls), tmp_path, "id-1", k_percents=[0, 10, 50], seeds=[0, 1, 2])
+    assert all(torch.equal(a, b) for a, b in zip(before, gen.transformer.parameters()))  # restored bit-exactly
+    # one baseline, then 3 modes x 2 k + random 3 seeds x 2 k
+    assert len(calls) == 1 + 3 * 2 + 3 * 2
+    assert torch.equal(calls[0], torch.cat([p.flatten() for p in before]))  # k = 0 edits nothing
+    assert all(not torch.equal(c, calls[0]) for c in calls[1:])  # every k > 0 row ran on an edited model
+
+    assert 0 < baseline.counts[5] < len(baseline.candidate_ids)  # the comparison below is not vacuous
+    k0 = table[table.k_percent == 0]
+    assert len(k0) == 1 + 3 + 1 + 1  # one per mode and random seed
+    for _, row in k0.iterrows():
+        assert row.units_edited == 0
+        for n in PREFIXES:
+            assert row[f"extracted@{n}"] == baseline.counts[n]
+            assert row.extracted_ids[str(n)] == baseline.candidate_ids[baseline.extracted[PREFIXES.index(n)]].tolist()
+    row = table[(table["mode"] == "unitmem-half") & (table.k_percent == 10)].iloc[0]
+    assert row.units_edited == 2 and row.factor == 0.5  # 10% of 18 units, rounded half up
+    assert set(table[table["mode"] == "random-half"].seed) == {0, 1, 2}
+    assert table.fid.isna().all()
+
+
+def test_rerun_skips_finished_rows_and_other_identity_recomputes(setup, tmp_path):
+    gen, *_, scores_KU = setup
+    first = []
+    table = run_sweep(gen, scores_KU, _attack(setup, first), tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"])
+    (tmp_path / "rows" / "unitmem-half_k20_s0.json").unlink()  # as if killed before this row finished
+    second = []
+    again = run_sweep(gen, scores_KU, _attack(setup, second), tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"])
+    assert len(first) == 2 and len(second) == 1
+    assert table.drop(columns="seconds").equals(again.drop(columns="seconds"))
+    third = []
+    run_sweep(gen, scores_KU, _attack(setup, third), tmp_path, "id-B", k_percents=[0, 20], modes=["unitmem-half"])
+    assert len(third) == 2
+
+
+def test_identity_depends_on_scores_candidates_and_settings():
+    scores = torch.rand(3, 6, generator=torch.Generator().manual_seed(3))
+    a = sweep_identity(scores, torch.arange(4), {"threshold": 0.75})
+    assert a == sweep_identity(scores.clone(), torch.arange(4), {"threshold": 0.75})
+    assert a != sweep_identity(scores, torch.arange(4), {"threshold": 0.8})
+    assert a != sweep_identity(scores, torch.arange(5), {"threshold": 0.75})
+    assert a != sweep_identity(scores * 2, torch.arange(4), {"threshold": 0.75})
+
+
+def test_plan_checks_modes_and_seeds():
+    plan = sweep_plan([0, 5], ["unitmem-zero", "random-half"], [4, 5, 6])
+    assert plan == [("baseline", 0, 0), ("unitmem-zero", 5, 0), ("random-half", 5, 4), ("random-half", 5, 5), ("random-half", 5, 6)]
+    with pytest.raises(ValueError, match="random_seeds"):
+        sweep_plan([5], ["random-half"], [0, 1])
+    with pytest.raises(ValueError, match="unknown"):
+        sweep_plan([5], ["halve"], [0, 1, 2])
+
+
+def test_fid_function_fills_fid_columns(setup, tmp_path):
+    gen, *_, scores_KU = setup
+    fid = lambda g: (float(g.transformer.blocks[0].ffn.fc1.weight.detach().abs().sum()), "toy-metric")  # noqa: E731
+    table = run_sweep(gen, scores_KU, _attack(setup, []), tmp_path, "id-F", k_percents=[0, 50], modes=["unitmem-zero"], fid=fid)
+    assert list(table.fid_metric) == ["toy-metric"] * 2
+    assert table.fid.iloc[1] < table.fid.iloc[0]  # zeroing rows lowers the toy metric

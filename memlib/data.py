@@ -175,8 +175,9 @@ class ImageFolderSample:
 
     Files that are not images (by extension) or that PIL cannot open are skipped and counted
     (``skipped``, a list of ``(path, reason)``; :meth:`summary`); a non-image file is found when
-    listing, an unreadable image only when it is sampled. With ``strict=True`` the first such
-    file raises ``ValueError`` naming it. A class folder without image files is always an error.
+    listing, an unreadable or truncated image only when it is sampled (every sampled file is
+    decoded once, JPEGs at 1/8 size). With ``strict=True`` the first such file raises
+    ``ValueError`` naming it. A class folder without image files is always an error.
 
     Items are ``(PIL RGB image, label)``; apply the family's views (:func:`var_view`,
     :func:`rar_ten_crop`, ...) to the image.
@@ -222,9 +223,10 @@ class ImageFolderSample:
         return files
 
     def _readable(self, path: Path) -> bool:
-        try:
+        try:  # a full decode: verify() passes truncated JPEGs; draft() makes a JPEG decode at 1/8 size
             with Image.open(path) as image:
-                image.verify()
+                image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+                image.load()
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             self._skip(path, f"unreadable image ({type(err).__name__})")
             return False
@@ -247,8 +249,11 @@ class ImageFolderSample:
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         path, label = self.samples[index]
-        with Image.open(path) as image:
-            return image.convert("RGB"), label
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB"), label
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            raise ValueError(f"{path}: unreadable image ({type(err).__name__}: {err}); was it changed after listing?") from err
 
 
 # ---------------------------------------------------------------------------------------------

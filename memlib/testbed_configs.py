@@ -13,7 +13,9 @@ finest token grid is 8x8 in both families:
   position tables get only the 2 extra rows the forward pass uses (upstream keeps 1024/100
   unused rows). ``guidance_scale`` 2.0 with constant schedule is the testbed's sampling default.
 
-Sizes were chosen for CPU training time (data/README.md has the measured times); every field
+Both tokenizers use channel multipliers (1, 1, 2) rather than (1, 2, 2): the 64-channel
+convolutions at 16x16 and the 64-channel upsampling convolution at 32x32 doubled their CPU
+training time. Sizes were chosen for CPU training time (data/README.md has the measured times); every field
 can be overridden through ``memlib.models.registry.get_config(name, **overrides)``.
 """
 
@@ -30,7 +32,7 @@ CONFIGS: dict = {
         vocab_size=512,
         z_channels=16,
         ch=32,
-        ch_mult=(1, 2, 2),
+        ch_mult=(1, 1, 2),
         num_res_blocks=1,
         using_sa=False,
         using_mid_sa=False,
@@ -52,7 +54,7 @@ CONFIGS: dict = {
         guidance_scale_pow=0.0,
         temperature=1.0,
         image_size=32,
-        tokenizer_channel_mult=(1, 2, 2),
+        tokenizer_channel_mult=(1, 1, 2),
         tokenizer_hidden_channels=32,
         tokenizer_num_res_blocks=1,
         tokenizer_z_channels=32,

@@ -89,14 +89,28 @@ def collection_groups(gen: Generator, pooled: bool = False) -> list[PositionGrou
 
 def group_means_reducer(gen: Generator, groups: Sequence[PositionGroup], activation: str):
     """The hook's reduction: fc1 output (R, T, U) -> per-group means of |activation| (R, G, U)
-    float32 (computed in float32 also under bf16 autocast)."""
+    float32 (computed in float32 also under bf16 autocast).
+
+    All group means come from one matrix product with a (G, T) averaging matrix, one pass over
+    the activations instead of one per group."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation: expected one of {ACTIVATIONS}, got {activation!r}")
+    averaging_GT: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    def averaging_matrix(num_positions: int, device: torch.device) -> torch.Tensor:
+        key = (num_positions, device)
+        if key not in averaging_GT:
+            weights_GT = torch.zeros(len(groups), num_positions, device=device)
+            for g, group in enumerate(groups):
+                weights_GT[g, group.start : group.stop] = 1.0 / group.size
+            averaging_GT[key] = weights_GT
+        return averaging_GT[key]
 
     def reduce(name: str, out_RTU: torch.Tensor) -> torch.Tensor:
         out_RTU = out_RTU.detach().float()
-        act_RTU = (gen.fc1_activation(out_RTU) if activation == "post" else out_RTU).abs()
-        means_RGU = torch.stack([act_RTU[:, g.start : g.stop].mean(dim=1) for g in groups], dim=1)
+        # abs_ only on the fresh GELU output, never on the model's own fc1 output
+        act_RTU = gen.fc1_activation(out_RTU).abs_() if activation == "post" else out_RTU.abs()
+        means_RGU = torch.matmul(averaging_matrix(act_RTU.shape[1], act_RTU.device), act_RTU)
         if not torch.isfinite(means_RGU).all():
             raise ValueError(f"non-finite fc1 activations (NaN or inf) in block {name}")
         return means_RGU

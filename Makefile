@@ -49,9 +49,11 @@ chromium:
 	  fi; \
 	fi
 
-# Train the testbed tokenizers and generators (CPU) into data/checkpoints.
+# Train the testbed tokenizers and generators (CPU) into data/checkpoints, then write the
+# evidence that they memorize the planted set (data/testbed_evidence.json, data/evidence/).
 checkpoints: $(STAMP)
 	$(PY) -m memlib train all --out data/checkpoints
+	$(PY) scripts/testbed_evidence.py
 
 clean:
 	rm -rf _build executed book/provenance.md

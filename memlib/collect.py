@@ -110,7 +110,8 @@ def group_means_reducer(gen: Generator, groups: Sequence[PositionGroup], activat
         out_RTU = out_RTU.detach().float()
         # abs_ only on the fresh GELU output, never on the model's own fc1 output
         act_RTU = gen.fc1_activation(out_RTU).abs_() if activation == "post" else out_RTU.abs()
-        means_RGU = torch.matmul(averaging_matrix(act_RTU.shape[1], act_RTU.device), act_RTU)
+        with torch.autocast(act_RTU.device.type, enabled=False):  # the hook runs inside the forward's autocast
+            means_RGU = torch.matmul(averaging_matrix(act_RTU.shape[1], act_RTU.device), act_RTU)
         if not torch.isfinite(means_RGU).all():
             raise ValueError(f"non-finite fc1 activations (NaN or inf) in block {name}")
         return means_RGU

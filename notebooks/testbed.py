@@ -31,14 +31,18 @@ images_per_class = 8            # columns of the grid of training images
 testbed_file = None             # None: the shipped data/fashion_mnist_testbed.npz
 
 # %%
+import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import torch
 from myst_nb import glue
 
-from memlib.data import DEFAULT_DUPLICATION, load_testbed, training_indices
+from memlib.data import DATA_DIR, DEFAULT_DUPLICATION, load_testbed, to_float_images, training_indices
+from memlib.extract import decode_images
+from memlib.models.registry import load_generator
 
 if isinstance(images_per_class, bool) or not isinstance(images_per_class, int) or images_per_class < 1:
     raise ValueError(f"images_per_class: expected an integer >= 1, got {images_per_class!r}")
@@ -200,6 +204,183 @@ plt.close(fig)
 # {glue:text}`duplication:d` times each.
 # ```
 #
+# ## The testbed models
+#
+# Two small models are trained on these images by `make checkpoints` (`memlib/train.py`), each with
+# its own tokenizer, and shipped in `data/checkpoints` with a JSON record of how they were trained:
+#
+# - `var-testbed`, a next-scale model in the layout of VAR {cite:p}`tian2024var`: a multi-scale
+#   VQVAE turns an image into token maps of 1 x 1, 2 x 2, 4 x 4 and 8 x 8 codes (85 tokens), and the
+#   transformer predicts each scale from the coarser ones;
+# - `rar-testbed`, a next-token model in the layout of RAR {cite:p}`yu2024rar`: a VQGAN turns an image
+#   into 8 x 8 codes, and the transformer predicts them one by one in raster order (64 tokens).
+
+# %%
+CHECKPOINTS = DATA_DIR / "checkpoints"
+MODEL_NAMES = {"var": "var-testbed", "rar": "rar-testbed"}
+generators, records = {}, {}
+for family, name in MODEL_NAMES.items():
+    generators[family] = load_generator(name, CHECKPOINTS / f"{name}.safetensors",
+                                        CHECKPOINTS / f"{name}-tokenizer.safetensors")
+    records[family] = json.loads((CHECKPOINTS / f"{name}.json").read_text(encoding="utf-8"))
+
+models = pd.DataFrame({
+    name: {
+        "tokens per image": generators[family].seq_len,
+        "transformer blocks": len(generators[family].fc1_names()),
+        "fc1 units per block": dict(generators[family].transformer.named_modules())[generators[family].fc1_names()[0]].out_features,
+        "transformer parameters": sum(p.numel() for p in generators[family].transformer.parameters()),
+        "tokenizer parameters": sum(p.numel() for p in generators[family].tokenizer.parameters()),
+        "epochs trained": records[family]["epochs_run"],
+        "epoch kept": records[family]["kept_epoch"],
+        "held-out loss of the kept epoch (nats/token)": round(records[family]["kept_heldout_loss"], 4),
+        "training time (s, CPU)": records[family]["wall_seconds"],
+    }
+    for family, name in MODEL_NAMES.items()
+}, dtype=object)
+for family in MODEL_NAMES:
+    glue(f"{family}_epochs_run", records[family]["epochs_run"], display=False)
+    glue(f"{family}_kept_epoch", records[family]["kept_epoch"], display=False)
+models
+
+# %% [markdown]
+# ### Where training stopped
+#
+# Memorization spreads with training: trained long enough, a small model memorizes ordinary images
+# too, and the planted set stops being special ({doc}`../book/testbed`). The trainer therefore keeps
+# the weights of the epoch with the lowest held-out loss (teacher-forced cross-entropy on the
+# held-out images) and stops when it has not improved for a few epochs.
+
+# %%
+fig, axes = plt.subplots(1, len(MODEL_NAMES), figsize=(11, 3.6), squeeze=False)
+for ax, (family, name) in zip(axes[0], MODEL_NAMES.items()):
+    log = pd.DataFrame(records[family]["log"])
+    trained = log[log["epoch"] > 0]
+    ax.plot(trained["epoch"], trained["train_loss"], marker="o", label="training images (with label dropout)")
+    ax.plot(log["epoch"], log["heldout_loss"], marker="s", label="held-out images")
+    ax.axvline(records[family]["kept_epoch"], color="gray", linestyle="--", label="epoch kept")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("cross-entropy (nats per token)")
+    ax.set_title(name)
+    ax.legend(fontsize=8)
+fig.tight_layout()
+fig.savefig(figure_dir / "training_curves.png", dpi=120)
+glue("fig_training_curves", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_training_curves
+# :name: fig-testbed-training-curves
+#
+# Training and held-out loss per epoch of the two testbed transformers; the dashed line marks the
+# epoch whose weights are shipped (epoch 0: before training).
+# ```
+#
+# The trainer also checks what the models memorized: greedy decoding from the first tokens of an
+# image (VAR: the 1 x 1 and 2 x 2 scales, 5 tokens; RAR: the first row of 8 tokens, and two rows)
+# counts as *reproduced* when at least 90% of the remaining tokens equal the original's. A planted
+# image should be reproduced; an ordinary or held-out one should not.
+
+# %%
+checks = []
+for family, name in MODEL_NAMES.items():
+    check = records[family]["memorization_check"]
+    for prefix, counts in check["prefixes"].items():
+        checks.append({"model": name, "prefix (tokens)": int(prefix), "planted": counts["planted"],
+                       "other training images (sample)": counts["other_train"],
+                       "held-out images (sample)": counts["heldout"]})
+checks = pd.DataFrame(checks)
+for family, name in MODEL_NAMES.items():
+    reproduced, planted_total = checks[checks["model"] == name].iloc[0]["planted"].split("/")
+    glue(f"{family}_check_planted", int(reproduced), display=False)
+    glue(f"{family}_check_planted_of", int(planted_total), display=False)
+checks
+
+# %% [markdown]
+# ### The tokenizers
+#
+# The attack compares a generation with the *tokenizer's reconstruction* of the training image, so
+# how faithfully each tokenizer reproduces an image matters. Each column below is one held-out image
+# per class (never seen in training), with its reconstruction by each tokenizer. The reconstruction
+# error over the first {glue:text}`n_recon:d` held-out images is the mean absolute difference in gray
+# levels (of 255): {glue:text}`var_recon_mae:.1f` for VAR's VQVAE and {glue:text}`rar_recon_mae:.1f`
+# for RAR's VQGAN.
+
+# %%
+n_recon = 250  # held-out images for the reconstruction error (a few seconds per tokenizer on a CPU)
+heldout = to_float_images(data.heldout_images[:n_recon])
+glue("n_recon", len(heldout), display=False)
+reconstructions = {}
+with torch.no_grad():
+    for family, gen in generators.items():
+        reconstructions[family] = decode_images(gen, gen.images_to_tokens(heldout), batch_size=n_recon)
+for family, recon in reconstructions.items():
+    mae = 255 * (recon.mean(dim=1) - heldout.mean(dim=1)).abs().mean()
+    glue(f"{family}_recon_mae", float(mae), display=False)
+
+one_per_class = [int(np.flatnonzero(data.heldout_labels[:n_recon] == label)[0]) for label in range(data.num_classes)]
+rows = [("held-out image", heldout)] + [(f"{MODEL_NAMES[f]} tokenizer", r) for f, r in reconstructions.items()]
+fig, axes = plt.subplots(len(rows), data.num_classes, figsize=(0.95 * data.num_classes + 1.6, 1.05 * len(rows)),
+                         squeeze=False)
+for (label, images), row in zip(rows, axes):
+    for ax, index in zip(row, one_per_class):
+        ax.imshow(images[index].mean(dim=0).numpy(), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    row[0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+for ax, index in zip(axes[0], one_per_class):
+    ax.set_title(data.class_names[data.heldout_labels[index]], fontsize=7)
+fig.tight_layout()
+fig.savefig(figure_dir / "tokenizer_reconstructions.png", dpi=120)
+glue("fig_tokenizer_reconstructions", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_tokenizer_reconstructions
+# :name: fig-testbed-reconstructions
+#
+# One held-out image per class and its reconstruction (encode to tokens, decode) by each tokenizer
+# (gray levels inverted).
+# ```
+#
+# ### Samples
+#
+# Class-conditional samples of each model, with its default sampling (VAR: classifier-free guidance
+# 1.5, no top-k or top-p; RAR: guidance 2.0), seeded with `seed`. Each row is one class.
+
+# %%
+for family, gen in generators.items():
+    labels = torch.arange(data.num_classes).repeat_interleave(images_per_class)
+    with torch.no_grad():
+        tokens = gen.sample(labels, generator=torch.Generator().manual_seed(seed))
+    samples = decode_images(gen, tokens)
+    fig, axes = plt.subplots(data.num_classes, images_per_class,
+                             figsize=(0.9 * images_per_class + 1.4, 0.9 * data.num_classes), squeeze=False)
+    for ax, image in zip(axes.ravel(), samples):
+        ax.imshow(image.mean(dim=0).numpy(), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for label, row in enumerate(axes):
+        row[0].set_ylabel(data.class_names[label], rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(f"{MODEL_NAMES[family]}: class-conditional samples, one row per class")
+    fig.tight_layout()
+    fig.savefig(figure_dir / f"samples_{family}.png", dpi=120)
+    glue(f"fig_samples_{family}", fig, display=False)
+    plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_samples_var
+# :name: fig-testbed-samples-var
+#
+# Samples of `var-testbed` (gray levels inverted).
+# ```
+#
+# ```{glue:figure} fig_samples_rar
+# :name: fig-testbed-samples-rar
+#
+# Samples of `rar-testbed` (gray levels inverted).
+# ```
+#
 # ## Summary
 #
 # - The testbed trains on {glue:text}`n_train:d` images of {glue:text}`n_classes:d` classes and
@@ -208,3 +389,8 @@ plt.close(fig)
 #   {glue:text}`duplication:d` times, they make up {glue:text}`planted_share_of_epoch:.1%` of the
 #   {glue:text}`epoch_size:d` samples of one epoch.
 # - Their first rows differ within each class, so a prefix identifies one planted image.
+# - Two models are trained on them, `var-testbed` (next-scale) and `rar-testbed` (next-token), each
+#   kept at the epoch of its lowest held-out loss (epochs {glue:text}`var_kept_epoch:d` and
+#   {glue:text}`rar_kept_epoch:d`). Greedy decoding from a short prefix reproduces
+#   {glue:text}`var_check_planted:d` (VAR) and {glue:text}`rar_check_planted:d` (RAR) of the
+#   {glue:text}`var_check_planted_of:d` planted images.

@@ -43,11 +43,9 @@ def glued(nb) -> dict:
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory):
-    out = tmp_path_factory.mktemp("executed")
-    result = run_notebooks("--params", str(PARAMS / "smoke.yaml"), "--out", str(out), "--timeout", "600")
-    assert result.returncode == 0, f"run_notebooks failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return out
+def executed(smoke_book):
+    """The notebooks executed with smoke.yaml (tests/conftest.py)."""
+    return smoke_book / "executed"
 
 
 @pytest.mark.slow

@@ -10,9 +10,6 @@ host but the local server. The repository itself is left untouched.
 import functools
 import http.server
 import re
-import shutil
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,7 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-BOOK_SOURCES = ["_config.yml", "_toc.yml", "book", "notebooks", "scripts"]
 LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 
 pytestmark = [
@@ -34,28 +30,10 @@ pytestmark = [
 ]
 
 
-def run(*cmd, cwd):
-    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-
-
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    """The smoke build of the book, from a copy of the sources: path of _build/html."""
-    copy = tmp_path_factory.mktemp("book")
-    for name in BOOK_SOURCES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__", "provenance.md"))
-        else:
-            shutil.copy2(source, copy / name)
-    for shared in ("data", "memlib"):  # read, not written, by the notebooks
-        (copy / shared).symlink_to(ROOT / shared, target_is_directory=True)
-    run(sys.executable, "scripts/run_notebooks.py", "--params", "notebooks/params/smoke.yaml", "--timeout", "600", cwd=copy)
-    run(sys.executable, "scripts/write_provenance.py", cwd=copy)
-    jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    run(jupyter_book, "build", ".", "--builder", "html", "-W", "-n", "--keep-going", cwd=copy)
-    return copy / "_build" / "html"
+def site(smoke_site):
+    """The smoke build of the book (tests/conftest.py): path of _build/html."""
+    return smoke_site
 
 
 @pytest.fixture(scope="module")

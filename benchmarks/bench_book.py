@@ -1,0 +1,88 @@
+"""Wall time of `make book`, cold and with a warm cache, and of each notebook.
+
+    python benchmarks/bench_book.py [--repeats 3] [--params notebooks/params/testbed.yaml]
+
+Each repetition runs, from the repository root:
+
+1. cold: ``make clean`` and delete the parameter file's ``results_dir`` (where notebooks keep
+   their results and caches) and ``.cache/``, then ``make book PARAMS=...``;
+2. warm: ``make book PARAMS=...`` again, with everything the cold run left in place.
+
+So it DELETES _build/, executed/, book/provenance.md, the results folder and .cache/ (all
+re-created by `make book`; none is tracked by git). The per-notebook seconds come from
+executed/timings.json, which scripts/run_notebooks.py writes during each build. A failed
+build stops the script without writing anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+
+import common
+
+TIMINGS = common.ROOT / "executed" / "timings.json"
+
+
+def make_book(params: Path) -> tuple[float, dict[str, float]]:
+    """Seconds of one ``make book`` and the per-notebook seconds it recorded."""
+    start = time.perf_counter()
+    subprocess.run(["make", "book", f"PARAMS={params}"], cwd=common.ROOT, check=True)
+    seconds = time.perf_counter() - start
+    timings = json.loads(TIMINGS.read_text())
+    return seconds, {name: float(t["seconds"]) for name, t in timings.items()}
+
+
+def clear_caches(params: Path) -> None:
+    subprocess.run(["make", "clean"], cwd=common.ROOT, check=True)
+    results_dir = (yaml.safe_load((common.ROOT / params).read_text()) or {}).get("results_dir")
+    for folder in ([results_dir] if results_dir else []) + [".cache"]:
+        path = (common.ROOT / folder).resolve()
+        if common.ROOT not in path.parents:
+            raise ValueError(f"results_dir {folder!r} in {params} lies outside the repository; not deleting it")
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--params", type=Path, default=Path("notebooks/params/testbed.yaml"),
+                        help="parameter file, relative to the repository root (default: %(default)s)")
+    args = parser.parse_args(argv)
+    ctx = common.context()
+    runs = {"cold": [], "warm": []}
+    notebooks = {"cold": {}, "warm": {}}
+    for r in range(args.repeats):
+        for state in ("cold", "warm"):
+            if state == "cold":
+                clear_caches(args.params)
+            print(f"[book] repetition {r + 1}/{args.repeats}: make book ({state})", flush=True)
+            seconds, per_notebook = make_book(args.params)
+            runs[state].append(seconds)
+            for name, s in per_notebook.items():
+                notebooks[state].setdefault(name, []).append(s)
+            print(f"[book] {state}: {seconds:.1f} s", flush=True)
+    settings = {"params": args.params.as_posix(), "command": f"make book PARAMS={args.params.as_posix()}"}
+    entries = [
+        common.entry(f"book/make_book/{state}", runs[state], "s",
+                     f"wall time of `make book` ({'after make clean and deleting the results and caches' if state == 'cold' else 'right after a build: warm caches'})",
+                     settings=settings, ctx=ctx)
+        for state in ("cold", "warm")
+    ]
+    entries += [
+        common.entry(f"book/notebook/{name}/{state}", seconds, "s",
+                     f"papermill wall time of notebook {name} in a {state} `make book` (executed/timings.json)",
+                     settings=settings, ctx=ctx)
+        for state in ("cold", "warm") for name, seconds in sorted(notebooks[state].items())
+    ]
+    common.write_entries(entries, replace_prefix="book/")
+
+
+if __name__ == "__main__":
+    main()

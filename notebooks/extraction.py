@@ -1,0 +1,416 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Extracting training images
+#
+# **Question: how many training images does the extraction attack recover from the unedited
+# models, and how does that depend on the length of the prefix it starts from?**
+#
+# The attack of {cite:t}`kowalczuk2025privacy` has four stages ({doc}`../book/method`):
+#
+# - **A.** score every training image with one teacher-forced pass: the fraction of its tokens the
+#   model predicts correctly (top-1);
+# - **B.** keep the highest-scoring images of every class as candidates;
+# - **C.** generate each candidate from the first tokens of its ground-truth sequence (the
+#   *prefix*), greedily, without guidance;
+# - **D.** decode the generation and the candidate's ground-truth tokens with the same tokenizer and
+#   call the image *extracted* when their copy-detection similarity exceeds a threshold.
+#
+# On the testbed the similarity is the pixel-space measure of `memlib.similarity` (one minus the
+# mean absolute gray-level difference), not SSCD, and stage A scores the whole sequence because blank
+# backgrounds make a last-tokens span a poor ranker ({doc}`../book/testbed`). Since the planted
+# images are known there, this page also checks stage A against them and calibrates the decision
+# threshold. The cell below holds the parameters; papermill replaces them.
+
+# %% tags=["parameters"]
+# -- the run
+seed = 0                         # seeds every random choice
+device = "auto"                  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
+results_dir = "results/testbed"  # result files, figures and summaries (git-ignored)
+batch_size = 64                  # images per forward pass
+shard_size = 256                 # images (stage A) or candidates (C-D) per resumable shard
+amp = "auto"                     # bf16 autocast: "auto" (on CUDA only), true or false
+# -- the model: "" is the testbed pair (var-testbed, rar-testbed) with the shipped checkpoints
+model = ""                       # a name of memlib's model registry, e.g. "var-d30"
+model_overrides = {}             # config fields to replace (testing only)
+checkpoint = ""                  # the transformer's weights file (full scale)
+tokenizer_checkpoint = ""        # the tokenizer's weights file (full scale)
+# -- the images
+dataset = "testbed"              # "testbed" or "imagenet"
+testbed_file = ""                # "": data/fashion_mnist_testbed.npz
+imagenet_train_dir = ""          # ImageNet-1k train folder (dataset "imagenet")
+strict_images = False            # an unreadable ImageNet file: error (true) or skipped (false)
+max_images = 0                   # attack only the first N training images (0: all)
+# -- the attack
+similarity = "pixel"             # "pixel" (testbed) or "sscd" (the paper)
+sscd_torchscript = ""            # sscd_disc_mixup.torchscript.pt (similarity "sscd")
+threshold = 0.99                 # extracted when similarity > threshold (the paper, SSCD: 0.75)
+prefix_lengths = [0, 1, 5, 8]     # prefix lengths in tokens; each model uses those it accepts
+per_class = 10                   # candidates per class (the paper: 5)
+score_span = None                # stage A positions [start, stop]; None: the whole sequence
+images_per_class = 8             # columns of the image grids
+
+# %%
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+from IPython.display import Markdown, display
+from myst_nb import glue
+
+from memlib import cli
+from memlib.data import DATA_DIR, load_testbed, to_float_images
+from memlib.extract import decode_images, score_images
+from memlib.models.registry import build_generator, get_config
+from memlib.params import SPECS, validate_params
+from memlib.results import atomic_write_json, cached, provenance
+from memlib.similarity import PixelSimilarity, calibrate_threshold
+
+given = {key: value for key, value in globals().items() if key in SPECS}
+started = time.time()
+sns.set_theme(style="whitegrid", context="notebook")
+FAMILY_NAMES = {"var": "VAR (next-scale)", "rar": "RAR (next-token)"}
+
+# %% [markdown]
+# ## The run's models
+#
+# The parameters are checked first (`memlib.params`): a bad value stops the notebook with a message
+# naming the parameter. An empty `model` means the testbed pair `var-testbed` and `rar-testbed`; a
+# full-scale run names one model. Each model uses the prefix lengths of `prefix_lengths` it can
+# start from: every integer up to the sequence length for RAR, only the scale boundaries for VAR
+# (the testbed's VAR: 0, 1, 5, 21 and 85 tokens).
+
+# %% tags=["hide-input"]
+TESTBED_MODELS = {"var": "var-testbed", "rar": "rar-testbed"}
+STAGE = "attack"  # the memlib stage whose required parameters this page checks
+
+
+def run_models(values: dict) -> dict[str, dict]:
+    """The run's models by family, each with its validated parameters (memlib.params) and the
+    prefix lengths it accepts.
+
+    A ``model`` name gives that one model. An empty ``model`` on the testbed gives the testbed
+    pair with the checkpoints shipped in data/checkpoints, each with its own results folder.
+    """
+    values = {key: value for key, value in values.items() if value is not None}
+    params = validate_params(values)
+    if params["model"]:
+        models = {get_config(params["model"]).family: validate_params(values, STAGE)}
+    elif params["dataset"] != "testbed" or params["checkpoint"] or params["tokenizer_checkpoint"]:
+        raise ValueError("model: got ''; expected a model name of memlib's registry (an empty model means the "
+                         "testbed pair, which needs dataset 'testbed' and empty checkpoint paths)")
+    else:
+        folder, models = DATA_DIR / "checkpoints", {}
+        for family, name in TESTBED_MODELS.items():
+            try:
+                models[family] = validate_params({**values, "model": name,
+                                           "checkpoint": str(folder / f"{name}.safetensors"),
+                                           "tokenizer_checkpoint": str(folder / f"{name}-tokenizer.safetensors"),
+                                           "results_dir": str(Path(params["results_dir"]) / name)}, STAGE)
+            except ValueError as err:
+                raise ValueError(f"{err}\n  (the testbed checkpoints are made by `make checkpoints`)") from err
+    for family, p in models.items():
+        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in p["model_overrides"].items()}
+        valid = build_generator(get_config(p["model"], **overrides), device="meta").valid_prefix_lengths()
+        usable = [n for n in p["prefix_lengths"] if n in valid]
+        if not usable:
+            raise ValueError(f"prefix_lengths: got {p['prefix_lengths']}; {p['model']} accepts none of them "
+                             f"(valid: {valid[:12]}{' ...' if len(valid) > 12 else ''})")
+        p["prefix_lengths"] = usable
+    return models
+
+
+runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in run_models(given).items()}
+headline = {family: max(run.params["prefix_lengths"]) for family, run in runs.items()}
+for family, run in runs.items():
+    print(f"{run.params['model']}: {run.params['checkpoint']} on {run.device}; prefix lengths "
+          f"{run.params['prefix_lengths']}; results in {run.out}")
+
+# %% [markdown]
+# ## The attack on the unedited models
+#
+# `memlib.cli.stage_attack` runs stages A to D. Its result file is named by a hash of the
+# parameters, the checkpoints and the data, so a second run of this notebook (and the sweep of
+# {doc}`mitigation`) reads it back; the same file is what `python -m memlib attack` (or `torchrun ...
+# -m memlib attack`) writes for a full-scale model. This book reports the count at each model's
+# **longest prefix** of the run (the paper: 30 tokens).
+
+# %% tags=["remove-stderr"]
+attacks, candidate_tokens = {}, {}
+for family, run in runs.items():
+    attacks[family], candidate_tokens[family] = cli.stage_attack(run)
+
+testbed = {family: load_testbed(run.params["testbed_file"] or None)
+           for family, run in runs.items() if run.params["dataset"] == "testbed"}
+rows = []
+for family, attack in attacks.items():
+    planted = testbed[family].is_planted()[attack.candidate_ids.numpy()] if family in testbed else None
+    for n, hit in zip(attack.prefix_lengths, attack.extracted.numpy()):
+        row = {"model": runs[family].params["model"], "prefix (tokens)": n, "candidates": len(hit),
+               "extracted": int(hit.sum())}
+        if planted is not None:
+            row["extracted, planted"] = int((hit & planted).sum())
+            row["extracted, not planted"] = int((hit & ~planted).sum())
+            row["planted candidates"] = int(planted.sum())
+        rows.append(row)
+counts = pd.DataFrame(rows)
+display(counts.style.hide(axis="index"))
+
+for family, attack in attacks.items():
+    n = headline[family]
+    count = attack.counts[n]
+    glue(f"{family}_model", runs[family].params["model"], display=False)
+    glue(f"{family}_prefix", n, display=False)
+    glue(f"{family}_candidates", attack.num_candidates_total, display=False)
+    glue(f"{family}_extracted", count, display=False)
+    text = (f"**{runs[family].params['model']}.** From a prefix of {n} tokens the attack extracts {count} of its "
+            f"{attack.num_candidates_total} candidates ({attack.similarity_name} > {attack.threshold:g})")
+    if family in testbed:
+        planted = testbed[family].is_planted()[attack.candidate_ids.numpy()]
+        hit = attack.extracted[attack.prefix_lengths.index(n)].numpy()
+        n_planted_total = int(testbed[family].is_planted()[: runs[family].params["max_images"] or None].sum())
+        glue(f"{family}_extracted_planted", int((hit & planted).sum()), display=False)
+        glue(f"{family}_extracted_not_planted", int((hit & ~planted).sum()), display=False)
+        n_other = int((hit & ~planted).sum())
+        text += (f": {int((hit & planted).sum())} of the {n_planted_total} planted images it attacked and "
+                 f"{n_other} {'image that is' if n_other == 1 else 'images that are'} not planted")
+    display(Markdown(text + "."))
+
+# %% [markdown]
+# ## Stage A: does the score single out the memorized images?
+#
+# On the testbed every training image is scored (the same function and span as the attack's stage
+# A), and the scores of planted and ordinary images are compared. The candidates of stage B are the
+# top `per_class` images of every class by this score; their share of planted images is the
+# precision of stage A.
+
+# %%
+def testbed_tokens(run) -> dict:
+    """Ground-truth tokens, stage-A scores and decoded reconstructions (gray) of every training
+    image of the testbed, cached by the model's checkpoints and the testbed file."""
+    gen, p = run.generator(), run.params
+    data = load_testbed(p["testbed_file"] or None)
+    span = None if p["score_span"] is None else tuple(p["score_span"])
+
+    n_images = min(len(data.train_labels), p["max_images"] or len(data.train_labels))
+
+    def compute():
+        images = to_float_images(data.train_images[:n_images])
+        with torch.no_grad():
+            tokens_NL = torch.cat([gen.images_to_tokens(images[i : i + p["batch_size"]].to(gen.device)).cpu()
+                                   for i in range(0, len(images), p["batch_size"])])
+        labels_N = torch.as_tensor(data.train_labels[:n_images])
+        scores_N = score_images(gen, tokens_NL, labels_N, span=span, batch_size=p["batch_size"])
+        recon_NHW = decode_images(gen, tokens_NL, p["batch_size"]).mean(dim=1)
+        return {"tokens_NL": tokens_NL.to(torch.int32), "scores_N": scores_N, "reconstructions_NHW": recon_NHW}, {}
+
+    settings = {**run.model_params(), "score_span": p["score_span"], "batch_size": p["batch_size"], "images": n_images}
+    inputs = {**run.model_inputs(), "testbed": data.path}
+    return cached("testbed-tokens", settings, compute, run.out / "cache", inputs=inputs, seed=p["seed"]).tensors
+
+
+train_records = {family: testbed_tokens(runs[family]) for family in testbed}
+stage_a = {}
+for family, record in train_records.items():
+    data, attack = testbed[family], attacks[family]
+    scores = record["scores_N"].numpy()
+    n = len(scores)
+    planted = data.is_planted()[:n]
+    frame = pd.DataFrame({"stage-A score": scores, "image": np.where(planted, "planted", "not planted")})
+    precision = float(planted[attack.candidate_ids.numpy()].mean())
+    stage_a[family] = {"candidate_precision": precision,
+                       "median_score_planted": float(np.median(scores[planted])),
+                       "median_score_not_planted": float(np.median(scores[~planted]))}
+    glue(f"{family}_stage_a_precision", precision, display=False)
+
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    sns.histplot(data=frame, x="stage-A score", hue="image", stat="density", common_norm=False, bins=40,
+                 element="step", palette={"planted": "#c0392b", "not planted": "#5b7fa6"}, ax=ax)
+    cutoff = float(attack.candidate_scores.min())
+    ax.axvline(cutoff, color="black", linestyle=":", label="lowest candidate score")
+    ax.set_xlabel("stage-A score (fraction of tokens predicted correctly, teacher-forced)")
+    ax.set_ylabel("density (per group)")
+    ax.set_title(f"{runs[family].params['model']}: stage-A scores of all {n} training images")
+    fig.tight_layout()
+    fig.savefig(runs[family].out / "extraction_stage_a.png", dpi=120)
+    plt.show()
+    display(Markdown(
+        f"**{runs[family].params['model']}.** Median stage-A score {stage_a[family]['median_score_planted']:.3f} "
+        f"for planted images and {stage_a[family]['median_score_not_planted']:.3f} for the others; "
+        f"{100 * precision:.0f}% of the {attack.num_candidates_total} candidates are planted images."))
+
+# %% [markdown]
+# ## The count against the prefix length
+#
+# A longer prefix gives the model more of the image to start from. **VAR and RAR counts at "the same
+# prefix" are not comparable**: a next-scale model's first tokens are whole coarse versions of the
+# image (the testbed's VAR: 1, then 1 + 4 = 5, then 5 + 16 = 21 tokens for the 1 x 1, 2 x 2 and
+# 4 x 4 scales), while a next-token model's first tokens are the top rows of the image in raster
+# order. The right panel puts the prefix on a common axis, as a share of each model's sequence.
+
+# %%
+fig, (ax_tokens, ax_share) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+for family, attack in attacks.items():
+    seq_len = runs[family].generator().seq_len
+    label = f"{runs[family].params['model']} ({FAMILY_NAMES[family]})"
+    counts_P = [attack.counts[n] for n in attack.prefix_lengths]
+    ax_tokens.plot(attack.prefix_lengths, counts_P, marker="o", label=label)
+    ax_share.plot([100 * n / seq_len for n in attack.prefix_lengths], counts_P, marker="o", label=label)
+ax_tokens.set_xlabel("prefix length (tokens)")
+ax_tokens.set_ylabel("extracted candidates")
+ax_tokens.legend(fontsize=8)
+ax_share.set_xlabel("prefix length (% of the model's token sequence)")
+fig.suptitle("Extracted images against the prefix the generation starts from")
+fig.tight_layout()
+if runs:
+    fig.savefig(next(iter(runs.values())).out.parent / "extraction_vs_prefix.png", dpi=120)
+plt.show()
+
+# %% [markdown]
+# ## Training images beside their generations
+#
+# Each column is one candidate at the model's longest prefix: the training image, its
+# reconstruction by the tokenizer (decoded ground-truth tokens: what stage D compares against), and
+# the generation. The titles give the similarity; red titles mark extracted images. The first grid
+# shows the extracted candidates with the highest similarity, the second the candidates that were
+# not extracted.
+
+# %%
+def candidate_grid(family: str, which: np.ndarray, title: str, file_name: str) -> None:
+    run, attack = runs[family], attacks[family]
+    gen = run.generator()
+    p_index = attack.prefix_lengths.index(headline[family])
+    dataset, _, ground_truth, _ = attacked_images[family]
+    tokens = attack.generated_tokens[p_index][which].long()
+    generated = decode_images(gen, tokens, run.params["batch_size"])
+    reconstructed = decode_images(gen, candidate_tokens[family][which], run.params["batch_size"])
+    fig, axes = plt.subplots(3, images_per_class, figsize=(1.3 * images_per_class, 4.6), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+    for j, c in enumerate(which):
+        image, _ = dataset[int(attack.candidate_ids[c])]
+        for row, shown in enumerate((ground_truth(image), reconstructed[j], generated[j])):
+            axes[row, j].imshow(shown.permute(1, 2, 0).numpy().clip(0, 1))
+        hit = bool(attack.extracted[p_index, c])
+        axes[0, j].set_title(f"#{int(attack.candidate_ids[c])}\nsim {float(attack.similarity[p_index, c]):.3f}",
+                             fontsize=8, color="#c0392b" if hit else "black")
+    for row, label in enumerate(("training", "tokenizer", "generated")):
+        axes[row, 0].set_ylabel(label, fontsize=9)
+    for ax in axes[:, len(which):].ravel():
+        ax.axis("off")
+    fig.suptitle(f"{run.params['model']}, prefix {headline[family]} tokens: {title}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(run.out / file_name, dpi=120)
+    plt.show()
+
+
+attacked_images = {family: cli.training_images(run, 1.0) for family, run in runs.items()}
+for family, attack in attacks.items():
+    p_index = attack.prefix_lengths.index(headline[family])
+    sims, hit = attack.similarity[p_index].numpy(), attack.extracted[p_index].numpy()
+    by_similarity = np.argsort(-sims, kind="stable")
+    extracted_ids = by_similarity[hit[by_similarity]][:images_per_class]
+    missed_ids = by_similarity[~hit[by_similarity]][:images_per_class]
+    if len(extracted_ids):
+        candidate_grid(family, extracted_ids, "extracted candidates", "extraction_grid_extracted.png")
+    if len(missed_ids):
+        candidate_grid(family, missed_ids, "not extracted (most similar first)", "extraction_grid_not_extracted.png")
+
+# %% [markdown]
+# ## Calibrating the threshold on the testbed
+#
+# A copy-detection threshold is a modelling choice. On the testbed it can be checked: for each
+# candidate's generation at the longest prefix, compare its similarity to **its own source** (the
+# candidate's reconstruction, what stage D uses) with its similarity to **the nearest other training
+# image** (the most similar reconstruction of any other training image). A good threshold lies above
+# almost all of the second and below most of the first. `memlib.similarity.calibrate_threshold`
+# picks the threshold with the best balanced accuracy between the two groups.
+
+# %%
+calibration = {}
+measure = PixelSimilarity()
+for family, record in train_records.items():
+    run, attack = runs[family], attacks[family]
+    if attack.similarity_name != measure.name:
+        print(f"{run.params['model']}: the attack used {attack.similarity_name}; the calibration needs the pixel measure")
+        continue
+    gen = run.generator()
+    p_index = attack.prefix_lengths.index(headline[family])
+    generated = decode_images(gen, attack.generated_tokens[p_index].long(), run.params["batch_size"])
+    recon_N3HW = record["reconstructions_NHW"].unsqueeze(1).expand(-1, 3, -1, -1)
+    sims_CN = measure.pairwise(generated, recon_N3HW)
+    own = attack.similarity[p_index].double()
+    sims_CN[torch.arange(len(own)), attack.candidate_ids] = -np.inf  # leave out the source itself
+    nearest_other = sims_CN.max(dim=1).values.double()
+    result = calibrate_threshold(own, nearest_other)
+    used_fpr = float((nearest_other > attack.threshold).double().mean())
+    used_tpr = float((own > attack.threshold).double().mean())
+    calibration[family] = {**result.to_dict(), "used_threshold": attack.threshold,
+                           "used_true_positive_rate": used_tpr, "used_false_positive_rate": used_fpr}
+    glue(f"{family}_calibrated_threshold", result.threshold, display=False)
+    glue(f"{family}_used_threshold_fpr", used_fpr, display=False)
+
+    frame = pd.DataFrame({"similarity": np.concatenate([own.numpy(), nearest_other.numpy()]),
+                          "compared with": ["its own source"] * len(own) + ["nearest other training image"] * len(own)})
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    sns.histplot(data=frame, x="similarity", hue="compared with", bins=30, element="step", ax=ax,
+                 palette={"its own source": "#c0392b", "nearest other training image": "#5b7fa6"})
+    ax.axvline(attack.threshold, color="black", linestyle="--", label=f"used threshold {attack.threshold:g}")
+    ax.axvline(result.threshold, color="gray", linestyle=":", label=f"calibrated {result.threshold:.3f}")
+    ax.set_xlabel(f"similarity of a generation ({measure.name})")
+    ax.set_ylabel("generations")
+    ax.set_title(f"{run.params['model']}: generations at prefix {headline[family]} tokens")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run.out / "extraction_threshold_calibration.png", dpi=120)
+    plt.show()
+    display(Markdown(
+        f"**{run.params['model']}.** The balanced-accuracy threshold is {result.threshold:.3f} (true-positive rate "
+        f"{result.true_positive_rate:.2f}, false-positive rate {result.false_positive_rate:.2f}). At the threshold "
+        f"this run used, {attack.threshold:g}, {100 * used_tpr:.0f}% of the generations count as copies of their "
+        f"source and {100 * used_fpr:.0f}% would count as copies of another training image."))
+
+# %% [markdown]
+# ## Summary
+#
+# The numbers of this page, with the parameters that produced them, are written to
+# `summary-extraction.json` in each model's results folder; {doc}`reproduction` reads them there.
+
+# %%
+lines = []
+for family, run in runs.items():
+    attack = attacks[family]
+    record = {"notebook": "extraction", "model": run.params["model"], "prefix_lengths": attack.prefix_lengths,
+              "counts": {str(n): c for n, c in attack.counts.items()}, "headline_prefix": headline[family],
+              "extracted": attack.counts[headline[family]], "candidates": attack.num_candidates_total,
+              "similarity": attack.similarity_name, "threshold": attack.threshold,
+              "stage_a": stage_a.get(family), "calibration": calibration.get(family)}
+    if family in testbed:
+        planted = testbed[family].is_planted()[attack.candidate_ids.numpy()]
+        hit = attack.extracted[attack.prefix_lengths.index(headline[family])].numpy()
+        record.update(extracted_planted=int((hit & planted).sum()), extracted_not_planted=int((hit & ~planted).sum()),
+                      planted_images=int(testbed[family].is_planted()[: run.params["max_images"] or None].sum()))
+    atomic_write_json(run.out / "summary-extraction.json",
+                      {"numbers": record, **provenance(run.params, run.params["seed"], started)})
+    lines.append(f"- **{run.params['model']}**: {record['extracted']} of {record['candidates']} candidates extracted "
+                 f"from a {headline[family]}-token prefix"
+                 + (f" ({record['extracted_planted']} planted, {record['extracted_not_planted']} not planted)"
+                    if family in testbed else "") + ".")
+lines.append("- Counts of a next-scale and a next-token model at the same number of prefix tokens are not comparable.")
+display(Markdown("\n".join(lines)))

@@ -1,0 +1,308 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Performance
+#
+# **Question: how much does measuring memorization cost, and does the code meet its
+# performance targets?**
+#
+# This page runs nothing itself: it shows the latest results in `benchmarks/results.json`,
+# written by the scripts in `benchmarks/` (`python benchmarks/run_all.py`; the README there
+# describes each one). Every figure is the median of several timed runs, shown beside all runs,
+# the machine it was measured on, the date and the load average of the machine at the time.
+# Models marked "random weights" have the shape of the named model and untrained weights:
+# their speed does not depend on the weights.
+
+# %% tags=["parameters"]
+benchmark_results = "benchmarks/results.json"  # the file the benchmark scripts write
+
+# %%
+import json
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from IPython.display import Markdown, display
+
+results_path = Path(benchmark_results)
+if not results_path.is_file():
+    raise FileNotFoundError(f"benchmark_results: {results_path} does not exist; run python benchmarks/run_all.py")
+entries = json.loads(results_path.read_text())["entries"]
+
+
+def get(name):
+    """The entry called ``name``, or None when it was never measured."""
+    return entries.get(name)
+
+
+def median(name):
+    return entries[name]["median"]
+
+
+def runs(name, digits=2):
+    return ", ".join(f"{r:.{digits}f}" for r in entries[name]["runs"])
+
+
+def verdict(entry):
+    """'holds' or by how much the median misses its target."""
+    t = entry["target"]
+    if t["holds"]:
+        return "holds"
+    m, v = entry["median"], t["value"]
+    return f"misses: {m:.3g} against {t['op']} {v:g} ({abs(m - v) / v:.0%} short)" if t["op"] == ">=" else \
+        f"misses: {m:.3g} against {t['op']} {v:g} ({m - v:.3g} {entry['unit']} over)"
+
+
+def measured_on(names):
+    """One line: machine, dates and load averages of the given entries."""
+    ctxs = [entries[n]["context"] for n in names if n in entries]
+    m = ctxs[0]["machine"]
+    dates = sorted(c["date"][:16].replace("T", " ") for c in ctxs)
+    loads = [c["load_average"][0] for c in ctxs]
+    when = dates[0] if dates[0] == dates[-1] else f"{dates[0]} to {dates[-1]}"
+    commits = ", ".join(sorted({f"`{c['git_commit'][:12]}{'+dirty' * c['git_commit'].endswith('+dirty')}`" for c in ctxs}))
+    return (f"*Measured on {m['cpu']} ({m['logical_cores']} cores, torch {m['torch']}, {m['torch_threads']} "
+            f"threads, OpenMP wait policy {m.get('omp_wait_policy', 'default')}), {when} UTC, 1-minute load "
+            f"average {min(loads):.1f} to {max(loads):.1f}, commit {commits}.*")
+
+
+# %% [markdown]
+# ## Capture overhead
+#
+# UnitMem collection runs the teacher-forced forward with a hook on every fc1 that reduces the
+# activation to per-image means inside the hook. On the same batches of synthetic images the
+# benchmark times tokenization, the bare forward, the forward with collection's hooks, and
+# `accumulate_unitmem` end to end. The target: collection keeps at least 0.9 of the throughput
+# of the same work without capture, (tokenize + forward) / collect.
+
+# %%
+capture_models = [m for m in ("var-testbed", "rar-testbed", "var-d16") if get(f"capture/{m}/ratio")]
+capture_table = pd.DataFrame(
+    {
+        "weights": [entries[f"capture/{m}/ratio"]["settings"]["weights"] for m in capture_models],
+        "tokenize + forward (images/s)": [
+            1 / (1 / median(f"capture/{m}/tokenize") + 1 / median(f"capture/{m}/forward")) for m in capture_models
+        ],
+        "collect (images/s)": [median(f"capture/{m}/collect") for m in capture_models],
+        "ratio (median)": [median(f"capture/{m}/ratio") for m in capture_models],
+        "ratio (all runs)": [runs(f"capture/{m}/ratio") for m in capture_models],
+        "forward only: hooked / bare": [median(f"capture/{m}/forward_ratio") for m in capture_models],
+        "target >= 0.9": [verdict(get(f"capture/{m}/ratio")) for m in capture_models],
+    },
+    index=pd.Index(capture_models, name="model"),
+)
+display(capture_table.style.format(precision=2))
+display(Markdown(measured_on([f"capture/{m}/ratio" for m in capture_models])))
+
+# %% [markdown]
+# The column "forward only" isolates the forward pass (tokens computed beforehand): the hook's
+# own work, GELU, absolute value and one mean per position group over the whole
+# (rows x positions x units) fc1 output, against the bare forward. That work is a fixed number
+# of elementwise passes per fc1 output element, while the forward's matrix products cost in
+# proportion to the model's width per element; so the hook's relative cost shrinks as models
+# get wider, and is largest for the narrow testbed models.
+#
+# ## Memory: streaming against dense
+#
+# Peak resident memory of one collection over N synthetic images, each in a fresh process,
+# above the process's state before collection. Streaming keeps three numbers per unit
+# (`UnitMemAccumulator`); the dense approach keeps every per-image mean and computes UnitMem
+# from the full (N, units) table (what the median variant needs).
+
+# %%
+stream_n = sorted(int(k.rsplit("/", 1)[1]) for k in entries if k.startswith("memory/stream/"))
+dense_n = sorted(int(k.rsplit("/", 1)[1]) for k in entries if k.startswith("memory/dense/"))
+all_n = sorted(set(stream_n) | set(dense_n))
+memory_table = pd.DataFrame(
+    {
+        "streaming peak (MiB)": [median(f"memory/stream/{n}") if n in stream_n else None for n in all_n],
+        "streaming runs": [runs(f"memory/stream/{n}", 1) if n in stream_n else "" for n in all_n],
+        "dense peak (MiB)": [median(f"memory/dense/{n}") if n in dense_n else None for n in all_n],
+        "dense runs": [runs(f"memory/dense/{n}", 1) if n in dense_n else "not measured" for n in all_n],
+        "dense per-image means alone (MiB, computed)": [median(f"memory/dense_storage/{n}") for n in all_n],
+    },
+    index=pd.Index(all_n, name="N images"),
+)
+display(memory_table.style.format(precision=1, na_rep="-"))
+growth = get("memory/stream_growth")
+mem_settings = entries[f"memory/stream/{stream_n[0]}"]["settings"]
+G, K, U = mem_settings["unit_grid_GKU"]
+display(Markdown(
+    f"Model: `{mem_settings['model']}` ({mem_settings['weights']}), {G} position groups x {K} blocks x {U} units, "
+    f"batches of {mem_settings['batch_size']} images. The accumulator's state is "
+    f"{median('memory/accumulator_state') * 1024:.0f} KiB for any N. From N = {growth['settings']['from_n']} "
+    f"to N = {growth['settings']['to_n']} the streaming peak changes by {growth['median']:+.1f} MiB: "
+    f"target (at most {growth['target']['value']:g} MiB) **{verdict(growth)}**."
+))
+display(Markdown(measured_on([f"memory/stream/{n}" for n in stream_n] + [f"memory/dense/{n}" for n in dense_n])))
+
+# %%
+fig, ax = plt.subplots(figsize=(6.5, 3.8))
+ax.plot(stream_n, [median(f"memory/stream/{n}") for n in stream_n], "o-", label="streaming (measured)")
+ax.plot(dense_n, [median(f"memory/dense/{n}") for n in dense_n], "s-", label="dense (measured)")
+ax.plot(all_n, [median(f"memory/dense_storage/{n}") for n in all_n], "k:", label="dense: per-image means alone (computed)")
+ax.set_xscale("log")
+ax.set_yscale("log")
+ax.set_xlabel("images N")
+ax.set_ylabel("peak memory above start (MiB)")
+ax.set_title("UnitMem collection: peak memory")
+ax.legend(frameon=False, fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Generation: KV cache against full recomputation
+#
+# Tokens per second of class-conditional sampling with the family's guidance (two transformer
+# rows per image), with the KV cache and with the whole sequence recomputed at every step. The
+# target, a speed-up of at least 3 at 256 tokens, applies to the 255- and 256-token cases.
+# "positions ratio" is how many more transformer positions recomputation processes: the
+# speed-up the cache would give if time were proportional to positions.
+
+# %%
+gen_cases = [k.split("/")[1] for k in entries if k.startswith("generation/") and k.endswith("/speedup")]
+gen_table = pd.DataFrame(
+    {
+        "tokens": [entries[f"generation/{c}/speedup"]["settings"]["tokens_per_image"] for c in gen_cases],
+        "weights": [entries[f"generation/{c}/speedup"]["settings"]["weights"] for c in gen_cases],
+        "KV cache (tokens/s)": [median(f"generation/{c}/kv_cache") for c in gen_cases],
+        "recompute (tokens/s)": [median(f"generation/{c}/recompute") for c in gen_cases],
+        "speed-up (median)": [median(f"generation/{c}/speedup") for c in gen_cases],
+        "speed-up (all runs)": [runs(f"generation/{c}/speedup") for c in gen_cases],
+        "positions ratio": [entries[f"generation/{c}/speedup"]["token_forward_ratio"] for c in gen_cases],
+        "target >= 3 at 256 tokens": [
+            verdict(entries[f"generation/{c}/speedup"]) if "target" in entries[f"generation/{c}/speedup"] else "-"
+            for c in gen_cases
+        ],
+    },
+    index=pd.Index(gen_cases, name="case"),
+)
+display(gen_table.style.format(precision=1))
+notes = [f"- `{c}`: recompute time {entries[f'generation/{c}/speedup']['settings']['recompute']}."
+         for c in gen_cases if "recompute" in entries[f"generation/{c}/speedup"]["settings"]]
+checks = [c for c in gen_cases if "estimate_error" in entries[f"generation/{c}/speedup"]]
+notes += [f"- `{c}`: the same estimate differs from the measured recompute time by "
+          f"{entries[f'generation/{c}/speedup']['estimate_error']:+.0%}." for c in checks]
+if notes:
+    display(Markdown("\n".join(notes)))
+display(Markdown(measured_on([f"generation/{c}/speedup" for c in gen_cases])))
+
+# %%
+fig, ax = plt.subplots(figsize=(6.5, 3.6))
+colors = ["#c0392b" if c.startswith("var") else "#2c7fb8" for c in gen_cases]
+ax.bar(gen_cases, gen_table["speed-up (median)"], color=colors)
+ax.axhline(3, color="k", linestyle=":", label="target at 256 tokens: 3x")
+ax.set_yscale("log")
+ax.set_ylabel("KV cache speed-up (x)")
+ax.set_title("Generation: recompute time / KV-cached time (red: VAR, blue: RAR)")
+ax.tick_params(axis="x", labelrotation=30)
+ax.legend(frameon=False, fontsize=8)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# VAR predicts a whole scale per step, one step per scale, so recomputation only repeats the
+# coarser scales: it processes only a few times more positions than the cached run (the
+# positions ratio above), and the speed-up cannot exceed that ratio by much at any model size.
+# RAR predicts one token per step, so recomputation grows quadratically with the sequence
+# length; where its speed-up stays far below the positions ratio, fixed per-step costs
+# (Python, small kernels, sampling, and on CPU reading all weights once per step) dominate the
+# cached steps.
+#
+# ## Building the book
+#
+# Wall time of `make book` after `make clean` (cold) and right after a build (warm), and each
+# notebook's papermill time in those builds, from `python benchmarks/bench_book.py`.
+
+# %%
+book_states = [s for s in ("cold", "warm") if get(f"book/make_book/{s}")]
+if not book_states:
+    display(Markdown("**Not measured yet**: run `python benchmarks/bench_book.py` (it rebuilds the book several times)."))
+else:
+    rows = {f"make book ({s})": entries[f"book/make_book/{s}"] for s in book_states}
+    rows.update({
+        f"notebook {k.split('/')[2]} ({k.split('/')[3]})": v for k, v in entries.items() if k.startswith("book/notebook/")
+    })
+    display(pd.DataFrame(
+        {"seconds (median)": [e["median"] for e in rows.values()],
+         "all runs": [", ".join(f"{r:.1f}" for r in e["runs"]) for e in rows.values()]},
+        index=pd.Index(list(rows), name="what"),
+    ).style.format(precision=1))
+    display(Markdown(measured_on([f"book/make_book/{s}" for s in book_states])))
+
+# %% [markdown]
+# ## On a GPU
+#
+# `benchmarks/gpu_check.py` measures var-d16- and rar-b-shaped models in bf16 on one CUDA
+# device: images per second for UnitMem collection and for generation, and the fraction of the
+# GPU's bf16 peak that the teacher-forced forward reaches.
+
+# %%
+gpu_status = get("gpu/status")
+if gpu_status is None:
+    display(Markdown("**Not measured yet**: run `python benchmarks/gpu_check.py` on a machine with a GPU."))
+elif gpu_status["status"] == "not measured":
+    m = gpu_status["context"]["machine"]
+    display(Markdown(f"**Not measured: {gpu_status['reason']}** (gpu_check.py on {m['cpu']}, "
+                     f"{gpu_status['context']['date'][:10]})."))
+else:
+    gpu_models = sorted({k.split("/")[1] for k in entries if k.startswith("gpu/") and k != "gpu/status"})
+    display(pd.DataFrame(
+        {
+            "collect (images/s)": [median(f"gpu/{m}/collect") for m in gpu_models],
+            "generate (images/s)": [median(f"gpu/{m}/generate") for m in gpu_models],
+            "forward (TFLOP/s)": [median(f"gpu/{m}/forward_tflops") for m in gpu_models],
+            "forward, fraction of bf16 peak": [
+                median(f"gpu/{m}/forward_peak_fraction") if get(f"gpu/{m}/forward_peak_fraction") else None
+                for m in gpu_models
+            ],
+        },
+        index=pd.Index(gpu_models, name="model"),
+    ).style.format(precision=2, na_rep="peak unknown"))
+    display(Markdown(f"*Measured on {gpu_status['context']['machine']['gpu']}, {gpu_status['context']['date'][:10]}.*"))
+
+# %% [markdown]
+# ## Summary
+#
+# Every target with its latest median:
+
+# %%
+def why(name, entry):
+    """Why a target is missed, from the measurements themselves ('' when it holds)."""
+    if entry["target"]["holds"]:
+        return ""
+    kind, case = name.split("/")[:2]
+    if kind == "capture":
+        hook_cost = 1 / median(f"capture/{case}/forward_ratio") - 1
+        return (f"the hook's own work (GELU, |.|, group means over the whole fc1 output) costs {hook_cost:.0%} "
+                f"of the bare forward at this width")
+    if kind == "generation" and case.startswith("var"):
+        return (f"VAR decodes one scale per step, so recomputation processes only {entry['token_forward_ratio']:.1f}x "
+                f"the positions of the cached run: a bound of the method, not of the cache")
+    if kind == "generation":
+        return (f"fixed per-step costs dominate the cached steps (recomputation processes "
+                f"{entry['token_forward_ratio']:.0f}x the positions)")
+    return f"the streaming peak grew by {entry['median']:.1f} MiB; see Memory"
+
+
+targets = {k: v for k, v in entries.items() if "target" in v}
+summary = pd.DataFrame(
+    {
+        "target": [v["target"]["text"] for v in targets.values()],
+        "median": [f"{v['median']:.3g} {v['unit']}" for v in targets.values()],
+        "verdict": [verdict(v) for v in targets.values()],
+        "why it misses": [why(k, v) for k, v in targets.items()],
+    },
+    index=pd.Index(list(targets), name="figure"),
+)
+display(summary.style.set_properties(**{"text-align": "left"}))

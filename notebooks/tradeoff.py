@@ -1,0 +1,301 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The trade-off between extraction and image quality
+#
+# **Question: as more units are edited, how fast does extraction fall, and what does it cost in
+# image quality?**
+#
+# Editing more units removes more memorization but also more of what the model has learned in
+# general. The paper {cite:p}`kasliwal2025localizing` reports the trade-off for RAR-XXL in an
+# appendix (top 1%, 5% and 10% of units halved). This page shows the whole sweep of
+# {doc}`mitigation` for every model of the run: the extracted count and the image-quality distance
+# against k, and both together as a Pareto plot, for the UnitMem edit and its controls.
+#
+# **On the testbed the quality measure is a "testbed FID"**: the Frechet distance between the
+# features of the testbed's own classifier for generated and real images. It is not FID in the
+# paper's sense (Inception features, 50,000 ImageNet samples) and its values are not comparable to
+# the paper's. The cell below holds the parameters; papermill replaces them.
+
+# %% tags=["parameters"]
+# -- the run
+seed = 0                         # seeds every random choice (the random units use random_seeds)
+device = "auto"                  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
+results_dir = "results/testbed"  # result files, figures and summaries (git-ignored)
+batch_size = 64                  # rows per forward pass
+shard_size = 256                 # images or candidates per resumable shard
+amp = "auto"                     # bf16 autocast: "auto" (on CUDA only), true or false
+# -- the model: "" is the testbed pair (var-testbed, rar-testbed) with the shipped checkpoints
+model = ""                       # a name of memlib's model registry, e.g. "var-d30"
+model_overrides = {}             # config fields to replace (testing only)
+checkpoint = ""                  # the transformer's weights file (full scale)
+tokenizer_checkpoint = ""        # the tokenizer's weights file (full scale)
+# -- the images
+dataset = "testbed"              # "testbed" or "imagenet"
+testbed_file = ""                # "": data/fashion_mnist_testbed.npz
+imagenet_train_dir = ""          # ImageNet-1k train folder (dataset "imagenet")
+strict_images = False            # an unreadable ImageNet file: error (true) or skipped (false)
+unitmem_fraction = 0.01          # share of every ImageNet class in D' (the paper: 1%)
+max_images = 0                   # use only the first N training images (0: all)
+# -- UnitMem (as in the UnitMem pages)
+n_views = 1                      # views per image (testbed: 1, its views are the image itself)
+activation = "post"              # "post": |GELU(fc1)|, "pre": |fc1|
+unitmem_pooled = False           # also collect the activation pooled over all positions
+selection = "default"            # ranking score: VAR "mean"/"max"/"pooled", RAR "last"/"all"
+# -- the attack (as in the extraction page)
+similarity = "pixel"             # "pixel" (testbed) or "sscd" (the paper)
+sscd_torchscript = ""            # sscd_disc_mixup.torchscript.pt (similarity "sscd")
+threshold = 0.99                 # extracted when similarity > threshold (the paper, SSCD: 0.75)
+prefix_lengths = [0, 1, 5, 8]     # prefix lengths in tokens; each model uses those it accepts
+per_class = 10                   # candidates per class (the paper: 5)
+score_span = None                # stage A positions [start, stop]; None: the whole sequence
+# -- the intervention sweep
+k_percents = [0, 1, 5, 10, 20]  # every k% the sweep edits (0: the unedited model)
+sweep_modes = ["unitmem-half", "random-half", "unitmem-zero"]  # how units are chosen and scaled
+random_seeds = [0, 1, 2]         # seeds of the random-unit control (at least 3)
+sweep_fid = True                 # measure FID (testbed: "testbed FID") for every sweep row
+# -- FID
+fid_feature = "testbed"          # "testbed" (the testbed classifier) or "inception"
+fid_samples_per_class = 20       # class-conditional samples per class (the paper: 50)
+inception_torchscript = ""       # clean-fid's inception-2015-12-05.pt (fid_feature "inception")
+fid_reference_npz = ""           # reference statistics (full scale: the ADM ImageNet 256 batch)
+classifier_checkpoint = "data/checkpoints/classifier.safetensors"  # the testbed FID's classifier
+sampling_kwargs = {}             # Generator.sample keywords for FID ({}: the family's defaults)
+
+# %%
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from IPython.display import Markdown, display
+from myst_nb import glue
+
+from memlib import cli
+from memlib.data import DATA_DIR
+from memlib.models.registry import build_generator, get_config
+from memlib.params import SPECS, validate_params
+from memlib.results import atomic_write_json, provenance
+
+given = {key: value for key, value in globals().items() if key in SPECS}
+started = time.time()
+sns.set_theme(style="whitegrid", context="notebook")
+MODE_LABELS = {"baseline": "unedited", "unitmem-half": "top UnitMem, halved", "random-half": "random units, halved",
+               "unitmem-zero": "top UnitMem, zeroed", "per-block-half": "top UnitMem per block, halved"}
+
+# %% [markdown]
+# ## The run's models
+#
+# The parameters are checked first (`memlib.params`): a bad value stops the notebook with a message
+# naming the parameter. An empty `model` means the testbed pair `var-testbed` and `rar-testbed`; a
+# full-scale run names one model.
+
+# %% tags=["hide-input"]
+TESTBED_MODELS = {"var": "var-testbed", "rar": "rar-testbed"}
+STAGE = "sweep"  # the memlib stage whose required parameters this page checks
+
+
+def run_models(values: dict) -> dict[str, dict]:
+    """The run's models by family, each with its validated parameters (memlib.params) and the
+    prefix lengths it accepts.
+
+    A ``model`` name gives that one model. An empty ``model`` on the testbed gives the testbed
+    pair with the checkpoints shipped in data/checkpoints, each with its own results folder.
+    """
+    values = {key: value for key, value in values.items() if value is not None}
+    params = validate_params(values)
+    if params["model"]:
+        models = {get_config(params["model"]).family: validate_params(values, STAGE)}
+    elif params["dataset"] != "testbed" or params["checkpoint"] or params["tokenizer_checkpoint"]:
+        raise ValueError("model: got ''; expected a model name of memlib's registry (an empty model means the "
+                         "testbed pair, which needs dataset 'testbed' and empty checkpoint paths)")
+    else:
+        folder, models = DATA_DIR / "checkpoints", {}
+        for family, name in TESTBED_MODELS.items():
+            try:
+                models[family] = validate_params({**values, "model": name,
+                                           "checkpoint": str(folder / f"{name}.safetensors"),
+                                           "tokenizer_checkpoint": str(folder / f"{name}-tokenizer.safetensors"),
+                                           "results_dir": str(Path(params["results_dir"]) / name)}, STAGE)
+            except ValueError as err:
+                raise ValueError(f"{err}\n  (the testbed checkpoints are made by `make checkpoints`)") from err
+    for family, p in models.items():
+        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in p["model_overrides"].items()}
+        valid = build_generator(get_config(p["model"], **overrides), device="meta").valid_prefix_lengths()
+        usable = [n for n in p["prefix_lengths"] if n in valid]
+        if not usable:
+            raise ValueError(f"prefix_lengths: got {p['prefix_lengths']}; {p['model']} accepts none of them "
+                             f"(valid: {valid[:12]}{' ...' if len(valid) > 12 else ''})")
+        p["prefix_lengths"] = usable
+    return models
+
+
+runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in run_models(given).items()}
+headline = {family: max(run.params["prefix_lengths"]) for family, run in runs.items()}
+for family, run in runs.items():
+    print(f"{run.params['model']}: prefix {headline[family]} tokens, sweep {run.params['sweep_modes']} "
+          f"at k% {run.params['k_percents']}, FID {'on' if run.params['sweep_fid'] else 'off'}")
+
+# %% [markdown]
+# ## The sweep
+#
+# `memlib.cli.stage_sweep` returns the table of {doc}`mitigation`; with the same parameters it reads
+# every row back from the files that page wrote.
+
+# %% tags=["remove-stderr"]
+sweeps = {family: cli.stage_sweep(run) for family, run in runs.items()}
+
+
+def by_mode(table: pd.DataFrame, family: str) -> pd.DataFrame:
+    """Per (mode, k): the count at the longest prefix and FID, mean and range over seeds."""
+    frame = table.assign(extracted=table[f"extracted@{headline[family]}"])
+    return (frame.groupby(["mode", "k_percent"], sort=False)
+            .agg(extracted=("extracted", "mean"), extracted_min=("extracted", "min"),
+                 extracted_max=("extracted", "max"), fid=("fid", "mean"), fid_min=("fid", "min"),
+                 fid_max=("fid", "max"), seeds=("seed", "nunique"))
+            .reset_index())
+
+
+curves = {family: by_mode(table, family) for family, table in sweeps.items()}
+has_fid = {family: bool(curve["fid"].notna().all()) for family, curve in curves.items()}
+metric = {family: (str(sweeps[family]["fid_metric"].dropna().iloc[0]) if has_fid[family] else None) for family in sweeps}
+for family, curve in curves.items():
+    display(Markdown(f"**{runs[family].params['model']}** (count at prefix {headline[family]} tokens; "
+                     f"{metric[family] or 'no FID measured'}):"))
+    shown = curve[["mode", "k_percent", "seeds", "extracted", "extracted_min", "extracted_max", "fid"]]
+    display(shown.style.format({"extracted": "{:.1f}", "fid": "{:.2f}"}, na_rep="—").hide(axis="index"))
+
+# %% [markdown]
+# ## Extraction and image quality against k
+#
+# Lines: the mean over seeds (one seed except for the random control); bands: the range over seeds.
+# k = 0 is the unedited model.
+
+# %%
+def plot_against_k(ax, curve: pd.DataFrame, column: str) -> None:
+    for mode, group in curve.groupby("mode", sort=False):
+        ax.plot(group["k_percent"], group[column], marker="o", label=MODE_LABELS[mode])
+        if (group["seeds"] > 1).any():
+            ax.fill_between(group["k_percent"], group[f"{column}_min"], group[f"{column}_max"], alpha=0.2)
+
+
+if curves:
+    n_rows = 1 + any(has_fid.values())
+    fig, axes = plt.subplots(n_rows, len(curves), figsize=(5.5 * len(curves), 3.6 * n_rows), squeeze=False)
+    for j, (family, curve) in enumerate(curves.items()):
+        plot_against_k(axes[0, j], curve, "extracted")
+        axes[0, j].set_ylabel(f"extracted candidates (prefix {headline[family]})")
+        axes[0, j].set_title(runs[family].params["model"])
+        axes[0, j].legend(fontsize=8)
+        if n_rows == 2:
+            if has_fid[family]:
+                plot_against_k(axes[1, j], curve, "fid")
+                axes[1, j].set_ylabel(f"{metric[family]} (lower is better)")
+            else:
+                axes[1, j].axis("off")
+        axes[-1, j].set_xlabel("k: share of fc1 units edited (%)")
+    fig.tight_layout()
+    fig.savefig(Path(results_dir) / "tradeoff_vs_k.png", dpi=120)
+    plt.show()
+
+# %% [markdown]
+# ## The Pareto plot
+#
+# Each point is one edit (mode and k; the random control averaged over seeds), placed by its image
+# quality distance and its extracted count; the label is k in percent, and the unedited model is
+# one point of its own. Down and to the left is
+# better on both. Points on the Pareto front (no other point of the model has both a lower count and
+# a lower distance) are circled.
+
+# %%
+def pareto_front(points: pd.DataFrame) -> pd.Series:
+    """True for the points no other point beats on both columns (lower is better)."""
+    fid, count = points["fid"].to_numpy(), points["extracted"].to_numpy()
+    dominated = [bool(((fid <= f) & (count <= c) & ((fid < f) | (count < c))).any()) for f, c in zip(fid, count)]
+    return pd.Series(~np.array(dominated, dtype=bool), index=points.index)
+
+
+fronts = {}
+with_fid = {family: curve for family, curve in curves.items() if has_fid[family]}
+if with_fid:
+    fig, axes = plt.subplots(1, len(with_fid), figsize=(6 * len(with_fid), 4.5), squeeze=False)
+    for ax, (family, curve) in zip(axes[0], with_fid.items()):
+        unedited = curve[curve["k_percent"] == 0].iloc[[0]].assign(mode="baseline")
+        points = pd.concat([unedited, curve[curve["k_percent"] > 0]], ignore_index=True)
+        front = pareto_front(points)
+        fronts[family] = points[front]
+        sns.scatterplot(data=points.assign(edit=points["mode"].map(MODE_LABELS)), x="fid", y="extracted",
+                        hue="edit", style="edit", s=70, ax=ax)
+        ax.scatter(points.loc[front, "fid"], points.loc[front, "extracted"], s=240, facecolors="none",
+                   edgecolors="black", linewidths=1, label="Pareto front")
+        for _, row in points[points["k_percent"] > 0].iterrows():
+            ax.annotate(f"{row['k_percent']:g}", (row["fid"], row["extracted"]), textcoords="offset points",
+                        xytext=(5, 4), fontsize=8)
+        ax.set_xlabel(f"{metric[family]} (lower is better)")
+        ax.set_ylabel(f"extracted candidates (prefix {headline[family]})")
+        ax.set_title(runs[family].params["model"])
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(Path(results_dir) / "tradeoff_pareto.png", dpi=120)
+    plt.show()
+elif curves:
+    display(Markdown("This run measured no FID (`sweep_fid: false`), so there is no Pareto plot."))
+
+# %% [markdown]
+# ## Summary
+#
+# The curves, with the parameters that produced them, are written to `summary-tradeoff.json` in
+# each model's results folder; {doc}`reproduction` reads them there.
+
+# %%
+def records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as plain dicts, a missing value (no FID measured) as None."""
+    return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+
+
+lines = []
+for family, curve in curves.items():
+    run = runs[family]
+    half = curve[curve["mode"] == "unitmem-half"].sort_values("k_percent")
+    before = float(curve.loc[curve["k_percent"] == 0, "extracted"].iloc[0])
+    halved = half[half["extracted"] <= before / 2]
+    record = {"notebook": "tradeoff", "model": run.params["model"], "prefix": headline[family],
+              "fid_metric": metric[family], "curves": records(curve),
+              "pareto_front": records(fronts[family]) if family in fronts else None}
+    atomic_write_json(run.out / "summary-tradeoff.json",
+                      {"numbers": record, **provenance(run.params, run.params["seed"], started)})
+    line = f"- **{run.params['model']}**: unedited, {before:g} candidates are extracted. "
+    if before > 0 and len(halved):
+        first = halved.iloc[0]
+        glue(f"{family}_k_halving_count", float(first["k_percent"]), display=False)
+        line += f"Halving the top {first['k_percent']:g}% UnitMem units is the smallest edit of the sweep that at least halves the count ({first['extracted']:g})"
+        if has_fid[family]:
+            fid_before = float(curve.loc[curve["k_percent"] == 0, "fid"].iloc[0])
+            line += f", at a {metric[family]} of {first['fid']:.2f} (unedited {fid_before:.2f})"
+        line += "."
+    elif before > 0:
+        line += "No UnitMem edit of the sweep halves the count."
+    k_max = float(curve["k_percent"].max())
+    at_max = curve[curve["k_percent"] == k_max].set_index("mode")
+    if k_max > 0 and "unitmem-half" in at_max.index:
+        glue(f"{family}_k_max", k_max, display=False)
+        glue(f"{family}_extracted_at_k_max", float(at_max.loc["unitmem-half", "extracted"]), display=False)
+        parts = [f"{MODE_LABELS[mode]}: {row['extracted']:.3g}" + (f" ({metric[family]} {row['fid']:.2f})" if has_fid[family] else "")
+                 for mode, row in at_max.iterrows()]
+        line += f" At the largest k of the sweep, {k_max:g}%, the counts are " + "; ".join(parts) + "."
+    lines.append(line)
+if not curves:
+    lines.append("- No model in this run.")
+display(Markdown("\n".join(lines)))

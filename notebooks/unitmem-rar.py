@@ -1,0 +1,339 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Where memorization sits in RAR
+#
+# **Question: which fc1 units of a next-token (RAR) model respond to one training image far more
+# than to all others, and in which blocks do they sit?**
+#
+# UnitMem {cite:p}`wang2024localizing` scores a unit by how much more its mean activation on its
+# most activating training image exceeds its mean activation on the other images: 0 when every
+# image drives the unit equally, 1 when exactly one image does ({doc}`../book/method`). RAR
+# {cite:p}`yu2024rar` predicts an image token by token in raster order. The paper
+# {cite:p}`kasliwal2025localizing` takes the activation at the **last position** of the
+# teacher-forced sequence (**chosen** here too) and reports that memorization concentrates in the
+# middle and later blocks. This page also shows the **option** of averaging over all positions.
+#
+# On the testbed the planted images are known, so the images that drive the top units can be
+# checked against them. The cell below holds the parameters; papermill replaces them (see the
+# collapsed cell after it).
+
+# %% tags=["parameters"]
+# -- the run
+seed = 0                         # seeds every random choice
+device = "auto"                  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
+results_dir = "results/testbed"  # result files, figures and summaries (git-ignored)
+batch_size = 64                  # rows (images x views) per forward pass
+shard_size = 256                 # images per resumable shard of the UnitMem stage
+amp = "auto"                     # bf16 autocast: "auto" (on CUDA only), true or false
+# -- the model: "" is the testbed pair (var-testbed, rar-testbed) with the shipped checkpoints
+model = ""                       # a name of memlib's model registry, e.g. "rar-xxl"
+model_overrides = {}             # config fields to replace (testing only)
+checkpoint = ""                  # the transformer's weights file (full scale)
+tokenizer_checkpoint = ""        # the tokenizer's weights file (full scale)
+# -- the images
+dataset = "testbed"              # "testbed" or "imagenet"
+testbed_file = ""                # "": data/fashion_mnist_testbed.npz
+imagenet_train_dir = ""          # ImageNet-1k train folder (dataset "imagenet")
+strict_images = False            # an unreadable ImageNet file: error (true) or skipped (false)
+unitmem_fraction = 0.01          # share of every ImageNet class in D' (the paper: 1%)
+max_images = 0                   # use only the first N images of D' (0: all)
+# -- UnitMem
+n_views = 1                      # views per image (testbed: 1, its views are the image itself)
+activation = "post"              # "post": |GELU(fc1)|, "pre": |fc1|
+unitmem_pooled = False           # also collect the activation pooled over all positions
+selection = "default"            # RAR ranking: "last" (default) or "all" positions
+k_percent = None                 # top-k% of units to locate; None: the paper's (VAR 10%, RAR 5%)
+images_per_class = 8             # columns of the grid of top-unit images
+
+# %%
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+import yaml
+from IPython.display import Markdown, display
+from myst_nb import glue
+
+from memlib import cli
+from memlib.data import DATA_DIR, load_testbed
+from memlib.intervene import select_units
+from memlib.models.registry import get_config
+from memlib.params import REPO_ROOT, SPECS, validate_params
+from memlib.results import atomic_write_json, provenance
+
+given = {key: value for key, value in globals().items() if key in SPECS}
+started = time.time()
+sns.set_theme(style="whitegrid", context="notebook")
+
+# %% [markdown]
+# ## The run's models
+#
+# The parameters are checked first (`memlib.params`): a bad value stops the notebook with a message
+# naming the parameter. An empty `model` means the testbed, whose RAR-style model is `rar-testbed`;
+# a full-scale run names one model. This page needs a RAR model; on a run of a VAR model it says so
+# and shows nothing else.
+
+# %% tags=["hide-input"]
+TESTBED_MODELS = {"var": "var-testbed", "rar": "rar-testbed"}
+STAGE = "unitmem"  # the memlib stage whose required parameters this page checks
+PAPER = yaml.safe_load((REPO_ROOT / "book" / "paper_numbers.yaml").read_text(encoding="utf-8"))
+
+
+def run_models(values: dict) -> dict[str, dict]:
+    """The run's models by family, each with its validated parameters (memlib.params).
+
+    A ``model`` name gives that one model. An empty ``model`` on the testbed gives the testbed
+    pair with the checkpoints shipped in data/checkpoints, each with its own results folder.
+    """
+    values = {key: value for key, value in values.items() if value is not None}
+    params = validate_params(values)
+    if params["model"]:
+        return {get_config(params["model"]).family: validate_params(values, STAGE)}
+    if params["dataset"] != "testbed" or params["checkpoint"] or params["tokenizer_checkpoint"]:
+        raise ValueError("model: got ''; expected a model name of memlib's registry (an empty model means the "
+                         "testbed pair, which needs dataset 'testbed' and empty checkpoint paths)")
+    folder = DATA_DIR / "checkpoints"
+    models = {}
+    for family, name in TESTBED_MODELS.items():
+        try:
+            models[family] = validate_params({**values, "model": name,
+                                       "checkpoint": str(folder / f"{name}.safetensors"),
+                                       "tokenizer_checkpoint": str(folder / f"{name}-tokenizer.safetensors"),
+                                       "results_dir": str(Path(params["results_dir"]) / name)}, STAGE)
+        except ValueError as err:
+            raise ValueError(f"{err}\n  (the testbed checkpoints are made by `make checkpoints`)") from err
+    return models
+
+
+def paper_k_percent(family: str) -> float:
+    """The paper's share of halved units for the family (VAR-d30: 10%, RAR-XXL: 5%)."""
+    return next(m["k_percent"] for m in PAPER["models"].values() if m["family"] == family and "k_percent" in m)
+
+
+runs = {family: cli.make_run(params, Path(params["results_dir"]))
+        for family, params in run_models(given).items() if family == "rar"}
+k_top = {family: float(k_percent if k_percent is not None else paper_k_percent(family)) for family in runs}
+if not runs:
+    display(Markdown(f"**This run has no RAR model** (`model: {given['model']}`), so this page shows nothing. "
+                     "Run it with the testbed or a RAR parameter file."))
+for family, run in runs.items():
+    print(f"{run.params['model']}: {run.params['checkpoint']} on {run.device}; results in {run.out}")
+
+# %% [markdown]
+# ## UnitMem of every fc1 unit
+#
+# `memlib.cli.stage_unitmem` runs every training image of D' teacher-forced through the model with a
+# hook on every block's fc1 and reduces the activations inside the hook to two position groups:
+# `last`, the last position of the sequence, and `all`, the mean over every position. The result
+# file is named by a hash of the parameters and the checkpoints, so a second run of this notebook
+# reads it back; the same file is what `python -m memlib unitmem` (or `torchrun ... -m memlib
+# unitmem`) writes for a full-scale model.
+
+# %% tags=["remove-stderr"]
+unitmem = {family: cli.stage_unitmem(run) for family, run in runs.items()}
+POSITIONS = {"last": "last position (chosen)", "all": "mean over all positions (option)"}
+for family, result in unitmem.items():
+    scores_GKU = result.scores_GKU
+    print(f"{runs[family].params['model']}: UnitMem of {scores_GKU.shape[1]} blocks x {scores_GKU.shape[2]} units "
+          f"over {result.n_images} images ({result.params})")
+    glue(f"{family}_model", runs[family].params["model"], display=False)
+    glue(f"{family}_n_images", result.n_images, display=False)
+    glue(f"{family}_n_units", int(scores_GKU.shape[1] * scores_GKU.shape[2]), display=False)
+
+# %% [markdown]
+# ## Mean UnitMem per block
+#
+# The mean over all units of a block, for the last position and for all positions. UnitMem has no
+# unit; it lies in [0, 1]. Where along the depth the memorizing units sit is summarised by the
+# block with the highest mean UnitMem (the *peak block*) and the UnitMem-weighted mean block index
+# (the *centre of mass*, 0 = first block).
+
+# %%
+mean_by_group, localization = {}, {}
+for family, result in unitmem.items():
+    frame = pd.DataFrame({label: result.group(name).mean(dim=1).numpy() for name, label in POSITIONS.items()})
+    frame.index.name = "block"
+    mean_by_group[family] = frame
+    n_blocks = len(frame)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.lineplot(data=frame.reset_index().melt("block", var_name="positions", value_name="mean UnitMem"),
+                 x="block", y="mean UnitMem", hue="positions", marker="o", ax=ax)
+    ax.set_xlabel("transformer block (0 = first)")
+    ax.set_ylabel("mean UnitMem of the block's fc1 units")
+    ax.set_xticks(range(n_blocks))
+    ax.set_title(f"{runs[family].params['model']}: mean UnitMem per block")
+    fig.tight_layout()
+    fig.savefig(runs[family].out / "unitmem_rar_per_block.png", dpi=120)
+    plt.show()
+
+    last = frame[POSITIONS["last"]].to_numpy()
+    blocks = np.arange(n_blocks)
+    centre = float((last * blocks).sum() / last.sum())
+    peak = int(last.argmax())
+    second_half = float(last[n_blocks // 2:].sum() / last.sum())
+    localization[family] = {"peak_block_last": peak, "centre_of_mass_last": round(centre, 4),
+                            "share_of_mean_unitmem_in_second_half_last": round(second_half, 4),
+                            "mean_unitmem_by_block": {name: result.group(name).mean(dim=1).round(decimals=6).tolist()
+                                                      for name in POSITIONS}}
+    glue(f"{family}_peak_block", peak, display=False)
+    glue(f"{family}_centre_of_mass", centre, display=False)
+    where = "in the second half of the blocks" if centre > (n_blocks - 1) / 2 else "in the first half of the blocks"
+    display(Markdown(
+        f"**{runs[family].params['model']}** ({n_blocks} blocks). At the last position the peak block is {peak} "
+        f"and the centre of mass is block {centre:.2f}, {where}; the blocks of the second half hold "
+        f"{100 * second_half:.0f}% of the summed mean UnitMem. The paper reports that memorization in RAR "
+        "concentrates in the middle and later blocks."))
+
+# %% [markdown]
+# ## Where the top units sit
+#
+# The intervention ranks all units by one selection score (**chosen**: UnitMem at the last
+# position; parameter `selection`) and takes the global top k%. The bars show which share of each
+# block's units that global top k% contains, for the chosen ranking and for the all-positions one.
+
+# %%
+top_units = {}
+for family, result in unitmem.items():
+    k = k_top[family]
+    how = None if runs[family].params["selection"] == "default" else runs[family].params["selection"]
+    scores_KU = result.selection_scores(how)
+    n_blocks, n_units = scores_KU.shape
+    chosen_M2 = select_units(scores_KU, k, "global")
+    per_block = np.bincount(chosen_M2[:, 0].numpy(), minlength=n_blocks)
+    shares = pd.DataFrame({
+        label: 100 * np.bincount(select_units(result.group(name), k, "global")[:, 0].numpy(), minlength=n_blocks) / n_units
+        for name, label in POSITIONS.items()
+    })
+    shares.index.name = "block"
+    top_units[family] = {"k_percent": k, "selection": how or "last", "units": int(len(chosen_M2)),
+                         "per_block": per_block.tolist()}
+    glue(f"{family}_k_percent", k, display=False)
+    glue(f"{family}_top_units", int(len(chosen_M2)), display=False)
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.barplot(data=shares.reset_index().melt("block", var_name="ranking by", value_name="share"),
+                x="block", y="share", hue="ranking by", ax=ax)
+    ax.axhline(k, color="gray", linestyle="--", label=f"uniform ({k:g}%)")
+    ax.set_xlabel("transformer block")
+    ax.set_ylabel("share of the block's fc1 units in the top k% (%)")
+    ax.set_title(f"{runs[family].params['model']}: where the global top {k:g}% units sit")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(runs[family].out / "unitmem_rar_top_units.png", dpi=120)
+    plt.show()
+
+# %% [markdown]
+# ## The distribution of UnitMem
+#
+# Most units respond to many images alike (UnitMem near 0); memorizing units form the right tail.
+# The counts are on a logarithmic axis.
+
+# %%
+for family, result in unitmem.items():
+    long = pd.concat([pd.DataFrame({"UnitMem": result.group(name).reshape(-1).numpy(), "positions": label})
+                      for name, label in POSITIONS.items()])
+    fig, ax = plt.subplots(figsize=(8, 4))
+    sns.histplot(data=long, x="UnitMem", hue="positions", element="step", fill=False, bins=50, ax=ax)
+    ax.set_yscale("log")
+    ax.set_xlabel("UnitMem (0: every image alike, 1: one image only)")
+    ax.set_ylabel("number of fc1 units")
+    ax.set_title(f"{runs[family].params['model']}: UnitMem of all fc1 units")
+    fig.tight_layout()
+    fig.savefig(runs[family].out / "unitmem_rar_distribution.png", dpi=120)
+    plt.show()
+    quantiles = long.groupby("positions")["UnitMem"].quantile([0.5, 0.9, 0.99, 1.0]).unstack()
+    quantiles.columns = ["median", "90th percentile", "99th percentile", "max"]
+    display(quantiles.style.format("{:.3f}"))
+
+# %% [markdown]
+# ## The images behind the top units
+#
+# Each unit's most activating image (its argmax) is kept by the accumulator. For the top k% units
+# of each position group, the table gives the share whose argmax is a planted image, beside the
+# share of planted images among all images of D' (what a unit with a random argmax would give). The
+# grid shows the images that are the argmax of the most top units at the last position.
+
+# %%
+argmax_summary = {}
+for family, result in unitmem.items():
+    run = runs[family]
+    k = k_top[family]
+    dataset, _, ground_truth, _ = cli.training_images(run, run.params["unitmem_fraction"])
+    planted = None
+    if run.params["dataset"] == "testbed":
+        planted = load_testbed(run.params["testbed_file"] or None).is_planted()
+        base_share = float(planted[: min(len(planted), result.n_images)].mean())
+    rows, top_ids = [], {}
+    for name, label in POSITIONS.items():
+        chosen_M2 = select_units(result.group(name), k, "global")
+        argmax_KU = result.argmax_GKU[result.group_names.index(name)]
+        top_ids[name] = argmax_KU[chosen_M2[:, 0], chosen_M2[:, 1]].numpy()
+        row = {"positions": label, "top units": len(top_ids[name]), "distinct argmax images": len(np.unique(top_ids[name]))}
+        if planted is not None:
+            row["argmax planted (%)"] = 100 * float(planted[top_ids[name]].mean())
+        rows.append(row)
+    display(pd.DataFrame(rows).style.format({"argmax planted (%)": "{:.1f}"}).hide(axis="index"))
+    ids, counts = np.unique(top_ids["last"], return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    summary = {"top_unit_argmax_distinct": int(len(ids))}
+    if planted is not None:
+        share = float(planted[top_ids["last"]].mean())
+        summary.update(top_unit_argmax_planted_share=share, planted_share_of_images=base_share)
+        glue(f"{family}_top_argmax_planted_share", share, display=False)
+        glue(f"{family}_planted_share_of_images", base_share, display=False)
+        ratio = share / base_share if base_share > 0 else float("inf")
+        display(Markdown(
+            f"**{run.params['model']}.** At the last position, {100 * share:.1f}% of the top {k:g}% units have a "
+            f"planted image as their argmax, against {100 * base_share:.1f}% planted images among the "
+            f"{result.n_images} images of D' ({ratio:.1f} times the share a random argmax would give)."))
+    argmax_summary[family] = summary
+
+    shown = order[: 2 * images_per_class]
+    fig, axes = plt.subplots(2, images_per_class, figsize=(1.3 * images_per_class, 3.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, j in zip(axes.ravel(), shown):
+        image, label = dataset[int(ids[j])]
+        ax.imshow(ground_truth(image).permute(1, 2, 0).numpy().clip(0, 1))
+        is_planted = planted is not None and planted[ids[j]]
+        ax.set_title(f"#{ids[j]}: {counts[j]} units" + ("\nplanted" if is_planted else ""), fontsize=8,
+                     color="#c0392b" if is_planted else "black")
+    fig.suptitle(f"{run.params['model']}: argmax images of the most top-{k:g}% units (last position)")
+    fig.tight_layout()
+    fig.savefig(run.out / "unitmem_rar_argmax_images.png", dpi=120)
+    plt.show()
+
+# %% [markdown]
+# ## Summary
+#
+# The numbers of this page, with the parameters that produced them, are written to
+# `summary-unitmem-rar.json` in the results folder; {doc}`reproduction` reads them from there.
+
+# %%
+for family, run in runs.items():
+    result = unitmem[family]
+    record = {"notebook": "unitmem-rar", "model": run.params["model"], "n_images": result.n_images,
+              **localization[family], **top_units[family], **argmax_summary[family]}
+    atomic_write_json(run.out / "summary-unitmem-rar.json",
+                      {"numbers": record, **provenance(run.params, run.params["seed"], started)})
+    display(Markdown(
+        f"- **{run.params['model']}**: UnitMem of {int(result.group('last').numel())} fc1 units over "
+        f"{result.n_images} training images, at the last position and over all positions.\n"
+        f"- At the last position, mean UnitMem peaks in block {localization[family]['peak_block_last']} and its "
+        f"centre of mass is block {localization[family]['centre_of_mass_last']:.2f} "
+        f"(of {len(mean_by_group[family])} blocks, 0 = first)."))

@@ -1,0 +1,401 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Where memorization sits in VAR
+#
+# **Question: which fc1 units of a next-scale (VAR) model respond to one training image far more
+# than to all others, and in which blocks and at which scales do they sit?**
+#
+# UnitMem {cite:p}`wang2024localizing` scores a unit by how much more its mean activation on its
+# most activating training image exceeds its mean activation on the other images:
+# 0 when every image drives the unit equally, 1 when exactly one image does ({doc}`../book/method`).
+# VAR {cite:p}`tian2024var` predicts an image scale by scale, coarse to fine, and the same
+# transformer handles every scale, so UnitMem is measured separately for the token positions of
+# each scale. The paper {cite:p}`kasliwal2025localizing` reports that at coarse scales the most
+# memorizing units sit in the early blocks and move to deeper blocks as the scale gets finer.
+#
+# **Scale 0 is special.** Its single position is the start token, which depends only on the class
+# label: every image of a class produces the same activations there. Its UnitMem therefore
+# measures how selective a unit is for one *class*, not for one image. It is shown beside the
+# other scales, and left out where the question is about single images.
+#
+# On the testbed the planted images are known, so the images that drive the top units can be
+# checked against them. The cell below holds the parameters; papermill replaces them (see the
+# collapsed cell after it).
+
+# %% tags=["parameters"]
+# -- the run
+seed = 0                         # seeds every random choice
+device = "auto"                  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
+results_dir = "results/testbed"  # result files, figures and summaries (git-ignored)
+batch_size = 64                  # rows (images x views) per forward pass
+shard_size = 256                 # images per resumable shard of the UnitMem stage
+amp = "auto"                     # bf16 autocast: "auto" (on CUDA only), true or false
+# -- the model: "" is the testbed pair (var-testbed, rar-testbed) with the shipped checkpoints
+model = ""                       # a name of memlib's model registry, e.g. "var-d30"
+model_overrides = {}             # config fields to replace (testing only)
+checkpoint = ""                  # the transformer's weights file (full scale)
+tokenizer_checkpoint = ""        # the tokenizer's weights file (full scale)
+# -- the images
+dataset = "testbed"              # "testbed" or "imagenet"
+testbed_file = ""                # "": data/fashion_mnist_testbed.npz
+imagenet_train_dir = ""          # ImageNet-1k train folder (dataset "imagenet")
+strict_images = False            # an unreadable ImageNet file: error (true) or skipped (false)
+unitmem_fraction = 0.01          # share of every ImageNet class in D' (the paper: 1%)
+max_images = 0                   # use only the first N images of D' (0: all)
+# -- UnitMem
+n_views = 1                      # views per image (testbed: 1, its views are the image itself)
+activation = "post"              # "post": |GELU(fc1)|, "pre": |fc1|
+unitmem_pooled = False           # also collect the activation pooled over all positions
+selection = "default"            # VAR ranking: "mean" (default) / "max" over scales, or "pooled"
+k_percent = None                 # top-k% of units to locate; None: the paper's (VAR 10%, RAR 5%)
+images_per_class = 8             # columns of the grid of top-unit images
+
+# %%
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import torch
+import yaml
+from IPython.display import Markdown, display
+from myst_nb import glue
+
+from memlib import cli
+from memlib.data import DATA_DIR, load_testbed
+from memlib.intervene import select_units
+from memlib.models.registry import get_config
+from memlib.params import REPO_ROOT, SPECS, validate_params
+from memlib.results import atomic_write_json, provenance
+
+given = {key: value for key, value in globals().items() if key in SPECS}
+started = time.time()
+sns.set_theme(style="whitegrid", context="notebook")
+
+# %% [markdown]
+# ## The run's models
+#
+# The parameters are checked first (`memlib.params`): a bad value stops the notebook with a message
+# naming the parameter. An empty `model` means the testbed, whose VAR-style model is `var-testbed`;
+# a full-scale run names one model. This page needs a VAR model; on a run of a RAR model it says so
+# and shows nothing else.
+
+# %% tags=["hide-input"]
+TESTBED_MODELS = {"var": "var-testbed", "rar": "rar-testbed"}
+STAGE = "unitmem"  # the memlib stage whose required parameters this page checks
+PAPER = yaml.safe_load((REPO_ROOT / "book" / "paper_numbers.yaml").read_text(encoding="utf-8"))
+
+
+def run_models(values: dict) -> dict[str, dict]:
+    """The run's models by family, each with its validated parameters (memlib.params).
+
+    A ``model`` name gives that one model. An empty ``model`` on the testbed gives the testbed
+    pair with the checkpoints shipped in data/checkpoints, each with its own results folder.
+    """
+    values = {key: value for key, value in values.items() if value is not None}
+    params = validate_params(values)
+    if params["model"]:
+        return {get_config(params["model"]).family: validate_params(values, STAGE)}
+    if params["dataset"] != "testbed" or params["checkpoint"] or params["tokenizer_checkpoint"]:
+        raise ValueError("model: got ''; expected a model name of memlib's registry (an empty model means the "
+                         "testbed pair, which needs dataset 'testbed' and empty checkpoint paths)")
+    folder = DATA_DIR / "checkpoints"
+    models = {}
+    for family, name in TESTBED_MODELS.items():
+        try:
+            models[family] = validate_params({**values, "model": name,
+                                       "checkpoint": str(folder / f"{name}.safetensors"),
+                                       "tokenizer_checkpoint": str(folder / f"{name}-tokenizer.safetensors"),
+                                       "results_dir": str(Path(params["results_dir"]) / name)}, STAGE)
+        except ValueError as err:
+            raise ValueError(f"{err}\n  (the testbed checkpoints are made by `make checkpoints`)") from err
+    return models
+
+
+def paper_k_percent(family: str) -> float:
+    """The paper's share of halved units for the family (VAR-d30: 10%, RAR-XXL: 5%)."""
+    return next(m["k_percent"] for m in PAPER["models"].values() if m["family"] == family and "k_percent" in m)
+
+
+runs = {family: cli.make_run(params, Path(params["results_dir"]))
+        for family, params in run_models(given).items() if family == "var"}
+k_top = {family: float(k_percent if k_percent is not None else paper_k_percent(family)) for family in runs}
+if not runs:
+    display(Markdown(f"**This run has no VAR model** (`model: {given['model']}`), so this page shows nothing. "
+                     "Run it with the testbed or a VAR parameter file."))
+for family, run in runs.items():
+    print(f"{run.params['model']}: {run.params['checkpoint']} on {run.device}; results in {run.out}")
+
+# %% [markdown]
+# ## UnitMem of every fc1 unit
+#
+# `memlib.cli.stage_unitmem` runs every training image of D' teacher-forced through the model with a
+# hook on every block's fc1, reduces the activations to per-scale means inside the hook and streams
+# them into a UnitMem accumulator. The result file is named by a hash of the parameters and the
+# checkpoints, so a second run of this notebook reads it back instead of recomputing it; the same
+# file is what `python -m memlib unitmem` (or `torchrun ... -m memlib unitmem`) writes for a
+# full-scale model.
+
+# %% tags=["remove-stderr"]
+unitmem = {family: cli.stage_unitmem(run) for family, run in runs.items()}
+scales = {}
+for family, result in unitmem.items():
+    gen = runs[family].generator()
+    groups = [g for g in gen.position_groups()]
+    scales[family] = [f"{i} ({int(round(g.size ** 0.5))}x{int(round(g.size ** 0.5))})" for i, g in enumerate(groups)]
+    scores_GKU = result.scores_GKU
+    print(f"{runs[family].params['model']}: UnitMem of {scores_GKU.shape[1]} blocks x {scores_GKU.shape[2]} units "
+          f"at {len(groups)} scales over {result.n_images} images ({result.params})")
+    glue(f"{family}_model", runs[family].params["model"], display=False)
+    glue(f"{family}_n_images", result.n_images, display=False)
+    glue(f"{family}_n_units", int(scores_GKU.shape[1] * scores_GKU.shape[2]), display=False)
+
+
+def scale_scores(result) -> torch.Tensor:
+    """UnitMem per (scale, block, unit), without the optional pooled group."""
+    keep = [i for i, name in enumerate(result.group_names) if name.startswith("scale")]
+    return result.scores_GKU[keep]
+
+
+# %% [markdown]
+# ## Mean UnitMem per block, one curve per scale
+#
+# The mean over all units of a block, for the positions of each scale (scale $s$ has
+# $p_s \times p_s$ token positions). UnitMem has no unit; it lies in [0, 1].
+
+# %%
+mean_SK = {}
+for family, result in unitmem.items():
+    scores_SKU = scale_scores(result)
+    mean_SK[family] = scores_SKU.mean(dim=2).numpy()
+    frame = pd.DataFrame(mean_SK[family], index=pd.Index(scales[family], name="scale"))
+    frame.columns.name = "block"
+    long = frame.stack().rename("mean UnitMem").reset_index()
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    sns.lineplot(data=long, x="block", y="mean UnitMem", hue="scale", marker="o", palette="viridis", ax=ax)
+    ax.set_xlabel("transformer block (0 = first)")
+    ax.set_ylabel("mean UnitMem of the block's fc1 units")
+    ax.set_xticks(range(frame.shape[1]))
+    ax.set_title(f"{runs[family].params['model']}: mean UnitMem per block and scale")
+    ax.legend(title="scale (tokens)", bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    fig.savefig(runs[family].out / "unitmem_var_per_block.png", dpi=120)
+    plt.show()
+
+    fig, ax = plt.subplots(figsize=(1.0 * frame.shape[1] + 3, 0.5 * frame.shape[0] + 1.5))
+    sns.heatmap(frame, annot=frame.shape[1] <= 16, fmt=".3f", cmap="magma", ax=ax,
+                cbar_kws={"label": "mean UnitMem"})
+    ax.set_xlabel("transformer block")
+    ax.set_ylabel("scale (tokens)")
+    ax.set_title(f"{runs[family].params['model']}: mean UnitMem, scale x block")
+    fig.tight_layout()
+    fig.savefig(runs[family].out / "unitmem_var_heatmap.png", dpi=120)
+    plt.show()
+
+# %% [markdown]
+# Where along the depth the memorizing units of one scale sit is summarised by two numbers: the
+# block with the highest mean UnitMem (the *peak block*), and the UnitMem-weighted mean block index
+# (the *centre of mass*, 0 = first block). The paper's pattern would show both moving deeper as the
+# scale gets finer.
+
+# %%
+localization = {}
+for family, m_SK in mean_SK.items():
+    blocks = np.arange(m_SK.shape[1])
+    table = pd.DataFrame({
+        "scale": scales[family],
+        "peak block": m_SK.argmax(axis=1),
+        "centre of mass (block)": (m_SK * blocks).sum(axis=1) / m_SK.sum(axis=1),
+        "mean UnitMem (all blocks)": m_SK.mean(axis=1),
+    })
+    display(table.style.format({"centre of mass (block)": "{:.2f}", "mean UnitMem (all blocks)": "{:.3f}"}).hide(axis="index"))
+    image_scales = table.iloc[1:]  # scale 0 measures class selectivity
+    centres = image_scales["centre of mass (block)"].to_numpy()
+    moves_deeper = bool(len(centres) > 1 and np.all(np.diff(centres) > 0))
+    localization[family] = {
+        "peak_block_by_scale": table["peak block"].tolist(),
+        "centre_of_mass_by_scale": [round(float(c), 4) for c in table["centre of mass (block)"]],
+        "centre_moves_deeper_with_scale": moves_deeper,
+    }
+    glue(f"{family}_peak_blocks", ", ".join(str(b) for b in table["peak block"]), display=False)
+    glue(f"{family}_centre_first_image_scale", float(centres[0]), display=False)
+    glue(f"{family}_centre_finest_scale", float(centres[-1]), display=False)
+    verdict = ("rises with every finer scale, as the paper reports for VAR" if moves_deeper else
+               "does not rise with every finer scale, so this run does not show the paper's VAR pattern cleanly")
+    display(Markdown(
+        f"**{runs[family].params['model']}.** Leaving out scale 0, the centre of mass of mean UnitMem moves from "
+        f"block {centres[0]:.2f} at scale 1 to block {centres[-1]:.2f} at the finest scale; it {verdict}. "
+        f"Peak blocks by scale (scale 0 first): {', '.join(str(b) for b in table['peak block'])}."))
+
+# %% [markdown]
+# ## Where the top units sit
+#
+# The intervention ranks all units of the model by one selection score per unit (**chosen**: the
+# mean over scales of the per-scale UnitMem; parameter `selection`) and takes the global top k%.
+# The left panel shows which share of each block's units that global top k% contains. The right
+# panel asks the same per scale: the global top k% of units by the UnitMem of that scale alone.
+
+# %%
+top_units = {}
+for family, result in unitmem.items():
+    k = k_top[family]
+    how = None if runs[family].params["selection"] == "default" else runs[family].params["selection"]
+    scores_KU = result.selection_scores(how)
+    n_blocks, n_units = scores_KU.shape
+    chosen_M2 = select_units(scores_KU, k, "global")
+    per_block = np.bincount(chosen_M2[:, 0].numpy(), minlength=n_blocks)
+    scores_SKU = scale_scores(result)
+    per_scale_SK = np.stack([np.bincount(select_units(s_KU, k, "global")[:, 0].numpy(), minlength=n_blocks)
+                             for s_KU in scores_SKU]) / n_units
+    top_units[family] = {"k_percent": k, "units": int(len(chosen_M2)), "per_block": per_block.tolist(),
+                         "share_per_block_by_scale": per_scale_SK.round(4).tolist()}
+    glue(f"{family}_k_percent", k, display=False)
+    glue(f"{family}_top_units", int(len(chosen_M2)), display=False)
+
+    fig, (ax_sel, ax_scale) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 1.3]})
+    ax_sel.bar(np.arange(n_blocks), 100 * per_block / n_units, color="#c0392b")
+    ax_sel.axhline(k, color="gray", linestyle="--", label=f"uniform ({k:g}%)")
+    ax_sel.set_xlabel("transformer block")
+    ax_sel.set_ylabel("share of the block's fc1 units in the top k% (%)")
+    ax_sel.set_xticks(range(n_blocks))
+    ax_sel.set_title(f"selection score ({how or 'mean'} over scales), top {k:g}%")
+    ax_sel.legend()
+    frame = pd.DataFrame(100 * per_scale_SK, index=pd.Index(scales[family], name="scale (tokens)"))
+    frame.columns.name = "transformer block"
+    sns.heatmap(frame, annot=n_blocks <= 16, fmt=".1f", cmap="rocket_r", ax=ax_scale,
+                cbar_kws={"label": "share of the block's units (%)"})
+    ax_scale.set_title(f"top {k:g}% by the UnitMem of each scale")
+    fig.suptitle(f"{runs[family].params['model']}: where the global top {k:g}% units sit")
+    fig.tight_layout()
+    fig.savefig(runs[family].out / "unitmem_var_top_units.png", dpi=120)
+    plt.show()
+
+# %% [markdown]
+# ## The distribution of UnitMem
+#
+# Most units respond to many images alike (UnitMem near 0); memorizing units form the right tail.
+# The counts are on a logarithmic axis.
+
+# %%
+for family, result in unitmem.items():
+    scores_SKU = scale_scores(result)
+    long = pd.DataFrame({
+        "UnitMem": scores_SKU.reshape(len(scores_SKU), -1).numpy().ravel(),
+        "scale": np.repeat(scales[family], scores_SKU[0].numel()),
+    })
+    fig, ax = plt.subplots(figsize=(8, 4))
+    sns.histplot(data=long, x="UnitMem", hue="scale", element="step", fill=False, bins=50, palette="viridis", ax=ax)
+    ax.set_yscale("log")
+    ax.set_xlabel("UnitMem (0: every image alike, 1: one image only)")
+    ax.set_ylabel("number of fc1 units")
+    ax.set_title(f"{runs[family].params['model']}: UnitMem of all fc1 units, per scale")
+    fig.tight_layout()
+    fig.savefig(runs[family].out / "unitmem_var_distribution.png", dpi=120)
+    plt.show()
+    quantiles = long.groupby("scale")["UnitMem"].quantile([0.5, 0.9, 0.99, 1.0]).unstack()
+    quantiles.columns = ["median", "90th percentile", "99th percentile", "max"]
+    display(quantiles.style.format("{:.3f}"))
+
+# %% [markdown]
+# ## The images behind the top units
+#
+# Each unit's most activating image (its argmax) is kept by the accumulator. For the top k% units
+# of every image scale (scale 0 left out: all images of a class tie there), the table gives the share
+# whose argmax is a planted image, beside the share of planted images among all images of D' (what
+# a unit with a random argmax would give). The grid shows the images that are the argmax of the most
+# top units.
+
+# %%
+argmax_summary = {}
+for family, result in unitmem.items():
+    run = runs[family]
+    k = k_top[family]
+    dataset, _, ground_truth, _ = cli.training_images(run, run.params["unitmem_fraction"])
+    scores_SKU, argmax_SKU = scale_scores(result), result.argmax_GKU[[i for i, n in enumerate(result.group_names)
+                                                                     if n.startswith("scale")]]
+    planted = None
+    if run.params["dataset"] == "testbed":
+        planted = load_testbed(run.params["testbed_file"] or None).is_planted()
+        n_seen = min(len(planted), result.n_images)
+        base_share = float(planted[:n_seen].mean())
+    rows, top_ids = [], []
+    for s in range(1, len(scores_SKU)):
+        chosen_M2 = select_units(scores_SKU[s], k, "global")
+        ids = argmax_SKU[s][chosen_M2[:, 0], chosen_M2[:, 1]].numpy()
+        top_ids.append(ids)
+        row = {"scale": scales[family][s], "top units": len(ids), "distinct argmax images": len(np.unique(ids))}
+        if planted is not None:
+            row["argmax planted (%)"] = 100 * float(planted[ids].mean())
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    display(table.style.format({"argmax planted (%)": "{:.1f}"}).hide(axis="index"))
+    ids, counts = np.unique(np.concatenate(top_ids), return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    summary = {"top_unit_argmax_distinct": int(len(ids))}
+    if planted is not None:
+        share = float(planted[np.concatenate(top_ids)].mean())
+        summary.update(top_unit_argmax_planted_share=share, planted_share_of_images=base_share)
+        glue(f"{family}_top_argmax_planted_share", share, display=False)
+        glue(f"{family}_planted_share_of_images", base_share, display=False)
+        ratio = share / base_share if base_share > 0 else float("inf")
+        display(Markdown(
+            f"**{run.params['model']}.** Over the image scales, {100 * share:.1f}% of the top {k:g}% units have a "
+            f"planted image as their argmax, against {100 * base_share:.1f}% planted images among the "
+            f"{result.n_images} images of D' ({ratio:.1f} times the share a random argmax would give)."))
+    argmax_summary[family] = summary
+
+    shown = order[: 2 * images_per_class]
+    fig, axes = plt.subplots(2, images_per_class, figsize=(1.3 * images_per_class, 3.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, j in zip(axes.ravel(), shown):
+        image, label = dataset[int(ids[j])]
+        ax.imshow(ground_truth(image).permute(1, 2, 0).numpy().clip(0, 1))
+        is_planted = planted is not None and planted[ids[j]]
+        ax.set_title(f"#{ids[j]}: {counts[j]} units" + ("\nplanted" if is_planted else ""), fontsize=8,
+                     color="#c0392b" if is_planted else "black")
+    fig.suptitle(f"{run.params['model']}: argmax images of the most top-{k:g}% units (scales 1+)")
+    fig.tight_layout()
+    fig.savefig(run.out / "unitmem_var_argmax_images.png", dpi=120)
+    plt.show()
+
+# %% [markdown]
+# ## Summary
+#
+# The numbers of this page, with the parameters that produced them, are written to
+# `summary-unitmem-var.json` in the results folder; {doc}`reproduction` reads them from there.
+
+# %%
+for family, run in runs.items():
+    result = unitmem[family]
+    record = {
+        "notebook": "unitmem-var",
+        "model": run.params["model"],
+        "n_images": result.n_images,
+        "scales": scales[family],
+        "mean_unitmem_by_scale_block": mean_SK[family].round(6).tolist(),
+        **localization[family], **top_units[family], **argmax_summary[family],
+    }
+    atomic_write_json(run.out / "summary-unitmem-var.json",
+                      {"numbers": record, **provenance(run.params, run.params["seed"], started)})
+    display(Markdown(
+        f"- **{run.params['model']}**: UnitMem of {int(scale_scores(result)[0].numel())} fc1 units at "
+        f"{len(scales[family])} scales over {result.n_images} training images.\n"
+        f"- Scale 0 depends only on the class label; its UnitMem is class selectivity.\n"
+        f"- Peak block per scale: {', '.join(map(str, localization[family]['peak_block_by_scale']))}; the centre of "
+        f"mass {'moves' if localization[family]['centre_moves_deeper_with_scale'] else 'does not move'} deeper "
+        f"with every finer image scale."))

@@ -1,0 +1,48 @@
+"""Session fixtures shared by test files.
+
+The smoke build of the book (notebooks executed with notebooks/params/smoke.yaml, then the
+site built) is the slowest thing the suite does, so it happens once per session, in a copy of
+the book's sources: tests/test_book.py reads the executed notebooks, tests/test_browser.py
+opens the built site. The repository itself is left untouched.
+"""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK_SOURCES = ["_config.yml", "_toc.yml", "book", "notebooks", "scripts", "benchmarks"]
+
+
+def run_checked(*cmd, cwd):
+    result = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+
+
+@pytest.fixture(scope="session")
+def smoke_book(tmp_path_factory) -> Path:
+    """A copy of the book's sources with every notebook executed under the smoke parameters
+    (executed/ beside the sources, as `make book` does)."""
+    copy = tmp_path_factory.mktemp("book")
+    for name in BOOK_SOURCES:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__", "provenance.md"))
+        elif source.exists():
+            shutil.copy2(source, copy / name)
+    for shared in ("data", "memlib"):  # read, not written, by the notebooks
+        (copy / shared).symlink_to(ROOT / shared, target_is_directory=True)
+    run_checked(sys.executable, "scripts/run_notebooks.py", "--params", "notebooks/params/smoke.yaml", "--timeout", "600", cwd=copy)
+    return copy
+
+
+@pytest.fixture(scope="session")
+def smoke_site(smoke_book) -> Path:
+    """The site built from :func:`smoke_book` with `jupyter-book build -W -n`: path of _build/html."""
+    run_checked(sys.executable, "scripts/write_provenance.py", cwd=smoke_book)
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    run_checked(jupyter_book, "build", ".", "--builder", "html", "-W", "-n", "--keep-going", cwd=smoke_book)
+    return smoke_book / "_build" / "html"

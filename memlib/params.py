@@ -248,3 +248,61 @@ def load_params(path: str | os.PathLike, base_dir: str | os.PathLike = REPO_ROOT
     if stage is not None:
         require(params, stage, source=str(path))
     return params
+
+
+# ---------------------------------------------------------------------------------------------
+# The run's models, as the notebooks see them
+# ---------------------------------------------------------------------------------------------
+
+TESTBED_MODELS = {"var": "var-testbed", "rar": "rar-testbed"}
+PAPER_NUMBERS_FILE = REPO_ROOT / "book" / "paper_numbers.yaml"
+
+
+def run_models(values: Mapping[str, Any], stage: str, *, filter_prefixes: bool = False) -> dict[str, dict]:
+    """The run's models by family, each with its parameters validated for ``stage``.
+
+    A ``model`` name gives that one model. An empty ``model`` on the testbed gives the testbed
+    pair (``TESTBED_MODELS``) with the checkpoints shipped in data/checkpoints, each with its
+    own results folder. With ``filter_prefixes`` each model keeps only the ``prefix_lengths``
+    it accepts (VAR: scale boundaries), and none accepted is an error naming the parameter.
+    """
+    from .models.registry import build_generator, get_config
+
+    values = {key: value for key, value in values.items() if value is not None}
+    params = validate_params(values)
+    if params["model"]:
+        models = {get_config(params["model"]).family: validate_params(values, stage)}
+    elif params["dataset"] != "testbed" or params["checkpoint"] or params["tokenizer_checkpoint"]:
+        raise ValueError("model: got ''; expected a model name of memlib's registry (an empty model means the "
+                         "testbed pair, which needs dataset 'testbed' and empty checkpoint paths)")
+    else:
+        folder, models = REPO_ROOT / "data" / "checkpoints", {}
+        for family, name in TESTBED_MODELS.items():
+            try:
+                models[family] = validate_params({**values, "model": name,
+                                                  "checkpoint": str(folder / f"{name}.safetensors"),
+                                                  "tokenizer_checkpoint": str(folder / f"{name}-tokenizer.safetensors"),
+                                                  "results_dir": str(Path(params["results_dir"]) / name)}, stage)
+            except ValueError as err:
+                raise ValueError(f"{err}\n  (the testbed checkpoints are made by `make checkpoints`)") from err
+    if filter_prefixes:
+        for p in models.values():
+            overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in p["model_overrides"].items()}
+            valid = build_generator(get_config(p["model"], **overrides), device="meta").valid_prefix_lengths()
+            usable = [n for n in p["prefix_lengths"] if n in valid]
+            if not usable:
+                raise ValueError(f"prefix_lengths: got {p['prefix_lengths']}; {p['model']} accepts none of them "
+                                 f"(valid: {valid[:12]}{' ...' if len(valid) > 12 else ''})")
+            p["prefix_lengths"] = usable
+    return models
+
+
+def paper_numbers() -> dict:
+    """The paper's numbers (book/paper_numbers.yaml, the one file that holds them)."""
+    return yaml.safe_load(PAPER_NUMBERS_FILE.read_text(encoding="utf-8"))
+
+
+def paper_k_percent(family: str) -> float:
+    """The paper's share of halved units for the family (VAR-d30: 10%, RAR-XXL: 5%)."""
+    models = paper_numbers()["models"].values()
+    return next(m["k_percent"] for m in models if m["family"] == family and "k_percent" in m)

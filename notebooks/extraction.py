@@ -73,10 +73,9 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 from memlib import cli
-from memlib.data import DATA_DIR, load_testbed, to_float_images
+from memlib.data import load_testbed, to_float_images
 from memlib.extract import decode_images, score_images
-from memlib.models.registry import build_generator, get_config
-from memlib.params import SPECS, validate_params
+from memlib.params import SPECS, run_models
 from memlib.results import atomic_write_json, cached, provenance
 from memlib.similarity import PixelSimilarity, calibrate_threshold
 
@@ -95,46 +94,9 @@ FAMILY_NAMES = {"var": "VAR (next-scale)", "rar": "RAR (next-token)"}
 # (the testbed's VAR: 0, 1, 5, 21 and 85 tokens).
 
 # %% tags=["hide-input"]
-TESTBED_MODELS = {"var": "var-testbed", "rar": "rar-testbed"}
-STAGE = "attack"  # the memlib stage whose required parameters this page checks
 
 
-def run_models(values: dict) -> dict[str, dict]:
-    """The run's models by family, each with its validated parameters (memlib.params) and the
-    prefix lengths it accepts.
-
-    A ``model`` name gives that one model. An empty ``model`` on the testbed gives the testbed
-    pair with the checkpoints shipped in data/checkpoints, each with its own results folder.
-    """
-    values = {key: value for key, value in values.items() if value is not None}
-    params = validate_params(values)
-    if params["model"]:
-        models = {get_config(params["model"]).family: validate_params(values, STAGE)}
-    elif params["dataset"] != "testbed" or params["checkpoint"] or params["tokenizer_checkpoint"]:
-        raise ValueError("model: got ''; expected a model name of memlib's registry (an empty model means the "
-                         "testbed pair, which needs dataset 'testbed' and empty checkpoint paths)")
-    else:
-        folder, models = DATA_DIR / "checkpoints", {}
-        for family, name in TESTBED_MODELS.items():
-            try:
-                models[family] = validate_params({**values, "model": name,
-                                           "checkpoint": str(folder / f"{name}.safetensors"),
-                                           "tokenizer_checkpoint": str(folder / f"{name}-tokenizer.safetensors"),
-                                           "results_dir": str(Path(params["results_dir"]) / name)}, STAGE)
-            except ValueError as err:
-                raise ValueError(f"{err}\n  (the testbed checkpoints are made by `make checkpoints`)") from err
-    for family, p in models.items():
-        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in p["model_overrides"].items()}
-        valid = build_generator(get_config(p["model"], **overrides), device="meta").valid_prefix_lengths()
-        usable = [n for n in p["prefix_lengths"] if n in valid]
-        if not usable:
-            raise ValueError(f"prefix_lengths: got {p['prefix_lengths']}; {p['model']} accepts none of them "
-                             f"(valid: {valid[:12]}{' ...' if len(valid) > 12 else ''})")
-        p["prefix_lengths"] = usable
-    return models
-
-
-runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in run_models(given).items()}
+runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in run_models(given, "attack", filter_prefixes=True).items()}
 headline = {family: max(run.params["prefix_lengths"]) for family, run in runs.items()}
 for family, run in runs.items():
     print(f"{run.params['model']}: {run.params['checkpoint']} on {run.device}; prefix lengths "

@@ -76,20 +76,17 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from IPython.display import Markdown, display
 from myst_nb import glue
 
 from memlib import cli
-from memlib.data import DATA_DIR
-from memlib.models.registry import build_generator, get_config
-from memlib.params import REPO_ROOT, SPECS, validate_params
+from memlib.params import REPO_ROOT, SPECS, paper_k_percent, paper_numbers, run_models
 from memlib.results import atomic_write_json, provenance, read_json, to_jsonable
 
 given = {key: value for key, value in globals().items() if key in SPECS}
 started = time.time()
 PAPER_FILE = REPO_ROOT / "book" / "paper_numbers.yaml"
-PAPER = yaml.safe_load(PAPER_FILE.read_text(encoding="utf-8"))
+PAPER = paper_numbers()
 
 # %% [markdown]
 # ## The run's models
@@ -99,51 +96,9 @@ PAPER = yaml.safe_load(PAPER_FILE.read_text(encoding="utf-8"))
 # full-scale run names one model.
 
 # %% tags=["hide-input"]
-TESTBED_MODELS = {"var": "var-testbed", "rar": "rar-testbed"}
-STAGE = "sweep"  # the memlib stage whose required parameters this page checks
 
 
-def run_models(values: dict) -> dict[str, dict]:
-    """The run's models by family, each with its validated parameters (memlib.params) and the
-    prefix lengths it accepts.
-
-    A ``model`` name gives that one model. An empty ``model`` on the testbed gives the testbed
-    pair with the checkpoints shipped in data/checkpoints, each with its own results folder.
-    """
-    values = {key: value for key, value in values.items() if value is not None}
-    params = validate_params(values)
-    if params["model"]:
-        models = {get_config(params["model"]).family: validate_params(values, STAGE)}
-    elif params["dataset"] != "testbed" or params["checkpoint"] or params["tokenizer_checkpoint"]:
-        raise ValueError("model: got ''; expected a model name of memlib's registry (an empty model means the "
-                         "testbed pair, which needs dataset 'testbed' and empty checkpoint paths)")
-    else:
-        folder, models = DATA_DIR / "checkpoints", {}
-        for family, name in TESTBED_MODELS.items():
-            try:
-                models[family] = validate_params({**values, "model": name,
-                                           "checkpoint": str(folder / f"{name}.safetensors"),
-                                           "tokenizer_checkpoint": str(folder / f"{name}-tokenizer.safetensors"),
-                                           "results_dir": str(Path(params["results_dir"]) / name)}, STAGE)
-            except ValueError as err:
-                raise ValueError(f"{err}\n  (the testbed checkpoints are made by `make checkpoints`)") from err
-    for family, p in models.items():
-        overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in p["model_overrides"].items()}
-        valid = build_generator(get_config(p["model"], **overrides), device="meta").valid_prefix_lengths()
-        usable = [n for n in p["prefix_lengths"] if n in valid]
-        if not usable:
-            raise ValueError(f"prefix_lengths: got {p['prefix_lengths']}; {p['model']} accepts none of them "
-                             f"(valid: {valid[:12]}{' ...' if len(valid) > 12 else ''})")
-        p["prefix_lengths"] = usable
-    return models
-
-
-def paper_k_percent(family: str) -> float:
-    """The paper's share of halved units for the family (VAR-d30: 10%, RAR-XXL: 5%)."""
-    return next(m["k_percent"] for m in PAPER["models"].values() if m["family"] == family and "k_percent" in m)
-
-
-runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in run_models(given).items()}
+runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in run_models(given, "sweep", filter_prefixes=True).items()}
 k_report = {family: float(k_percent if k_percent is not None else paper_k_percent(family)) for family in runs}
 
 # %% [markdown]
@@ -319,7 +274,7 @@ for family, run in runs.items():
                                      f"of blocks 0–{n_blocks - 1} (last position)",
                          "same direction": yes_no(u["centre_of_mass_last"] > (n_blocks - 1) / 2)})
     before, after = m["extracted_before"], m["unitmem_half_extracted_mean"]
-    findings.append({"model": name, "the paper": f"halving the top-k% UnitMem units cuts extraction",
+    findings.append({"model": name, "the paper": "halving the top-k% UnitMem units cuts extraction",
                      "this run": f"{before} → {after:g} at k = {m['k_percent']:g}%",
                      "same direction": yes_no(after < before) if before else "— (nothing extracted before the edit)"})
     if "random_half_extracted_mean" in m:

@@ -64,16 +64,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-import torch
-import yaml
 from IPython.display import Markdown, display
 from myst_nb import glue
 
 from memlib import cli
-from memlib.data import DATA_DIR, load_testbed
+from memlib.data import load_testbed
 from memlib.intervene import select_units
-from memlib.models.registry import get_config
-from memlib.params import REPO_ROOT, SPECS, validate_params
+from memlib.params import SPECS, paper_k_percent, run_models
 from memlib.results import atomic_write_json, provenance
 
 given = {key: value for key, value in globals().items() if key in SPECS}
@@ -89,44 +86,10 @@ sns.set_theme(style="whitegrid", context="notebook")
 # and shows nothing else.
 
 # %% tags=["hide-input"]
-TESTBED_MODELS = {"var": "var-testbed", "rar": "rar-testbed"}
-STAGE = "unitmem"  # the memlib stage whose required parameters this page checks
-PAPER = yaml.safe_load((REPO_ROOT / "book" / "paper_numbers.yaml").read_text(encoding="utf-8"))
-
-
-def run_models(values: dict) -> dict[str, dict]:
-    """The run's models by family, each with its validated parameters (memlib.params).
-
-    A ``model`` name gives that one model. An empty ``model`` on the testbed gives the testbed
-    pair with the checkpoints shipped in data/checkpoints, each with its own results folder.
-    """
-    values = {key: value for key, value in values.items() if value is not None}
-    params = validate_params(values)
-    if params["model"]:
-        return {get_config(params["model"]).family: validate_params(values, STAGE)}
-    if params["dataset"] != "testbed" or params["checkpoint"] or params["tokenizer_checkpoint"]:
-        raise ValueError("model: got ''; expected a model name of memlib's registry (an empty model means the "
-                         "testbed pair, which needs dataset 'testbed' and empty checkpoint paths)")
-    folder = DATA_DIR / "checkpoints"
-    models = {}
-    for family, name in TESTBED_MODELS.items():
-        try:
-            models[family] = validate_params({**values, "model": name,
-                                       "checkpoint": str(folder / f"{name}.safetensors"),
-                                       "tokenizer_checkpoint": str(folder / f"{name}-tokenizer.safetensors"),
-                                       "results_dir": str(Path(params["results_dir"]) / name)}, STAGE)
-        except ValueError as err:
-            raise ValueError(f"{err}\n  (the testbed checkpoints are made by `make checkpoints`)") from err
-    return models
-
-
-def paper_k_percent(family: str) -> float:
-    """The paper's share of halved units for the family (VAR-d30: 10%, RAR-XXL: 5%)."""
-    return next(m["k_percent"] for m in PAPER["models"].values() if m["family"] == family and "k_percent" in m)
 
 
 runs = {family: cli.make_run(params, Path(params["results_dir"]))
-        for family, params in run_models(given).items() if family == "rar"}
+        for family, params in run_models(given, "unitmem").items() if family == "rar"}
 k_top = {family: float(k_percent if k_percent is not None else paper_k_percent(family)) for family in runs}
 if not runs:
     display(Markdown(f"**This run has no RAR model** (`model: {given['model']}`), so this page shows nothing. "

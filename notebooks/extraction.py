@@ -94,9 +94,8 @@ FAMILY_NAMES = {"var": "VAR (next-scale)", "rar": "RAR (next-token)"}
 # (the testbed's VAR: 0, 1, 5, 21 and 85 tokens).
 
 # %% tags=["hide-input"]
-
-
-runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in run_models(given, "attack", filter_prefixes=True).items()}
+models = run_models(given, "attack", filter_prefixes=True)
+runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in models.items()}
 headline = {family: max(run.params["prefix_lengths"]) for family, run in runs.items()}
 for family, run in runs.items():
     print(f"{run.params['model']}: {run.params['checkpoint']} on {run.device}; prefix lengths "

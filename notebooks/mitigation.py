@@ -104,11 +104,8 @@ MODE_LABELS = {"baseline": "unedited", "unitmem-half": "top UnitMem, halved", "r
 # full-scale run names one model. The k% this page reports must be one of the sweep's `k_percents`.
 
 # %% tags=["hide-input"]
-
-
-
-
-runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in run_models(given, "sweep", filter_prefixes=True).items()}
+models = run_models(given, "sweep", filter_prefixes=True)
+runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in models.items()}
 headline = {family: max(run.params["prefix_lengths"]) for family, run in runs.items()}
 k_report = {family: float(k_percent if k_percent is not None else paper_k_percent(family)) for family in runs}
 for family, run in runs.items():

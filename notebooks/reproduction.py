@@ -96,9 +96,8 @@ PAPER = paper_numbers()
 # full-scale run names one model.
 
 # %% tags=["hide-input"]
-
-
-runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in run_models(given, "sweep", filter_prefixes=True).items()}
+models = run_models(given, "sweep", filter_prefixes=True)
+runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in models.items()}
 k_report = {family: float(k_percent if k_percent is not None else paper_k_percent(family)) for family in runs}
 
 # %% [markdown]

@@ -101,9 +101,8 @@ MODE_LABELS = {"baseline": "unedited", "unitmem-half": "top UnitMem, halved", "r
 # full-scale run names one model.
 
 # %% tags=["hide-input"]
-
-
-runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in run_models(given, "sweep", filter_prefixes=True).items()}
+models = run_models(given, "sweep", filter_prefixes=True)
+runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in models.items()}
 headline = {family: max(run.params["prefix_lengths"]) for family, run in runs.items()}
 for family, run in runs.items():
     print(f"{run.params['model']}: prefix {headline[family]} tokens, sweep {run.params['sweep_modes']} "

@@ -86,8 +86,6 @@ sns.set_theme(style="whitegrid", context="notebook")
 # and shows nothing else.
 
 # %% tags=["hide-input"]
-
-
 runs = {family: cli.make_run(params, Path(params["results_dir"]))
         for family, params in run_models(given, "unitmem").items() if family == "rar"}
 k_top = {family: float(k_percent if k_percent is not None else paper_k_percent(family)) for family in runs}

@@ -34,9 +34,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-results_path = Path(benchmark_results)
-if not results_path.is_file():
-    raise FileNotFoundError(f"benchmark_results: {results_path} does not exist; run python benchmarks/run_all.py")
+from memlib.params import validate_params
+
+results_path = Path(validate_params({"benchmark_results": benchmark_results})["benchmark_results"])
 entries = json.loads(results_path.read_text())["entries"]
 
 

@@ -30,7 +30,7 @@ import torch
 from .distributed import merge_unitmem_states, shard_indices
 from .extract import check_finite_logits
 from .hooks import capture
-from .models.generator import Generator, PositionGroup
+from .models.generator import Generator, PositionGroup, eval_mode
 from .unitmem import UnitMemAccumulator
 
 ACTIVATIONS = ("post", "pre")
@@ -136,22 +136,16 @@ def view_means(
     names = gen.fc1_names()
     device = gen.device
     reduce = group_means_reducer(gen, groups, activation)
-    was_training = [m.training for m in (gen.transformer, gen.tokenizer)]
-    gen.eval()
-    try:
-        with torch.no_grad(), capture(gen.transformer, names, reduce) as store:
-            n_calls = 0
-            for start in range(0, views_R3HW.shape[0], batch_size):
-                views = views_R3HW[start : start + batch_size].to(device)
-                labels = labels_R[start : start + batch_size].to(device)
-                tokens_BL = gen.images_to_tokens(views)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    logits_BLV = gen.teacher_forced_logits(tokens_BL, labels)
-                check_finite_logits(gen, logits_BLV, f"views {start}..{start + len(views) - 1}")
-                n_calls += 1
-    finally:
-        gen.transformer.train(was_training[0])
-        gen.tokenizer.train(was_training[1])
+    with eval_mode(gen.transformer, gen.tokenizer), torch.no_grad(), capture(gen.transformer, names, reduce) as store:
+        n_calls = 0
+        for start in range(0, views_R3HW.shape[0], batch_size):
+            views = views_R3HW[start : start + batch_size].to(device)
+            labels = labels_R[start : start + batch_size].to(device)
+            tokens_BL = gen.images_to_tokens(views)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits_BLV = gen.teacher_forced_logits(tokens_BL, labels)
+            check_finite_logits(gen, logits_BLV, f"views {start}..{start + len(views) - 1}")
+            n_calls += 1
     for name in names:
         if len(store[name]) != n_calls:
             raise RuntimeError(f"{name} ran {len(store[name])} times in {n_calls} forward passes; expected once each")

@@ -21,27 +21,12 @@ lengths.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from memlib.models.generator import Generator
-
-
-@contextlib.contextmanager
-def eval_mode(gen: Generator) -> Iterator[None]:
-    """Put the transformer and tokenizer in eval mode and restore their previous modes."""
-    modules = [gen.transformer, gen.tokenizer]
-    was_training = [m.training for m in modules]
-    try:
-        for m in modules:
-            m.eval()
-        yield
-    finally:
-        for m, mode in zip(modules, was_training):
-            m.train(mode)
+from memlib.models.generator import Generator, eval_mode
 
 
 def _check_tokens_labels(tokens_NL: torch.Tensor, labels_N: torch.Tensor, gen: Generator) -> None:
@@ -86,7 +71,7 @@ def score_images(gen: Generator, tokens_NL: torch.Tensor, labels_N: torch.Tensor
     _check_batch_size(batch_size)
     start, stop = _resolve_span(span, gen.seq_len)
     hits = []
-    with torch.no_grad(), eval_mode(gen):
+    with torch.no_grad(), eval_mode(gen.transformer, gen.tokenizer):
         for i in range(0, len(tokens_NL), batch_size):
             tokens_BL = tokens_NL[i : i + batch_size].to(gen.device)
             logits_BLV = gen.teacher_forced_logits(tokens_BL, labels_N[i : i + batch_size].to(gen.device))
@@ -125,7 +110,7 @@ def generate_from_prefix(gen: Generator, tokens_CL: torch.Tensor, labels_C: torc
     _check_tokens_labels(tokens_CL, labels_C, gen)
     _check_batch_size(batch_size)
     out = []
-    with torch.no_grad(), eval_mode(gen):
+    with torch.no_grad(), eval_mode(gen.transformer, gen.tokenizer):
         for i in range(0, len(tokens_CL), batch_size):
             out.append(gen.greedy_from_prefix(tokens_CL[i : i + batch_size].to(gen.device),
                                               labels_C[i : i + batch_size].to(gen.device), n_prefix).cpu())
@@ -136,7 +121,7 @@ def decode_images(gen: Generator, tokens_NL: torch.Tensor, batch_size: int = 64)
     """Tokens -> images (N, 3, H, W) in [0, 1] on the CPU, in batches."""
     _check_batch_size(batch_size)
     out = []
-    with torch.no_grad(), eval_mode(gen):
+    with torch.no_grad(), eval_mode(gen.transformer, gen.tokenizer):
         for i in range(0, len(tokens_NL), batch_size):
             out.append(gen.tokens_to_images(tokens_NL[i : i + batch_size].to(gen.device)).cpu())
     if not out:

@@ -39,8 +39,7 @@ import torch
 from cleanfid.fid import get_batch_features, get_folder_features
 from cleanfid.resize import build_resizer
 
-from memlib.extract import eval_mode
-from memlib.models.generator import Generator
+from memlib.models.generator import Generator, eval_mode
 
 INCEPTION_FILE = "inception-2015-12-05.pt"  # clean-fid's / StyleGAN2-ADA's TorchScript Inception
 
@@ -319,7 +318,7 @@ def generated_images(gen: Generator, num_per_class: int, sampling_kwargs: dict, 
     batches, so the samples depend on (seed, batch_size)."""
     labels = torch.arange(gen.num_classes).repeat_interleave(num_per_class)
     rng = torch.Generator(device=gen.device).manual_seed(seed)
-    with torch.no_grad(), eval_mode(gen):
+    with torch.no_grad(), eval_mode(gen.transformer, gen.tokenizer):
         for i in range(0, len(labels), batch_size):
             tokens = gen.sample(labels[i : i + batch_size].to(gen.device), generator=rng, **sampling_kwargs)
             yield gen.tokens_to_images(tokens).cpu()

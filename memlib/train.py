@@ -59,7 +59,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from memlib import data as mdata
-from memlib.models.generator import Generator
+from memlib.models.generator import Generator, eval_mode
 from memlib.models.loading import load_strict, read_state_dict
 from memlib.models.rar import ar_loss
 from memlib.models.registry import build_generator, get_config
@@ -145,13 +145,8 @@ def save_checkpoint(module: torch.nn.Module, weights_path: Path, record: dict) -
 
 def tokenize(generator: Generator, images_N3HW: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Token ids (N, L) of images in [0, 1], tokenizer in eval mode (restored afterwards)."""
-    was_training = generator.tokenizer.training
-    try:
-        generator.tokenizer.eval()
-        with torch.no_grad():
-            return torch.cat([generator.images_to_tokens(b) for b in images_N3HW.split(batch_size)])
-    finally:
-        generator.tokenizer.train(was_training)
+    with eval_mode(generator.tokenizer), torch.no_grad():
+        return torch.cat([generator.images_to_tokens(b) for b in images_N3HW.split(batch_size)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,12 +203,8 @@ def _restart_dead_codes(embedding: torch.nn.Embedding, hits_V: torch.Tensor, can
 def reconstruction_mse(generator: Generator, images_N3HW: torch.Tensor) -> tuple[float, int]:
     """Pixel MSE in [0, 1] of decode(encode(x)) and the number of distinct codes used."""
     tokens = tokenize(generator, images_N3HW)
-    was_training = generator.tokenizer.training
-    try:
-        generator.tokenizer.eval()
+    with eval_mode(generator.tokenizer):
         recon = torch.cat([generator.tokens_to_images(t) for t in tokens.split(256)])
-    finally:
-        generator.tokenizer.train(was_training)
     return float(F.mse_loss(recon, images_N3HW)), int(tokens.unique().numel())
 
 
@@ -303,16 +294,11 @@ def _transformer_loss(
 
 def heldout_loss(generator: Generator, tokens_NL: torch.Tensor, labels_N: torch.Tensor, batch_size: int = 250) -> float:
     """Mean teacher-forced cross-entropy per token (no label dropout, eval mode, restored)."""
-    was_training = generator.transformer.training
     total = 0.0
-    try:
-        generator.transformer.eval()
-        with torch.no_grad():
-            for tokens, labels in zip(tokens_NL.split(batch_size), labels_N.split(batch_size)):
-                logits = generator.teacher_forced_logits(tokens, labels)
-                total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1), reduction="sum"))
-    finally:
-        generator.transformer.train(was_training)
+    with eval_mode(generator.transformer), torch.no_grad():
+        for tokens, labels in zip(tokens_NL.split(batch_size), labels_N.split(batch_size)):
+            logits = generator.teacher_forced_logits(tokens, labels)
+            total += float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens.reshape(-1), reduction="sum"))
     return total / tokens_NL.numel()
 
 

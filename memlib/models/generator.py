@@ -19,10 +19,26 @@ Position groups address the transformer positions T at which fc1 activations are
 from __future__ import annotations
 
 import abc
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+
+@contextlib.contextmanager
+def eval_mode(*modules: nn.Module) -> Iterator[None]:
+    """Put modules in eval mode for the block, restoring each one's previous mode afterwards
+    (also after an exception)."""
+    was_training = [module.training for module in modules]
+    try:
+        for module in modules:
+            module.eval()
+        yield
+    finally:
+        for module, training in zip(modules, was_training):
+            module.train(training)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ generator's device, so a CPU generator gives the same tokens on any accelerator.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
@@ -25,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .generator import Generator, PositionGroup
+from .generator import Generator, PositionGroup, eval_mode
 from .maskgit_vqgan import MaskGITVQGAN, VQGANConfig
 
 _LN_EPS = 1e-6
@@ -540,19 +539,6 @@ def _describe(value: object) -> str:
     return type(value).__name__
 
 
-@contextlib.contextmanager
-def _eval_mode(*modules: nn.Module):
-    """Put modules in eval mode for the block, restoring each one's mode afterwards."""
-    was_training = [module.training for module in modules]
-    try:
-        for module in modules:
-            module.eval()
-        yield
-    finally:
-        for module, training in zip(modules, was_training):
-            module.train(training)
-
-
 # ---- the Generator -----------------------------------------------------------------------------
 class RARGenerator(Generator):
     """RAR transformer + MaskGIT-VQGAN tokenizer behind the :class:`Generator` interface.
@@ -595,19 +581,19 @@ class RARGenerator(Generator):
                 f"images must be in [0, 1] (RAR's tokenizer), got min {float(images_B3HW.min()):.3f} "
                 f"max {float(images_B3HW.max()):.3f}"
             )
-        with _eval_mode(self.tokenizer), torch.no_grad():
+        with eval_mode(self.tokenizer), torch.no_grad():
             return self.tokenizer.encode(images_B3HW.float())
 
     def tokens_to_images(self, tokens_BL: torch.Tensor) -> torch.Tensor:
         _check_tokens(tokens_BL, self.config)
-        with _eval_mode(self.tokenizer), torch.no_grad():
+        with eval_mode(self.tokenizer), torch.no_grad():
             return self.tokenizer.decode(tokens_BL).float()
 
     # ---- the transformer -------------------------------------------------------------------
     def teacher_forced_logits(self, tokens_BL: torch.Tensor, labels_B: torch.Tensor) -> torch.Tensor:
         _check_tokens(tokens_BL, self.config)
         self._check_batch(labels_B, tokens_BL.shape[0])
-        with _eval_mode(self.transformer), torch.no_grad():
+        with eval_mode(self.transformer), torch.no_grad():
             condition_B = self.transformer.preprocess_condition(labels_B)
             return self.transformer.forward_fn(tokens_BL, condition_B)[:, :-1].float()
 
@@ -621,7 +607,7 @@ class RARGenerator(Generator):
     ) -> torch.Tensor:
         """KV-cached sampling (see :meth:`RARTransformer.generate`); unset keywords take the
         config's defaults (the official per-model settings for the official configs)."""
-        with _eval_mode(self.transformer):
+        with eval_mode(self.transformer):
             condition_B = self.transformer.preprocess_condition(labels_B)
             return self.transformer.generate(
                 condition_B,
@@ -637,7 +623,7 @@ class RARGenerator(Generator):
             raise ValueError(f"n_prefix must be one of {valid[0]}..{valid[-1]} (every integer), got {n_prefix!r}")
         _check_tokens(tokens_BL, self.config)
         self._check_batch(labels_B, tokens_BL.shape[0])
-        with _eval_mode(self.transformer):
+        with eval_mode(self.transformer):
             condition_B = self.transformer.preprocess_condition(labels_B)
             return self.transformer.greedy_from_prefix(tokens_BL, condition_B, n_prefix)
 

@@ -28,7 +28,7 @@ import argparse
 import torch
 
 import common
-from memlib.collect import accumulate_unitmem, collection_groups, group_means_reducer
+from memlib.collect import accumulate_unitmem, collection_groups, group_means_reducer, hooked_names
 from memlib.hooks import capture
 from memlib.models.registry import build_generator
 from memlib.unitmem import UnitMemAccumulator
@@ -41,9 +41,10 @@ def capture_case(gen, images_B3HW: torch.Tensor, labels_B: torch.Tensor, batch_s
     dataset = list(zip(images_B3HW, labels_B.tolist()))
     ids = list(range(len(dataset)))
     starts = range(0, len(dataset), batch_size)
-    names = gen.fc1_names()
+    names = hooked_names(gen, "post")
+    units = gen.transformer.get_submodule(gen.fc1_names()[0]).out_features
     groups = collection_groups(gen)
-    reduce = group_means_reducer(gen, groups, "post")
+    reduce = group_means_reducer(groups)
     tokens = [gen.images_to_tokens(images_B3HW[s : s + batch_size]) for s in starts]
     labels = [labels_B[s : s + batch_size] for s in starts]
 
@@ -58,7 +59,7 @@ def capture_case(gen, images_B3HW: torch.Tensor, labels_B: torch.Tensor, batch_s
                 gen.teacher_forced_logits(tokens_BL, y)
 
     def hooked():
-        acc = UnitMemAccumulator((len(groups), len(names), gen.transformer.get_submodule(names[0]).out_features))
+        acc = UnitMemAccumulator((len(groups), len(names), units))
         with torch.no_grad(), capture(gen.transformer, names, reduce) as store:
             for i, (tokens_BL, y) in enumerate(zip(tokens, labels)):
                 gen.teacher_forced_logits(tokens_BL, y)

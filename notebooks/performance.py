@@ -106,11 +106,13 @@ display(Markdown(measured_on([f"capture/{m}/ratio" for m in capture_models])))
 
 # %% [markdown]
 # The column "forward only" isolates the forward pass (tokens computed beforehand): the hook's
-# own work, GELU, absolute value and one mean per position group over the whole
-# (rows x positions x units) fc1 output, against the bare forward. That work is a fixed number
-# of elementwise passes per fc1 output element, while the forward's matrix products cost in
-# proportion to the model's width per element; so the hook's relative cost shrinks as models
-# get wider, and is largest for the narrow testbed models.
+# own work against the bare forward. The hook reads the GELU module's output (no recomputed
+# nonlinearity), copies its absolute value into a reused buffer a few rows at a time (so the
+# copy is still in cache when it is averaged) and takes every position group's mean with one
+# matrix product. That is a fixed number of passes per fc1 output element, while the
+# forward's matrix products cost in proportion to the model's width per element; so the
+# hook's relative cost shrinks as models get wider, and is largest for the narrow testbed
+# models.
 #
 # ## Memory: streaming against dense
 #

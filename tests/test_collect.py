@@ -2,6 +2,7 @@ import pytest
 import torch
 from toy_pipeline import SPECIAL_CLASS, WIRED, ToyVAR, dense_means, shifting_view, toy_dataset
 
+from memlib import collect
 from memlib.collect import UnitMemResult, accumulate_unitmem, collect_unitmem, identity_view
 from memlib.distributed import merge_unitmem_states
 from memlib.unitmem import unitmem_dense
@@ -36,7 +37,11 @@ def test_wired_unit_ranks_first_with_score_near_one(gen, dataset):
     assert int(dataset[SPECIAL][1]) == SPECIAL_CLASS
 
 
-def test_hooked_collection_equals_dense_computation(gen, dataset):
+@pytest.mark.parametrize("chunk_bytes", [4 << 20, 3 * 16 * 6 * 4, 1])
+def test_hooked_collection_equals_dense_computation(gen, dataset, chunk_bytes, monkeypatch):
+    """Also with the CPU hook's rows split into chunks: one chunk per batch of 5 rows (the
+    default), 3 + 2 rows (a remainder chunk), one row at a time."""
+    monkeypatch.setattr(collect, "CPU_CHUNK_BYTES", chunk_bytes)
     seed = 3
     result = collect_unitmem(gen, dataset, n_views=4, views=shifting_view, seed=seed, batch_size=5)
     mu_NGKU = dense_means(gen, dataset, 4, shifting_view, seed)
@@ -92,7 +97,7 @@ def test_non_finite_activation_names_the_block(dataset):
     broken = ToyVAR()
     with torch.no_grad():
         broken.transformer.blocks[1].ffn.fc1.weight[2, 0] = float("nan")
-    with pytest.raises(ValueError, match=r"blocks\.1\.ffn\.fc1"):
+    with pytest.raises(ValueError, match=r"blocks\.1\.ffn\.act"):
         accumulate_unitmem(broken, dataset, range(4), n_views=1)
     # hooks are gone after the error, and the mode was restored
     assert all(not m._forward_hooks for m in broken.transformer.modules())

@@ -183,17 +183,18 @@ def test_generator_interface_on_golden(golden_generator, golden):
     logits = golden_generator.teacher_forced_logits(tokens, labels)
     assert logits.shape == (2, 64, 1024) and logits.dtype == torch.float32
     torch.testing.assert_close(logits, forward["logits_raster"][:, :-1], atol=ATOL, rtol=0)
-    pre = {}
-    handle = golden_generator.transformer.get_submodule("blocks.1.mlp.fc1").register_forward_hook(
-        lambda mod, inp, out: pre.__setitem__("out", out)
+    captured = {}
+    handle = golden_generator.transformer.get_submodule(golden_generator.fc1_activation_names()[1]).register_forward_hook(
+        lambda mod, inp, out: captured.__setitem__("out", out)
     )
     try:
         golden_generator.teacher_forced_logits(tokens, labels)
     finally:
         handle.remove()
-    post = golden_generator.fc1_activation(pre["out"])
-    torch.testing.assert_close(post, forward["fc1_acts_raster"]["blocks.1.mlp.act.out"], atol=ATOL, rtol=0)
+    # the module UnitMem reads for "post" holds what the official code's blocks.1.mlp.act outputs
+    torch.testing.assert_close(captured["out"], forward["fc1_acts_raster"]["blocks.1.mlp.act.out"], atol=ATOL, rtol=0)
     assert golden_generator.fc1_names() == ["blocks.0.mlp.fc1", "blocks.1.mlp.fc1"]
+    assert golden_generator.fc1_activation_names() == ["blocks.0.mlp.act", "blocks.1.mlp.act"]
     assert golden_generator.position_groups() == [PositionGroup("all", 0, 66), PositionGroup("last", 65, 66)]
     assert golden_generator.valid_prefix_lengths() == list(range(65))
 

@@ -345,8 +345,8 @@ def test_bf16_autocast_accumulates_in_float32_and_float64():
         hook.remove()
     assert set(seen) == {torch.bfloat16}  # the forward really ran in bf16
     assert acc.sum.dtype == torch.float64 and acc.max.dtype == torch.float64
-    reduce = group_means_reducer(gen, gen.position_groups(), "post")
-    assert reduce("blocks.0.ffn.fc1", torch.randn(2, 16, 6, dtype=torch.bfloat16)).dtype == torch.float32
+    reduce = group_means_reducer(gen.position_groups())
+    assert reduce("blocks.0.ffn.act", torch.randn(2, 16, 6, dtype=torch.bfloat16)).dtype == torch.float32
     views = dataset.tensors[0]
     means_amp = view_means(gen, views, dataset.tensors[1], gen.position_groups(), amp=True)
     means_fp32 = view_means(gen, views, dataset.tensors[1], gen.position_groups(), amp=False)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from memlib.models.loading import load_strict
 from memlib.models.var import (
@@ -295,8 +296,24 @@ def test_structure_of_small_generator(small_generator):
     groups = [(p.name, p.start, p.stop) for p in g.position_groups()]
     assert groups == [("scale0", 0, 1), ("scale1", 1, 5), ("scale2", 5, 21)]
     assert g.fc1_names() == ["blocks.0.ffn.fc1", "blocks.1.ffn.fc1", "blocks.2.ffn.fc1"]
-    pre = torch.linspace(-4, 4, 17)
-    torch.testing.assert_close(g.fc1_activation(pre), torch.nn.GELU(approximate="tanh")(pre))
+    assert g.fc1_activation_names() == ["blocks.0.ffn.act", "blocks.1.ffn.act", "blocks.2.ffn.act"]
+    # each activation module outputs GELU-tanh of its own block's fc1 output, once per forward
+    outputs = {}
+    handles = [
+        g.transformer.get_submodule(name).register_forward_hook(
+            lambda module, inputs, output, key=name: outputs.setdefault(key, []).append(output))
+        for name in g.fc1_names() + g.fc1_activation_names()
+    ]
+    try:
+        tokens = torch.randint(0, SMALL_CONFIG.vocab_size, (2, g.seq_len), generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            g.teacher_forced_logits(tokens, torch.tensor([1, 2]))
+    finally:
+        for handle in handles:
+            handle.remove()
+    for fc1, act in zip(g.fc1_names(), g.fc1_activation_names()):
+        assert len(outputs[fc1]) == len(outputs[act]) == 1
+        torch.testing.assert_close(outputs[act][0], F.gelu(outputs[fc1][0], approximate="tanh"), atol=0, rtol=0)
 
 
 def test_round_trip_images_tokens_logits_sample(small_generator):

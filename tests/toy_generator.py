@@ -26,12 +26,13 @@ class _Block(nn.Module):
         super().__init__()
         self.mlp = nn.Module()
         self.mlp.fc1 = nn.Linear(vocab + 1, width)
+        self.mlp.act = nn.GELU()
         self.mlp.fc2 = nn.Linear(width, vocab)
         nn.init.zeros_(self.mlp.fc2.weight)
         nn.init.zeros_(self.mlp.fc2.bias)
 
     def forward(self, onehot_BLv: torch.Tensor) -> torch.Tensor:
-        return self.mlp.fc2(F.gelu(self.mlp.fc1(onehot_BLv)))
+        return self.mlp.fc2(self.mlp.act(self.mlp.fc1(onehot_BLv)))
 
 
 class BigramTransformer(nn.Module):
@@ -82,8 +83,8 @@ class ToyGenerator(Generator):
     def fc1_names(self):
         return ["blocks.0.mlp.fc1"]
 
-    def fc1_activation(self, pre_BTU):
-        return F.gelu(pre_BTU)
+    def fc1_activation_names(self):
+        return ["blocks.0.mlp.act"]
 
     def position_groups(self):
         return [PositionGroup("all", 0, self.seq_len), PositionGroup("last", self.seq_len - 1, self.seq_len)]

@@ -34,10 +34,11 @@ class ToyBlock(nn.Module):
         super().__init__()
         self.ffn = nn.Module()
         self.ffn.fc1 = nn.Linear(width, hidden)
+        self.ffn.act = nn.GELU()
         self.ffn.fc2 = nn.Linear(hidden, width)
 
     def forward(self, x_BTC: torch.Tensor) -> torch.Tensor:
-        return x_BTC + self.ffn.fc2(F.gelu(self.ffn.fc1(x_BTC)))
+        return x_BTC + self.ffn.fc2(self.ffn.act(self.ffn.fc1(x_BTC)))
 
 
 class ToyTransformer(nn.Module):
@@ -80,8 +81,8 @@ class ToyVAR(Generator):
     def fc1_names(self):
         return [f"blocks.{i}.ffn.fc1" for i in range(len(self.transformer.blocks))]
 
-    def fc1_activation(self, pre_BTU):
-        return F.gelu(pre_BTU)
+    def fc1_activation_names(self):
+        return [f"blocks.{i}.ffn.act" for i in range(len(self.transformer.blocks))]
 
     def position_groups(self):
         return [PositionGroup("scale0", 0, 1), PositionGroup("scale1", 1, 5), PositionGroup("scale2", 5, SEQ)]

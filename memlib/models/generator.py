@@ -81,8 +81,11 @@ class Generator(abc.ABC):
         """Dotted names (relative to ``transformer``) of every block's fc1, in depth order."""
 
     @abc.abstractmethod
-    def fc1_activation(self, pre_BTU: torch.Tensor) -> torch.Tensor:
-        """The nonlinearity that follows fc1 in this family (VAR: GELU-tanh, RAR: GELU-erf)."""
+    def fc1_activation_names(self) -> list[str]:
+        """Dotted names of the nonlinearity module that follows each fc1 (VAR: GELU-tanh at
+        ``blocks.{i}.ffn.act``, RAR: GELU-erf at ``blocks.{i}.mlp.act``), in depth order. Its
+        output is the "post" activation that UnitMem reads, so collection hooks it there
+        instead of recomputing the nonlinearity."""
 
     @abc.abstractmethod
     def position_groups(self) -> list[PositionGroup]:

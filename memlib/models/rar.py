@@ -564,8 +564,8 @@ class RARGenerator(Generator):
     def fc1_names(self) -> list[str]:
         return [f"blocks.{i}.mlp.fc1" for i in range(self.config.num_layers)]
 
-    def fc1_activation(self, pre_BTU: torch.Tensor) -> torch.Tensor:
-        return F.gelu(pre_BTU)
+    def fc1_activation_names(self) -> list[str]:
+        return [f"blocks.{i}.mlp.act" for i in range(self.config.num_layers)]
 
     def position_groups(self) -> list[PositionGroup]:
         T = self.seq_len + _PREFIX

@@ -505,8 +505,8 @@ class VARGenerator(Generator):
     def fc1_names(self) -> list[str]:
         return [f"blocks.{i}.ffn.fc1" for i in range(self.config.depth)]
 
-    def fc1_activation(self, pre_BTU: torch.Tensor) -> torch.Tensor:
-        return F.gelu(pre_BTU, approximate="tanh")
+    def fc1_activation_names(self) -> list[str]:
+        return [f"blocks.{i}.ffn.act" for i in range(self.config.depth)]
 
     def position_groups(self) -> list[PositionGroup]:
         spans = zip(self._bounds[:-1], self._bounds[1:])

@@ -1,6 +1,8 @@
 """Wall time of `make book`, cold and with a warm cache, and of each notebook.
 
-    python benchmarks/bench_book.py [--repeats 3] [--params notebooks/params/testbed.yaml]
+    python benchmarks/bench_book.py [--repeats 3] [--params notebooks/params/testbed.yaml] [--max-load 1.5]
+
+It first waits for a quiet machine, as run_all.py does.
 
 Each repetition runs, from the repository root:
 
@@ -52,9 +54,12 @@ def clear_caches(params: Path) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-load", type=float, default=1.5, help="wait until the 1-minute load is at most this")
+    parser.add_argument("--max-wait", type=float, default=900, help="give up waiting after this many seconds")
     parser.add_argument("--params", type=Path, default=Path("notebooks/params/testbed.yaml"),
                         help="parameter file, relative to the repository root (default: %(default)s)")
     args = parser.parse_args(argv)
+    common.wait_for_quiet_machine(args.max_load, args.max_wait)
     ctx = common.context()
     runs = {"cold": [], "warm": []}
     notebooks = {"cold": {}, "warm": {}}

@@ -82,7 +82,7 @@ def context() -> dict:
     return {
         "machine": machine_info(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(),
+        "git_commit": git_commit(ignore=(RESULTS_FILE.relative_to(ROOT).as_posix(),)),  # earlier scripts rewrite it
         "load_average": load_average(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }

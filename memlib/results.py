@@ -118,16 +118,16 @@ def to_jsonable(obj: Any) -> Any:
 
 
 @lru_cache(maxsize=1)
-def git_commit() -> str:
-    """The commit of the repository ``memlib`` lives in (with ``+dirty`` for local changes),
-    or ``"unknown"`` outside a git checkout."""
+def git_commit(ignore: tuple[str, ...] = ()) -> str:
+    """The commit of the repository ``memlib`` lives in (with ``+dirty`` for local changes to
+    tracked files other than the paths in ``ignore``), or ``"unknown"`` outside a git checkout."""
     root = Path(memlib.__file__).resolve().parent.parent
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *(f":!{path}" for path in ignore)],
             cwd=root, capture_output=True, text=True, timeout=10, check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):

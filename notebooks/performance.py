@@ -285,9 +285,13 @@ def why(name, entry):
         return ""
     kind, case = name.split("/")[:2]
     if kind == "capture":
-        hook_cost = 1 / median(f"capture/{case}/forward_ratio") - 1
-        return (f"the hook's own work (GELU, |.|, group means over the whole fc1 output) costs {hook_cost:.0%} "
-                f"of the bare forward at this width")
+        seconds = {part: 1 / median(f"capture/{case}/{part}") for part in ("tokenize", "forward", "hooked", "collect")}
+        bare = seconds["tokenize"] + seconds["forward"]
+        hooks = (seconds["hooked"] - seconds["forward"]) / bare
+        rest = (seconds["collect"] - seconds["tokenize"] - seconds["hooked"]) / bare
+        return (f"per image, the hooks (|.| and group means of every fc1 activation) add {hooks:.0%} of the "
+                f"uncaptured work and the rest of collection (views, per-image means, accumulator) "
+                f"{rest:.0%}, at this width")
     if kind == "generation" and case.startswith("var"):
         return (f"VAR decodes one scale per step, so recomputation processes only {entry['token_forward_ratio']:.1f}x "
                 f"the positions of the cached run: a bound of the method, not of the cache")

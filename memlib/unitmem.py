@@ -53,12 +53,14 @@ class UnitMemAccumulator:
         if mu_NS.shape[0] == 0:
             return
         mu_NS = mu_NS.detach().to(device="cpu", dtype=torch.float64)
-        if not torch.isfinite(mu_NS).all():
+        batch_sum = mu_NS.sum(dim=0)
+        if not torch.isfinite(batch_sum).all():  # a NaN or inf in any image makes its unit's sum one
             raise ValueError("per-image means contain NaN or inf")
-        order = torch.argsort(image_ids_N)  # so that argmax's first maximum is the smallest id
-        mu_NS, image_ids_N = mu_NS[order], image_ids_N[order]
+        if bool((image_ids_N[1:] < image_ids_N[:-1]).any()):  # so that argmax's first maximum is the smallest id
+            order = torch.argsort(image_ids_N)
+            mu_NS, image_ids_N = mu_NS[order], image_ids_N[order]
         batch_max, batch_pos = mu_NS.max(dim=0)  # first occurrence on ties
-        self.sum += mu_NS.sum(dim=0)
+        self.sum += batch_sum
         self.n += mu_NS.shape[0]
         self._combine(batch_max, image_ids_N[batch_pos])
 

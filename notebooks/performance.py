@@ -17,9 +17,12 @@
 # performance targets?**
 #
 # This page runs nothing itself: it shows the latest results in `benchmarks/results.json`,
-# written by the scripts in `benchmarks/` (`python benchmarks/run_all.py`; the README there
-# describes each one). Every figure is the median of several timed runs, shown beside all runs,
-# the machine it was measured on, the date and the load average of the machine at the time.
+# written by the scripts in `benchmarks/` (`python benchmarks/run_all.py` and
+# `python benchmarks/bench_book.py`; the README there describes each one). Every figure is the
+# median of several timed runs, shown beside all runs, the machine it was measured on, the date,
+# the load average of the machine at the time and OpenMP's wait policy. The scripts wait for a
+# quiet machine and keep the user's environment: on two cores both matter (the README there
+# gives the measured effect of each).
 # Models marked "random weights" have the shape of the named model and untrained weights:
 # their speed does not depend on the weights.
 

@@ -101,7 +101,12 @@ def test_bad_input_is_rejected():
     acc = UnitMemAccumulator((3,))
     with pytest.raises(ValueError, match="unit shape"):
         acc.add(torch.ones(2, 4), torch.arange(2))
-    with pytest.raises(ValueError, match="NaN"):
-        acc.add(torch.tensor([[1.0, float("nan"), 0.0]]), torch.tensor([0]))
+    acc.add(torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([7]))
+    inf = float("inf")
+    for bad in ([[1.0, float("nan"), 0.0]], [[inf, 0.0, 0.0]], [[0.0, -inf, 0.0]], [[inf, 0.0, 0.0], [-inf, 0.0, 0.0]]):
+        with pytest.raises(ValueError, match="NaN or inf"):
+            acc.add(torch.tensor(bad), torch.arange(len(bad)))
+    # a rejected batch leaves what was accumulated before untouched
+    assert acc.n == 1 and acc.sum.tolist() == [1.0, 2.0, 3.0] and acc.argmax.tolist() == [7, 7, 7]
     with pytest.raises(ValueError, match="rest"):
         unitmem_dense(torch.ones(3, 2), rest="max")

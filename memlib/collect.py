@@ -100,7 +100,8 @@ def hooked_names(gen: Generator, activation: str) -> list[str]:
 
 CPU_CHUNK_BYTES = 4 << 20
 """On CPU the hook reduces a few rows at a time, so each chunk's absolute values stay in cache
-between being written and being averaged (measured: half the hook's cost on the testbed)."""
+between being written and being averaged (measured on the testbed VAR, two cores: the hooks'
+added time fell from about 10% of the bare forward to 6-8%)."""
 
 
 def group_means_reducer(groups: Sequence[PositionGroup]):

@@ -42,13 +42,16 @@ def make_book(params: Path) -> tuple[float, dict[str, float]]:
 
 
 def clear_caches(params: Path) -> None:
-    subprocess.run(["make", "clean"], cwd=common.ROOT, check=True)
+    """``make clean``, then delete the parameter file's ``results_dir`` and ``.cache/``; refuses
+    (before deleting anything) a ``results_dir`` outside the repository."""
     results_dir = (yaml.safe_load((common.ROOT / params).read_text()) or {}).get("results_dir")
-    for folder in ([results_dir] if results_dir else []) + [".cache"]:
-        path = (common.ROOT / folder).resolve()
-        if common.ROOT not in path.parents:
-            raise ValueError(f"results_dir {folder!r} in {params} lies outside the repository; not deleting it")
-        shutil.rmtree(path, ignore_errors=True)
+    folders = [(common.ROOT / folder).resolve() for folder in ([results_dir] if results_dir else []) + [".cache"]]
+    for folder in folders:
+        if common.ROOT not in folder.parents:
+            raise ValueError(f"results_dir {results_dir!r} in {params} lies outside the repository; not deleting it")
+    subprocess.run(["make", "clean"], cwd=common.ROOT, check=True)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def main(argv=None) -> None:

@@ -215,4 +215,5 @@ def write_entries(entries: Sequence[dict], path: Path = RESULTS_FILE, replace_pr
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, path)
-    print(f"[bench] wrote {len(entries)} entries to {path.relative_to(ROOT)}", flush=True)
+    shown = path.relative_to(ROOT) if ROOT in path.parents else path
+    print(f"[bench] wrote {len(entries)} entries to {shown}", flush=True)

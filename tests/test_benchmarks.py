@@ -1,0 +1,64 @@
+"""The benchmark scripts' own logic (not their timings): that they still run against memlib's
+API, that the results file keeps what it should, and that bench_book never deletes outside the
+repository."""
+
+import importlib
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from toy_pipeline import ToyVAR
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def bench(monkeypatch):
+    """Import a script of benchmarks/ by name (they import their sibling ``common``)."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module
+
+
+def test_capture_case_runs_every_variant_on_a_toy_model(bench):
+    bench_capture = bench("bench_capture")
+    torch.manual_seed(0)
+    gen = ToyVAR()
+    images, labels = bench("common").synthetic_batch(gen, 6)
+    seconds = bench_capture.capture_case(gen, images, labels, batch_size=4, repeats=2)
+    assert set(seconds) == {"tokenize", "forward", "hooked", "collect"}
+    assert all(len(runs) == 2 and all(s > 0 for s in runs) for runs in seconds.values())
+
+
+def test_write_entries_replaces_by_name_and_prefix_and_keeps_the_rest(bench, tmp_path):
+    common = bench("common")
+    path = tmp_path / "results.json"
+    ctx = {"machine": {}, "date": "2026-01-01T00:00:00+00:00", "git_commit": "x", "load_average": [0, 0, 0]}
+    old = [common.entry(name, [1.0, 3.0, 2.0], "s", "old", ctx=ctx) for name in ("book/a", "book/b", "capture/c")]
+    common.write_entries(old, path=path)
+    common.write_entries([common.entry("book/a", [5.0], "s", "new", ctx=ctx)], path=path, replace_prefix="book/")
+    entries = json.loads(path.read_text())["entries"]
+    assert list(entries) == ["book/a", "capture/c"]  # book/b was stale: dropped with its prefix
+    assert entries["book/a"]["median"] == 5.0 and entries["capture/c"]["median"] == 2.0
+    assert not list(tmp_path.glob("*.tmp"))
+    path.write_text(json.dumps({"format": 0, "entries": {}}))
+    with pytest.raises(ValueError, match="results.json"):
+        common.read_results(path)
+
+
+def test_target_verdicts(bench):
+    common = bench("common")
+    assert common.target(">=", 0.9, 0.9, "t")["holds"] and not common.target(">=", 0.9, 0.89, "t")["holds"]
+    assert common.target("<=", 10, 3.6, "t")["holds"] and not common.target("<=", 10, 10.1, "t")["holds"]
+
+
+def test_bench_book_refuses_a_results_dir_outside_the_repository_before_deleting_anything(bench, tmp_path, monkeypatch):
+    bench_book = bench("bench_book")
+    ran = []
+    monkeypatch.setattr(subprocess, "run", lambda *args, **kwargs: ran.append(args))
+    params = tmp_path / "params.yaml"
+    params.write_text("results_dir: ../../somewhere-else\n")
+    with pytest.raises(ValueError, match="outside the repository"):
+        bench_book.clear_caches(params)
+    assert ran == []  # not even `make clean` ran

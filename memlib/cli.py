@@ -451,6 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--out", type=Path, default=None, help="output folder (default: results_dir of the parameters)")
         sub.add_argument("--base-dir", type=Path, default=REPO_ROOT,
                          help="folder that relative paths in the parameters are relative to (default: the repository root)")
+        sub.add_argument("--traceback", action="store_true",
+                         help="on an error, raise it with its full traceback instead of printing one line")
     return parser
 
 
@@ -464,13 +466,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         params = load_params(args.params, base_dir=args.base_dir, stage=args.stage)
     except (ValueError, FileNotFoundError) as err:
+        if args.traceback:
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
     previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         STAGES[args.stage](make_run(params, args.out))
     except (ValueError, FileNotFoundError) as err:  # CheckpointError, ResultFileError, bad data: one line
-        print(f"error: {args.stage}: {err}", file=sys.stderr)
+        if args.traceback:
+            raise
+        print(f"error: {args.stage}: {err} (--traceback shows where)", file=sys.stderr)
         return 1
     finally:
         signal.signal(signal.SIGTERM, previous_handler)

@@ -131,7 +131,20 @@ def test_cli_stage_with_a_bad_checkpoint_prints_one_error(tiny, tmp_path, capsys
     code, err = _run_cli(capsys, "unitmem", _params_file(tmp_path, {**params, "checkpoint": str(bad)}), tmp_path / "o")
     assert code == 1, err
     assert err.startswith("error: unitmem: ") and str(bad) in err and "Traceback" not in err
+    assert "--traceback" in err
     assert not (tmp_path / "payload_ran").exists()
+
+
+def test_cli_traceback_flag_raises_the_error_itself(tiny, tmp_path):
+    _, params = tiny
+    missing = _params_file(tmp_path, {**params, "checkpoint": str(tmp_path / "absent.safetensors")})
+    with pytest.raises((ValueError, FileNotFoundError), match="absent.safetensors"):
+        main(["unitmem", "--params", str(missing), "--out", str(tmp_path / "o"), "--traceback"])
+    bad = tmp_path / "transformer.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="transformer.safetensors"):
+        main(["unitmem", "--params", str(_params_file(tmp_path, {**params, "checkpoint": str(bad)})),
+              "--out", str(tmp_path / "o"), "--traceback"])
 
 
 def _images(folder: Path, per_class: dict[str, int], fmt: str = "JPEG") -> None:

@@ -28,7 +28,7 @@ import argparse
 import torch
 
 import common
-from memlib.collect import accumulate_unitmem, collection_groups, group_means_reducer, hooked_names
+from memlib.collect import accumulate_unitmem, collection_groups, fc1_width, group_means_reducer, hooked_names
 from memlib.hooks import capture
 from memlib.models.registry import build_generator
 from memlib.unitmem import UnitMemAccumulator
@@ -42,7 +42,7 @@ def capture_case(gen, images_B3HW: torch.Tensor, labels_B: torch.Tensor, batch_s
     ids = list(range(len(dataset)))
     starts = range(0, len(dataset), batch_size)
     names = hooked_names(gen, "post")
-    units = gen.transformer.get_submodule(gen.fc1_names()[0]).out_features
+    units = fc1_width(gen)
     groups = collection_groups(gen)
     reduce = group_means_reducer(groups)
     tokens = [gen.images_to_tokens(images_B3HW[s : s + batch_size]) for s in starts]

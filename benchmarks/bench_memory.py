@@ -107,11 +107,11 @@ def run_child(method: str, n: int) -> dict:
 
 def unit_grid() -> tuple[int, int, int]:
     """(G, K, U) of the model's UnitMem grid, from its config (nothing built)."""
+    from memlib.collect import fc1_width
     from memlib.models.registry import build_generator
 
     gen = build_generator(MODEL, device="meta")
-    fc1 = gen.transformer.get_submodule(gen.fc1_names()[0])
-    return len(gen.position_groups()), len(gen.fc1_names()), fc1.out_features
+    return len(gen.position_groups()), len(gen.fc1_names()), fc1_width(gen)
 
 
 def main(argv=None) -> None:

@@ -114,7 +114,7 @@ def group_means_reducer(groups: Sequence[PositionGroup]):
     unchanged). On CPU the rows go through in chunks of about :data:`CPU_CHUNK_BYTES`; on an
     accelerator in one piece (fewer kernel launches)."""
     averaging_GT: dict[tuple[int, torch.device], torch.Tensor] = {}
-    abs_buffer: list[torch.Tensor] = []  # at most one float32 tensor, reused while it is big enough
+    abs_buffer: list[torch.Tensor] = []  # at most one float32 tensor, kept while chunks fit in it
 
     def averaging_matrix(num_positions: int, device: torch.device) -> torch.Tensor:
         key = (num_positions, device)
@@ -125,10 +125,12 @@ def group_means_reducer(groups: Sequence[PositionGroup]):
             averaging_GT[key] = weights_GT
         return averaging_GT[key]
 
-    def buffer(rows: int, num_positions: int, units: int, device: torch.device) -> torch.Tensor:
-        if not abs_buffer or abs_buffer[0].shape[1:] != (num_positions, units) or abs_buffer[0].device != device \
-                or abs_buffer[0].shape[0] < rows:
-            abs_buffer[:] = [torch.empty(rows, num_positions, units, device=device)]
+    def buffer_like(chunk_rTU: torch.Tensor) -> torch.Tensor:
+        """A float32 tensor of the chunk's shape: a view of the kept buffer when it fits."""
+        rows, T, U = chunk_rTU.shape
+        held = abs_buffer[0] if abs_buffer else None
+        if held is None or held.shape[1:] != (T, U) or held.shape[0] < rows or held.device != chunk_rTU.device:
+            abs_buffer[:] = [torch.empty(rows, T, U, device=chunk_rTU.device)]
         return abs_buffer[0][:rows]
 
     def reduce(name: str, out_RTU: torch.Tensor) -> torch.Tensor:
@@ -140,8 +142,7 @@ def group_means_reducer(groups: Sequence[PositionGroup]):
         with torch.autocast(out_RTU.device.type, enabled=False):  # the hook runs inside the forward's autocast
             for start in range(0, R, rows):
                 chunk_rTU = out_RTU[start : start + rows]
-                abs_rTU = buffer(min(rows, R), T, U, out_RTU.device)[: len(chunk_rTU)]
-                abs_rTU.copy_(chunk_rTU).abs_()  # copy_ also casts bf16 to float32
+                abs_rTU = buffer_like(chunk_rTU).copy_(chunk_rTU).abs_()  # copy_ also casts bf16 to float32
                 torch.matmul(weights_GT, abs_rTU, out=means_RGU[start : start + rows])
         if not torch.isfinite(means_RGU).all():
             raise ValueError(f"non-finite fc1 activations (NaN or inf) in block {name}")
@@ -238,7 +239,7 @@ def accumulate_unitmem(
     amp = gen.device.type == "cuda" if amp is None else amp
     groups = collection_groups(gen, pooled)
     names = gen.fc1_names()
-    units = _fc1_width(gen, names)
+    units = fc1_width(gen)
     acc = UnitMemAccumulator((len(groups), len(names), units))
     images_per_batch = max(1, batch_size // n_views)
     image_ids = [int(i) for i in image_ids]
@@ -252,9 +253,10 @@ def accumulate_unitmem(
     return acc
 
 
-def _fc1_width(gen: Generator, names: Sequence[str]) -> int:
+def fc1_width(gen: Generator) -> int:
+    """U, the number of fc1 units per block (the same in every block, or a clear error)."""
     modules = dict(gen.transformer.named_modules())
-    widths = {modules[name].out_features for name in names}
+    widths = {modules[name].out_features for name in gen.fc1_names()}
     if len(widths) != 1:
         raise ValueError(f"fc1 layers differ in width {sorted(widths)}; UnitMem needs one (K, U) grid")
     return widths.pop()

@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 from myst_nb import glue
 
+from memlib.collect import fc1_width
 from memlib.data import DATA_DIR, DEFAULT_DUPLICATION, load_testbed, to_float_images, training_indices
 from memlib.extract import decode_images
 from memlib.models.registry import load_generator
@@ -228,7 +229,7 @@ models = pd.DataFrame({
     name: {
         "tokens per image": generators[family].seq_len,
         "transformer blocks": len(generators[family].fc1_names()),
-        "fc1 units per block": dict(generators[family].transformer.named_modules())[generators[family].fc1_names()[0]].out_features,
+        "fc1 units per block": fc1_width(generators[family]),
         "transformer parameters": sum(p.numel() for p in generators[family].transformer.parameters()),
         "tokenizer parameters": sum(p.numel() for p in generators[family].tokenizer.parameters()),
         "epochs trained": records[family]["epochs_run"],

@@ -138,7 +138,7 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 def main(argv: list[str] | None = None) -> None:
     from memlib import __version__
-    from memlib.data import load_testbed, sha256_file, to_float_images
+    from memlib.data import load_testbed, sha256_file, testbed_views
 
     parser = argparse.ArgumentParser(description="Train the testbed FID classifier on the testbed's train split.")
     parser.add_argument("--out", required=True, help="output .safetensors path (a .json is written beside it)")
@@ -150,14 +150,18 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.set_num_threads(1)
     data = load_testbed()
-    train_x, train_y = to_float_images(data.train_images), torch.as_tensor(data.train_labels)
-    test_x, test_y = to_float_images(data.heldout_images), torch.as_tensor(data.heldout_labels)
+    # the images the testbed FID compares: each family's centre view (what its generator learns to draw)
+    train_x = torch.cat([testbed_views(data.train_images, family) for family in ("var", "rar")])
+    test_x = torch.cat([testbed_views(data.heldout_images, family) for family in ("var", "rar")])
+    train_y = torch.as_tensor(data.train_labels).repeat(2)
+    test_y = torch.as_tensor(data.heldout_labels).repeat(2)
     started = time.perf_counter()
     model = train_classifier(train_x, train_y, epochs=args.epochs, seed=args.seed, batch_size=args.batch_size, lr=args.lr)
     seconds = time.perf_counter() - started
     record = {
         "purpose": "feature extractor of the testbed FID (penultimate 128-d features); not Inception, not comparable to ImageNet FID",
-        "trained_on": f"{data.path.name} train split ({len(train_y)} images, each once; planted images not duplicated)",
+        "trained_on": f"{data.path.name} train split, the centre views of both families ({len(train_y)} images, "
+                      "each once; planted images not duplicated)",
         "data_sha256": sha256_file(data.path),
         "epochs": args.epochs, "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr,
         "optimizer": "Adam, cosine schedule",
@@ -165,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         "train_accuracy": accuracy(model, train_x, train_y),
         "heldout_accuracy": accuracy(model, test_x, test_y),
         "heldout_size": len(test_y),
+        "heldout_views": "the centre views of both families",
         "train_seconds": round(seconds, 1), "torch_threads": 1,
         "torch_version": torch.__version__, "memlib_version": __version__,
     }

@@ -337,7 +337,9 @@ def stage_sweep(run: Run):
         raise ValueError("selection: got 'pooled'; it needs unitmem_pooled: true")
     unitmem = stage_unitmem(run)
     baseline, tokens_CL = stage_attack(run)
-    scores_KU = unitmem.selection_scores(None if p["selection"] == "default" else p["selection"])
+    how = None if p["selection"] == "default" else p["selection"]
+    scores_KU = unitmem.selection_scores(how)
+    scores = {"unitmem": scores_KU, "magnitude": unitmem.selection_scores(how, statistic="magnitude")}
     similarity = make_similarity_fn(run)
     span = None if p["score_span"] is None else tuple(p["score_span"])
     candidates_C, labels_C = baseline.candidate_ids, baseline.candidate_labels
@@ -352,10 +354,10 @@ def stage_sweep(run: Run):
     fid = make_fid_fn(run) if p["sweep_fid"] else None
     settings = {**attack_settings(run, {}), "selection": p["selection"], "unitmem_params": unitmem.params,
                 "fid": fid_settings(run) if fid else None}
-    identity = sweep_identity(scores_KU, candidates_C, settings)
+    identity = sweep_identity(scores, candidates_C, settings)
     work = run.out / f"sweep-{identity[:16]}"
     started = time.time()
-    table = run_sweep(gen, scores_KU, attack, work, identity, k_percents=p["k_percents"], modes=p["sweep_modes"],
+    table = run_sweep(gen, scores, attack, work, identity, k_percents=p["k_percents"], modes=p["sweep_modes"],
                       seeds=p["random_seeds"], fid=fid, rank=run.rank, world_size=run.world_size, log=run.log)
     if run.rank == 0:
         csv = table.drop(columns=["extracted_ids", "units_per_block"]).to_csv(index=False).encode()

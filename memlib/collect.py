@@ -10,14 +10,21 @@ hook. Averaged over the A views this is mu(x_i) with shape
 (G, K, U), streamed into one :class:`UnitMemAccumulator` whose image ids are dataset indices.
 
 Shapes: N images, A views per image, R = rows of one forward batch (images x views),
-G position groups (VAR: one per scale; RAR: "all" and "last"), K blocks, U fc1 units per block.
+G position groups (VAR: one per scale; RAR: "all", "last" and "predicts-last"), K blocks, U fc1
+units per block.
 
 Selection score, one number per unit (K, U) for the intervention (:meth:`UnitMemResult.selection_scores`):
 
-- VAR: ``"mean"`` (default) mean over scales of the per-scale UnitMem; ``"max"`` max over
-  scales; ``"pooled"`` UnitMem of the activation pooled over all positions (collect with
-  ``pooled=True``, which adds a group ``"all"``).
-- RAR: ``"last"`` (default) the last position; ``"all"`` the mean over all positions.
+- VAR: ``"mean"`` (default) mean over scales of the per-scale UnitMem; ``"mean-from-s1"`` the
+  same without scale 0 (whose input is the class label alone, so its score is class
+  selectivity); ``"max"`` max over scales; ``"pooled"`` UnitMem of the activation pooled over
+  all positions (collect with ``pooled=True``, which adds a group ``"all"``).
+- RAR: ``"predicts-last"`` (default) the position T-2 whose output predicts the last image
+  token; ``"last"`` the last input position T-1 (its output predicts nothing: the model never
+  uses what it computes there); ``"all"`` the mean over all positions.
+
+The same aggregations of the units' mean activation (``statistic="magnitude"``) give the
+magnitude baseline of the intervention: large units, whatever their selectivity.
 """
 
 from __future__ import annotations
@@ -35,8 +42,9 @@ from .models.generator import Generator, PositionGroup, eval_mode
 from .unitmem import UnitMemAccumulator
 
 ACTIVATIONS = ("post", "pre")
-SELECTIONS = {"var": ("mean", "max", "pooled"), "rar": ("last", "all")}
-DEFAULT_SELECTION = {"var": "mean", "rar": "last"}
+SELECTIONS = {"var": ("mean", "mean-from-s1", "max", "pooled"), "rar": ("predicts-last", "last", "all")}
+DEFAULT_SELECTION = {"var": "mean", "rar": "predicts-last"}
+STATISTICS = ("unitmem", "magnitude")
 POOLED_GROUP = "all"
 
 ViewFn = Callable[[Any, int, torch.Generator], torch.Tensor]
@@ -298,20 +306,31 @@ class UnitMemResult:
             raise ValueError(f"position group {name!r} not collected; have {self.group_names}")
         return self.scores_GKU[self.group_names.index(name)]
 
-    def selection_scores(self, how: str | None = None) -> torch.Tensor:
-        """One score per unit (K, U) for ranking (module docstring); ``None`` = the family default."""
+    @property
+    def mean_activation_GKU(self) -> torch.Tensor:
+        """Mean over images of mu (float64): how strongly each unit fires on average."""
+        return self.state["sum"] / max(1, self.n_images)
+
+    def selection_scores(self, how: str | None = None, statistic: str = "unitmem") -> torch.Tensor:
+        """One score per unit (K, U) for ranking (module docstring); ``None`` = the family default.
+        ``statistic``: ``"unitmem"`` or ``"magnitude"`` (the mean activation, aggregated alike)."""
         how = DEFAULT_SELECTION[self.family] if how is None else how
         if how not in SELECTIONS[self.family]:
             raise ValueError(f"selection for {self.family}: expected one of {SELECTIONS[self.family]}, got {how!r}")
-        if how in ("mean", "max"):
+        if statistic not in STATISTICS:
+            raise ValueError(f"statistic: expected one of {STATISTICS}, got {statistic!r}")
+        values_GKU = self.scores_GKU if statistic == "unitmem" else self.mean_activation_GKU
+        if how in ("mean", "mean-from-s1", "max"):
             scales = [i for i, name in enumerate(self.group_names) if name != POOLED_GROUP]
-            per_scale_SKU = self.scores_GKU[scales]
-            return per_scale_SKU.mean(dim=0) if how == "mean" else per_scale_SKU.max(dim=0).values
+            per_scale_SKU = values_GKU[scales[1:] if how == "mean-from-s1" else scales]
+            return per_scale_SKU.max(dim=0).values if how == "max" else per_scale_SKU.mean(dim=0)
         if how == "pooled":
             if POOLED_GROUP not in self.group_names:
                 raise ValueError("selection 'pooled' needs UnitMem collected with pooled=True (group 'all')")
-            return self.group(POOLED_GROUP)
-        return self.group(how)
+        name = POOLED_GROUP if how == "pooled" else how
+        if name not in self.group_names:
+            raise ValueError(f"position group {name!r} not collected; have {self.group_names}")
+        return values_GKU[self.group_names.index(name)]
 
     def merge(self, other: "UnitMemResult") -> "UnitMemResult":
         """The result over both image sets (disjoint shards of the same collection)."""

@@ -7,9 +7,10 @@
 3. Augmented views per family (spec/method.md, section 2), each drawn from a
    ``torch.Generator`` passed explicitly, so a seed fixes every view.
 
-The testbed trains and measures WITHOUT augmentation: planted memorization needs the planted
-images to be repeated exactly, so the testbed's "views" are the image itself
-(:func:`identity_views`).
+The testbed trains and measures WITH its family's augmentation, as the paper's models do
+(:func:`testbed_views`): VAR's random crop of the 1.125x resize, RAR's random crop of the 1.1x
+resize with a horizontal flip. UnitMem averages ten such views per image, and the attack uses
+the family's centre view.
 
 Shapes: N images, H x W pixels; images for the models are float (N, 3, H, W) in [0, 1].
 """
@@ -34,7 +35,6 @@ from torchvision.transforms.v2 import functional as TF
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 TESTBED_FILE = "fashion_mnist_testbed.npz"
 PROVENANCE_FILE = "PROVENANCE.json"
-DEFAULT_DUPLICATION = 20  # how often each planted image is seen per epoch (testbed knob, testbed-notes lesson 4)
 
 _TESTBED_KEYS = {  # key -> (dtype, number of dimensions)
     "train_images": (np.uint8, 3),
@@ -44,6 +44,8 @@ _TESTBED_KEYS = {  # key -> (dtype, number of dimensions)
     "heldout_labels": (np.uint8, 1),
     "heldout_source_indices": (np.int32, 1),
     "planted_ids": (np.int32, 1),
+    "control_ids": (np.int32, 1),
+    "train_copies": (np.uint8, 1),
     "class_names": (np.str_, 1),
 }
 
@@ -51,8 +53,11 @@ _TESTBED_KEYS = {  # key -> (dtype, number of dimensions)
 @dataclass(frozen=True)
 class TestbedData:
     """The testbed set. ``*_images`` are uint8 (N, 32, 32) gray, ``*_labels`` int64 (N,) in
-    ``0 .. num_classes - 1``; ``planted_ids`` are positions in the train split;
-    ``*_source_indices`` are positions in the official Fashion-MNIST train/test files."""
+    ``0 .. num_classes - 1``; ``planted_ids`` (the duplicated images) and ``control_ids`` (images
+    chosen by the same rule, seen once) are positions in the train split; ``train_copies`` (N,)
+    is how often each training image is seen per epoch (its duplication level; 1 for all but
+    the planted images); ``*_source_indices`` are positions in the official Fashion-MNIST
+    train/test files."""
 
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -61,6 +66,8 @@ class TestbedData:
     heldout_labels: np.ndarray
     heldout_source_indices: np.ndarray
     planted_ids: np.ndarray
+    control_ids: np.ndarray
+    train_copies: np.ndarray
     class_names: tuple[str, ...]
     path: Path
 
@@ -75,6 +82,25 @@ class TestbedData:
         mask = np.zeros(len(self.train_labels), dtype=bool)
         mask[self.planted_ids] = True
         return mask
+
+    def is_control(self) -> np.ndarray:
+        """Boolean mask over the train split: the never-duplicated control group."""
+        mask = np.zeros(len(self.train_labels), dtype=bool)
+        mask[self.control_ids] = True
+        return mask
+
+    @property
+    def levels(self) -> tuple[int, ...]:
+        """The planted duplication levels (copies per epoch), ascending."""
+        return tuple(int(c) for c in np.unique(self.train_copies[self.planted_ids]))
+
+    def groups(self) -> dict[str, np.ndarray]:
+        """Train-split positions by group, in dose order: ``control`` (seen once, chosen like the
+        planted images), then ``2x``, ``4x``, ... (planted at that many copies per epoch)."""
+        out = {"control": np.sort(self.control_ids)}
+        for level in self.levels:
+            out[f"{level}x"] = np.sort(self.planted_ids[self.train_copies[self.planted_ids] == level])
+        return out
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -123,9 +149,22 @@ def load_testbed(path: str | os.PathLike | None = None) -> TestbedData:
     for split in ("train", "heldout"):
         if len(arrays[f"{split}_images"]) != len(arrays[f"{split}_labels"]):
             raise ValueError(f"{path}: {split}_images and {split}_labels differ in length")
-    planted = arrays["planted_ids"].astype(np.int64)
-    if planted.size and (planted.min() < 0 or planted.max() >= len(arrays["train_labels"])):
-        raise ValueError(f"{path}: key 'planted_ids' holds positions outside the train split")
+    n_train = len(arrays["train_labels"])
+    for key in ("planted_ids", "control_ids"):
+        ids = arrays[key]
+        if ids.size and (ids.min() < 0 or ids.max() >= n_train):
+            raise ValueError(f"{path}: key {key!r} holds positions outside the train split")
+    planted, control, copies = (arrays[k].astype(np.int64) for k in ("planted_ids", "control_ids", "train_copies"))
+    if len(copies) != n_train or copies.min() < 1:
+        raise ValueError(f"{path}: key 'train_copies' must hold one count >= 1 per training image")
+    is_dup = copies > 1
+    if set(np.flatnonzero(is_dup).tolist()) != set(planted.tolist()) or is_dup[control].any():
+        raise ValueError(f"{path}: keys 'planted_ids' and 'train_copies' disagree (planted = the images with copies > 1)")
+    if len(arrays["class_names"]) != int(arrays["train_labels"].max()) + 1:
+        raise ValueError(
+            f"{path}: key 'class_names' holds {len(arrays['class_names'])} names for labels "
+            f"0..{int(arrays['train_labels'].max())}"
+        )
     return TestbedData(
         train_images=arrays["train_images"],
         train_labels=arrays["train_labels"].astype(np.int64),
@@ -134,6 +173,8 @@ def load_testbed(path: str | os.PathLike | None = None) -> TestbedData:
         heldout_labels=arrays["heldout_labels"].astype(np.int64),
         heldout_source_indices=arrays["heldout_source_indices"].astype(np.int64),
         planted_ids=planted,
+        control_ids=control,
+        train_copies=copies,
         class_names=tuple(str(name) for name in arrays["class_names"]),
         path=path,
     )
@@ -148,14 +189,32 @@ def to_float_images(images_NHW: np.ndarray | torch.Tensor) -> torch.Tensor:
     return (images.float() / 255.0).unsqueeze(1).expand(-1, 3, -1, -1).contiguous()
 
 
-def training_indices(data: TestbedData, duplication: int = DEFAULT_DUPLICATION) -> np.ndarray:
-    """Positions in the train split making up one training epoch: every training image once,
-    and each planted image ``duplication`` times in total (so ``N + P * (duplication - 1)``
-    entries for P planted images). Sorted; shuffling (seeded) is the trainer's job."""
-    if isinstance(duplication, bool) or not isinstance(duplication, (int, np.integer)) or duplication < 1:
-        raise ValueError(f"duplication: expected an integer >= 1, got {duplication!r}")
-    extra = np.repeat(data.planted_ids, int(duplication) - 1)
-    return np.sort(np.concatenate([np.arange(len(data.train_labels)), extra]))
+def training_indices(data: TestbedData) -> np.ndarray:
+    """Positions in the train split making up one training epoch: image i ``train_copies[i]``
+    times (once for all but the planted images). Sorted; shuffling (seeded) is the trainer's job."""
+    return np.repeat(np.arange(len(data.train_labels)), data.train_copies)
+
+
+def testbed_views(images_NHW: np.ndarray, family: str, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The family's training view of each testbed image -> float32 (N, 3, H, W) in [0, 1].
+
+    The testbed images are ``H x W`` already, so the views are those of full scale at
+    ``res = H``: VAR :func:`var_view` (random crop of the 1.125x LANCZOS resize), RAR
+    :func:`rar_random_view` (random crop of the ``int(1.1 * res)`` resize, flipped with
+    probability 1/2). With ``generator=None`` every view is the family's centre view (no flip):
+    what the attack, stage A and the held-out loss see.
+    """
+    images = np.asarray(images_NHW)
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise ValueError(f"images_NHW: expected uint8 (N, H, W), got {images.dtype} {images.shape}")
+    res = images.shape[1]
+    if family == "var":
+        view = lambda image: var_view(image, res, generator)  # noqa: E731
+    elif family == "rar":
+        view = lambda image: rar_random_view(image, res, generator)  # noqa: E731
+    else:
+        raise ValueError(f"family: expected 'var' or 'rar', got {family!r}")
+    return torch.stack([view(Image.fromarray(image, mode="L")) for image in images])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,13 +365,16 @@ def rar_ten_crop(image: Image.Image, res: int) -> torch.Tensor:
     return torch.stack(TF.ten_crop(base, [res, res]))
 
 
-def rar_random_view(image: Image.Image, res: int, generator: torch.Generator) -> torch.Tensor:
+def rar_random_view(image: Image.Image, res: int, generator: torch.Generator | None) -> torch.Tensor:
     """RAR's alternative view: a random ``res`` crop of the ``int(1.1 * res)`` centre crop,
-    flipped horizontally with probability 1/2 -> (3, res, res)."""
+    flipped horizontally with probability 1/2 -> (3, res, res). ``generator=None``: the centre
+    crop, not flipped."""
     base = _to_tensor(center_crop_arr(image, int(1.1 * res)))
     top = _crop_origin(base.shape[1], res, generator)
     left = _crop_origin(base.shape[2], res, generator)
     view = base[:, top : top + res, left : left + res]
+    if generator is None:
+        return view
     return view.flip(-1) if bool(torch.rand((), generator=generator) < 0.5) else view
 
 

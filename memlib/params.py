@@ -26,8 +26,8 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
-SWEEP_MODES = ("unitmem-half", "random-half", "unitmem-zero", "per-block-half")
-SELECTIONS = ("default", "mean", "max", "pooled", "last", "all")
+SWEEP_MODES = ("unitmem-half", "random-half", "unitmem-zero", "per-block-half", "magnitude-half")
+SELECTIONS = ("default", "mean", "mean-from-s1", "max", "pooled", "predicts-last", "last", "all")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ Modes (how units are chosen, and the factor on their incoming weights):
 - ``unitmem-half``: the global top-k% by UnitMem selection score, x 0.5 (the paper's edit);
 - ``random-half``: a uniformly random k% (the control), x 0.5, one row per seed (>= 3);
 - ``unitmem-zero``: the global top-k% by UnitMem, x 0 (the paper: "no significant benefit");
-- ``per-block-half``: the top-k% within every block, x 0.5.
+- ``per-block-half``: the top-k% within every block, x 0.5;
+- ``magnitude-half``: the global top-k% by mean activation, x 0.5 (does UnitMem add anything
+  over "large units"?).
 
 k = 0 edits nothing, so it is computed once, through the same editing code path, and shown as
 the first row of every mode (and seed): it must equal the unedited model's attack result.
@@ -32,11 +34,12 @@ from .intervene import scaled_fc1_rows, select_units
 from .models.generator import Generator
 from .results import ResultFileError, atomic_write_json, read_json, to_jsonable
 
-MODES = {  # mode -> (select_units mode, factor)
-    "unitmem-half": ("global", 0.5),
-    "random-half": ("random", 0.5),
-    "unitmem-zero": ("global", 0.0),
-    "per-block-half": ("per-block", 0.5),
+MODES = {  # mode -> (select_units mode, factor, ranking statistic)
+    "unitmem-half": ("global", 0.5, "unitmem"),
+    "random-half": ("random", 0.5, "unitmem"),
+    "unitmem-zero": ("global", 0.0, "unitmem"),
+    "per-block-half": ("per-block", 0.5, "unitmem"),
+    "magnitude-half": ("global", 0.5, "magnitude"),
 }
 DEFAULT_K_PERCENTS = (0, 1, 2, 5, 10, 20)
 DEFAULT_SEEDS = (0, 1, 2)
@@ -49,10 +52,13 @@ FidFn = Callable[[Generator], tuple[float, str]]
 """``fid(gen) -> (value, metric name)``."""
 
 
-def sweep_identity(scores_KU: torch.Tensor, candidates: torch.Tensor, settings: Mapping) -> str:
-    """sha256 over the selection scores, the candidate ids and the attack/model ``settings``."""
+def sweep_identity(scores: Mapping[str, torch.Tensor], candidates: torch.Tensor, settings: Mapping) -> str:
+    """sha256 over the ranking scores (statistic -> (K, U)), the candidate ids and the
+    attack/model ``settings``."""
     digest = hashlib.sha256()
-    digest.update(scores_KU.detach().cpu().double().contiguous().numpy().tobytes())
+    for statistic in sorted(scores):
+        digest.update(statistic.encode())
+        digest.update(scores[statistic].detach().cpu().double().contiguous().numpy().tobytes())
     digest.update(torch.as_tensor(candidates).cpu().long().contiguous().numpy().tobytes())
     digest.update(repr(sorted(to_jsonable(settings).items())).encode())
     return digest.hexdigest()
@@ -81,12 +87,15 @@ def row_path(out_dir: str | Path, mode: str, k: float, seed: int) -> Path:
 
 
 def compute_row(
-    gen: Generator, scores_KU: torch.Tensor, mode: str, k: float, seed: int, attack: AttackFn, fid: FidFn | None
+    gen: Generator, scores: Mapping[str, torch.Tensor], mode: str, k: float, seed: int, attack: AttackFn, fid: FidFn | None
 ) -> dict:
-    """One row: select the units, edit (restored bit-exactly afterwards), attack, FID."""
+    """One row: select the units (by the mode's statistic in ``scores``), edit (restored
+    bit-exactly afterwards), attack, FID."""
     started = time.time()
-    select_mode, factor = MODES[mode] if mode != "baseline" else ("global", 1.0)
-    units_M2 = select_units(scores_KU, k, select_mode, seed=seed)
+    select_mode, factor, statistic = MODES[mode] if mode != "baseline" else ("global", 1.0, "unitmem")
+    if statistic not in scores:
+        raise ValueError(f"sweep mode {mode!r} ranks by {statistic!r}, but the sweep has scores for {sorted(scores)}")
+    units_M2 = select_units(scores[statistic], k, select_mode, seed=seed)
     with scaled_fc1_rows(gen.transformer, gen.fc1_names(), units_M2, factor=factor) as record:
         result = attack(gen)
         fid_value, fid_metric = fid(gen) if fid is not None else (None, None)
@@ -125,7 +134,7 @@ def _stored_identity(path: Path) -> str | None:
 
 def run_sweep(
     gen: Generator,
-    scores_KU: torch.Tensor,
+    scores: Mapping[str, torch.Tensor],
     attack: AttackFn,
     out_dir: str | Path,
     identity: str,
@@ -142,7 +151,8 @@ def run_sweep(
     DataFrame: one row per (mode, k, seed), k = 0 repeated for every mode and seed, columns
     ``mode, k_percent, seed, factor, units_edited, extracted@<n> ..., fid, fid_metric, ...``.
 
-    ``scores_KU``: the UnitMem selection score per (block, unit);
+    ``scores``: ranking scores per (block, unit) by statistic: ``"unitmem"`` (the UnitMem
+    selection score) and, for ``magnitude-half``, ``"magnitude"`` (the mean activation);
     ``identity``: :func:`sweep_identity` of what the rows depend on (a row stored under another
     identity is recomputed, never reused).
     """
@@ -156,7 +166,7 @@ def run_sweep(
         if _stored_identity(path) == identity:
             log(f"sweep {mode} k={k:g} seed={seed}: done before, skipped")
             continue
-        row = compute_row(gen, scores_KU, mode, k, seed, attack, fid)
+        row = compute_row(gen, scores, mode, k, seed, attack, fid)
         atomic_write_json(path, {"identity": identity, "row": row})
         log(f"sweep {mode} k={k:g} seed={seed}: {row['units_edited']} units, "
             + ", ".join(f"{key} {value}" for key, value in row.items() if key.startswith("extracted@")))

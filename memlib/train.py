@@ -10,23 +10,27 @@ Stages, in data-flow order (``all`` runs the four):
    no latent chose since the last restart is moved onto a latent vector of the current batch
    (for VAR's residual quantizer: a residual at a random scale, i.e. what that scale quantizes).
    The first restart comes right after step 1, so nearly every code starts on a data vector.
-2. ``var`` / ``rar``: the training split is tokenized once (no augmentation: planted
-   memorization needs exact repeats), then the transformer is trained with AdamW, linear
-   warmup + cosine decay, batch 64 and label dropout 0.1 (so that guidance works) on
+2. ``var`` / ``rar``: the transformer is trained with AdamW, linear warmup + cosine decay,
+   batch 64 and label dropout 0.1 (so that guidance works) on
    :func:`memlib.data.training_indices`: every training image once per epoch, each planted
-   image ``duplication`` (D) times. RAR's random-order annealing is off by default: the
+   image as many times as its duplication level (``train_copies``). Each presentation is, with
+   probability ``augment_prob`` (0.25), a fresh augmented view of its image
+   (:func:`memlib.data.testbed_views`: the family's own augmentation, as the paper's models
+   were trained) and otherwise the family's centre view, tokenized by the frozen tokenizer.
+   Why not always augmented: with every presentation augmented, 10 CPU epochs memorized
+   nothing, not even the 32-copy images (data/README.md); the paper's models saw each image
+   under augmentation some 300 times more often than the testbed can afford. The tokenizer
+   trains on augmented views throughout. RAR's random-order annealing is off by default: the
    official schedule ends in raster order anyway (random ratio 0 for the last quarter of
    training), the attack decodes in raster order, and a few CPU epochs of random orders
    would spend the budget on orders never used again (``--rar-random-order`` turns it on).
 
 Stopping point (spec/testbed-notes.md, lesson 1: memorization spreads to ordinary images
 once the held-out loss passes its minimum). The held-out loss (teacher-forced cross-entropy
-on the held-out split, no label dropout) is measured after every epoch; training stops when
+on the centre views of the held-out split, no label dropout) is measured after every epoch; training stops when
 it has not improved for ``patience`` epochs or after ``epochs``, and the weights of the epoch
 with the lowest held-out loss are the ones saved. The full per-epoch log is in the JSON.
-Measured on the shipped run: VAR's held-out loss still fell (slowly) at the last epoch of its
-cosine schedule, so its last epoch is kept; RAR's passed its minimum mid-way and the minimum
-epoch is kept (data/README.md).
+What the shipped run did is in data/README.md and in each checkpoint's JSON log.
 
 One torch thread is the default: on the shared 2-core machine two threads ran 4-5x slower.
 
@@ -34,8 +38,9 @@ Each stage writes ``<name>.safetensors`` (transformer) or ``<name>-tokenizer.saf
 and a JSON beside it (config, settings, seed, steps, losses, log, wall time, library
 versions, sha256 of the weights and of the training data), each atomically (temp file,
 then ``os.replace``). Generators also get a quick memorization check: greedy decoding from a
-ground-truth prefix, counting images whose non-prefix tokens match the original for at least
-90% (planted vs other training vs held-out images).
+ground-truth prefix (centre views), counting images whose non-prefix tokens match the
+original for at least 90%, per duplication level, for the control group, other training
+images and held-out images.
 """
 
 from __future__ import annotations
@@ -72,8 +77,9 @@ MATCH_THRESHOLD = 0.9  # fraction of non-prefix tokens equal to the original's
 
 @dataclass(frozen=True)
 class TokenizerSettings:
-    steps: int = 400  # optimizer steps (batches); 400 x 32 images ~ 4.3 epochs of the train split
+    steps: int = 400  # optimizer steps (batches); 400 x 32 images ~ 2.1 epochs of the train split
     batch_size: int = 32
+    augment: bool = True  # train on the family's augmented views (False: centre views)
     lr: float = 2e-3
     warmup_steps: int = 20
     restart_every: int = 25  # dead-code restart period in steps (0: never)
@@ -82,14 +88,14 @@ class TokenizerSettings:
 
 @dataclass(frozen=True)
 class GeneratorSettings:
-    epochs: int = 12  # at most; see patience
+    epochs: int = 10  # at most; see patience
     patience: int = 2  # stop after this many epochs without a lower held-out loss
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup_frac: float = 0.05  # of all steps of `epochs` epochs
     label_dropout: float = 0.1
-    duplication: int = mdata.DEFAULT_DUPLICATION  # D: copies of each planted image per epoch
+    augment_prob: float = 0.25  # chance that a presentation is a fresh augmented view (else the centre view)
     rar_random_order: bool = False  # RAR's random-order annealing (1 -> 0 between 50% and 75% of training)
     max_steps: int | None = None  # stop after this many steps (tests); None: no limit
 
@@ -210,28 +216,31 @@ def reconstruction_mse(generator: Generator, images_N3HW: torch.Tensor) -> tuple
 
 def train_tokenizer(
     generator: Generator,
-    images_N3HW: torch.Tensor,
-    heldout_N3HW: torch.Tensor,
+    images_NHW: np.ndarray,
+    heldout_NHW: np.ndarray,
     settings: TokenizerSettings,
     seed: int,
     progress: bool = True,
 ) -> dict:
-    """Train ``generator.tokenizer`` in place; returns the log (see module docstring)."""
+    """Train ``generator.tokenizer`` in place on views of the uint8 testbed images; returns the
+    log (see module docstring). Held-out reconstruction is measured on centre views."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     restart_gen = torch.Generator().manual_seed(seed)
+    view_gen = torch.Generator().manual_seed(seed + 1) if settings.augment else None
+    heldout_N3HW = mdata.testbed_views(heldout_NHW, generator.family)
     tok = generator.tokenizer
     tok.train()
     optimizer = torch.optim.AdamW(tok.parameters(), lr=settings.lr, betas=(0.9, 0.95), weight_decay=0.0)
     codebook = tok.quantize.embedding
     hits_V = torch.zeros(codebook.num_embeddings)
-    order = rng.permutation(len(images_N3HW))
+    order = rng.permutation(len(images_NHW))
     cursor, log, losses, restarted = 0, [], [], 0
     bar = tqdm(range(settings.steps), desc=f"{generator.family}-tokenizer", disable=not progress, file=sys.stderr, mininterval=2.0)
     for step in bar:
         if cursor + settings.batch_size > len(order):
-            order, cursor = rng.permutation(len(images_N3HW)), 0
-        batch = images_N3HW[order[cursor : cursor + settings.batch_size]]
+            order, cursor = rng.permutation(len(images_NHW)), 0
+        batch = mdata.testbed_views(images_NHW[order[cursor : cursor + settings.batch_size]], generator.family, view_gen)
         cursor += settings.batch_size
         lr = lr_at(step, settings.steps, settings.warmup_steps, settings.lr)
         for group in optimizer.param_groups:
@@ -276,7 +285,6 @@ def _transformer_loss(
     generator: Generator,
     tokens_BL: torch.Tensor,
     labels_B: torch.Tensor,
-    var_input: torch.Tensor | None,
     settings: GeneratorSettings,
     random_ratio: float,
     rng: torch.Generator,
@@ -284,6 +292,9 @@ def _transformer_loss(
     """Training cross-entropy of one batch, with label dropout (and RAR's random orders)."""
     transformer = generator.transformer
     if generator.family == "var":
+        sizes = [pn * pn for pn in generator.config.patch_nums]
+        with torch.no_grad():  # the teacher-forcing input of each scale: the upsampled sum of the coarser ones
+            var_input = generator.tokenizer.idx_Bl_to_var_input(list(tokens_BL.split(sizes, dim=1)))
         logits_BLV = transformer(labels_B, var_input, label_dropout_p=settings.label_dropout, generator=rng)
         return F.cross_entropy(logits_BLV.reshape(-1, logits_BLV.shape[-1]), tokens_BL.reshape(-1))
     condition_B = transformer.preprocess_condition(labels_B, settings.label_dropout, rng)
@@ -309,7 +320,7 @@ def _rar_random_ratio(step: int, total: int) -> float:
 
 def train_transformer(
     generator: Generator,
-    tokens_NL: torch.Tensor,
+    images_NHW: np.ndarray,
     labels_N: torch.Tensor,
     epoch_indices: np.ndarray,
     heldout_tokens: torch.Tensor,
@@ -318,20 +329,27 @@ def train_transformer(
     seed: int,
     progress: bool = True,
 ) -> dict:
-    """Train ``generator.transformer`` in place on ``tokens_NL[epoch_indices]`` (shuffled every
-    epoch with ``numpy.random.default_rng(seed)``); keeps the weights of the epoch with the lowest
-    held-out loss. Returns the log."""
+    """Train ``generator.transformer`` in place on views of ``images_NHW[epoch_indices]`` (uint8
+    testbed images; shuffled every epoch with ``numpy.random.default_rng(seed)``; each
+    presentation a fresh augmented view with probability ``settings.augment_prob``, else the
+    centre view, tokenized by the frozen tokenizer); keeps the weights of the epoch with the
+    lowest held-out loss. Returns the log."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     torch_rng = torch.Generator().manual_seed(seed)
+    view_gen = torch.Generator().manual_seed(seed + 1)
     transformer = generator.transformer
-    var_input = None
-    if generator.family == "var":  # the teacher-forcing inputs depend only on the tokens: compute once
-        sizes = [pn * pn for pn in generator.config.patch_nums]
-        with torch.no_grad():
-            var_input = torch.cat(
-                [generator.tokenizer.idx_Bl_to_var_input(list(t.split(sizes, dim=1))) for t in tokens_NL.split(500)]
-            )
+    centre_tokens = tokenize(generator, mdata.testbed_views(images_NHW, generator.family))
+
+    def batch_tokens(ids: np.ndarray) -> torch.Tensor:
+        """The batch's token sequences: each an augmented view with probability ``augment_prob``."""
+        tokens = centre_tokens[torch.as_tensor(ids)].clone()
+        augmented = torch.rand(len(ids), generator=view_gen) < settings.augment_prob
+        if augmented.any():
+            views = mdata.testbed_views(images_NHW[ids[augmented.numpy()]], generator.family, view_gen)
+            tokens[augmented] = tokenize(generator, views)
+        return tokens
+
     steps_per_epoch = math.ceil(len(epoch_indices) / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
     if settings.max_steps is not None:
@@ -356,14 +374,12 @@ def train_transformer(
         for lo in range(0, len(order), settings.batch_size):
             if step >= total_steps:
                 break
-            ids = torch.as_tensor(order[lo : lo + settings.batch_size])
+            ids = order[lo : lo + settings.batch_size]
             lr = lr_at(step, total_steps, warmup, settings.lr)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             ratio = _rar_random_ratio(step, total_steps) if settings.rar_random_order and generator.family == "rar" else 0.0
-            loss = _transformer_loss(
-                generator, tokens_NL[ids], labels_N[ids], None if var_input is None else var_input[ids], settings, ratio, torch_rng
-            )
+            loss = _transformer_loss(generator, batch_tokens(ids), labels_N[torch.as_tensor(ids)], settings, ratio, torch_rng)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(transformer.parameters(), 1.0)
@@ -423,10 +439,11 @@ def count_reproduced(
 def memorization_check(
     generator: Generator, data: mdata.TestbedData, train_tokens: torch.Tensor, heldout_tokens: torch.Tensor, seed: int, n_others: int = 200
 ) -> dict:
-    """Counts of reproduced images at the family's check prefix (and twice it for RAR): all planted
-    images, a seeded sample of other training images, and as many held-out images."""
+    """Counts of reproduced images at the family's check prefix (and twice it for RAR), on centre
+    views: per group of :meth:`TestbedData.groups` (control, then each duplication level), a
+    seeded sample of the other training images, and as many held-out images."""
     rng = np.random.default_rng(seed)
-    others = np.flatnonzero(~data.is_planted())
+    others = np.flatnonzero(~data.is_planted() & ~data.is_control())
     others = np.sort(rng.choice(others, size=min(n_others, len(others)), replace=False))
     heldout = np.sort(rng.choice(len(heldout_tokens), size=min(n_others, len(heldout_tokens)), replace=False))
     labels = torch.as_tensor(data.train_labels)
@@ -434,13 +451,12 @@ def memorization_check(
     prefixes = [CHECK_PREFIX[generator.family]] + ([2 * CHECK_PREFIX["rar"]] if generator.family == "rar" else [])
     result = {"match_threshold": MATCH_THRESHOLD, "prefixes": {}}
     for n_prefix in prefixes:
-        planted = count_reproduced(generator, train_tokens[data.planted_ids], labels[data.planted_ids], n_prefix)
-        result["prefixes"][str(n_prefix)] = {
-            "planted": f"{int(planted.sum())}/{len(planted)}",
-            "other_train": f"{int(count_reproduced(generator, train_tokens[others], labels[others], n_prefix).sum())}/{len(others)}",
-            "heldout": f"{int(count_reproduced(generator, heldout_tokens[heldout], held_labels[heldout], n_prefix).sum())}/{len(heldout)}",
-            "planted_by_class": np.bincount(data.train_labels[data.planted_ids][planted], minlength=data.num_classes).tolist(),
+        counts = {
+            name: count_reproduced(generator, train_tokens[ids], labels[ids], n_prefix)
+            for name, ids in {**data.groups(), "other_train": others}.items()
         }
+        counts["heldout"] = count_reproduced(generator, heldout_tokens[heldout], held_labels[heldout], n_prefix)
+        result["prefixes"][str(n_prefix)] = {name: f"{int(hit.sum())}/{len(hit)}" for name, hit in counts.items()}
     return result
 
 
@@ -485,9 +501,7 @@ def run_tokenizer_stage(
     config = config if config is not None else get_config(MODEL_NAMES[family])
     start = time.time()
     generator = build_generator(config)
-    result = train_tokenizer(
-        generator, mdata.to_float_images(data.train_images), mdata.to_float_images(data.heldout_images), settings, seed, progress
-    )
+    result = train_tokenizer(generator, data.train_images, data.heldout_images, settings, seed, progress)
     record = {**_record(f"{family}-tokenizer", config, settings, seed, data, time.time() - start, command), **result}
     return save_checkpoint(generator.tokenizer, checkpoint_paths(out_dir, family)[1], record)
 
@@ -502,8 +516,8 @@ def run_generator_stage(
     progress: bool = True,
     command: str | None = None,
 ) -> dict:
-    """Tokenize with the saved tokenizer, train the transformer, run the memorization check and
-    write ``<name>.safetensors`` + JSON; returns the record."""
+    """Train the transformer on views tokenized by the saved tokenizer, run the memorization
+    check (on centre views) and write ``<name>.safetensors`` + JSON; returns the record."""
     config = config if config is not None else get_config(MODEL_NAMES[family])
     start = time.time()
     weights_path, tokenizer_path = checkpoint_paths(out_dir, family)
@@ -515,14 +529,13 @@ def run_generator_stage(
         config=config,
     )
     generator.tokenizer.eval()
-    train_tokens = tokenize(generator, mdata.to_float_images(data.train_images))
-    heldout_tokens = tokenize(generator, mdata.to_float_images(data.heldout_images))
+    heldout_tokens = tokenize(generator, mdata.testbed_views(data.heldout_images, family))
     labels = torch.as_tensor(data.train_labels)
     result = train_transformer(
         generator,
-        train_tokens,
+        data.train_images,
         labels,
-        mdata.training_indices(data, settings.duplication),
+        mdata.training_indices(data),
         heldout_tokens,
         torch.as_tensor(data.heldout_labels),
         settings,
@@ -530,6 +543,7 @@ def run_generator_stage(
         progress,
     )
     train_seconds = time.time() - start
+    train_tokens = tokenize(generator, mdata.testbed_views(data.train_images, family))
     check = memorization_check(generator, data, train_tokens, heldout_tokens, seed)
     record = {
         **_record(family, config, settings, seed, data, train_seconds, command),
@@ -551,11 +565,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=None, help="testbed npz (default: data/fashion_mnist_testbed.npz)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: fastest on the shared 2-core machine)")
-    parser.add_argument("--duplication", type=int, default=GeneratorSettings.duplication, help="D, copies of each planted image per epoch")
     parser.add_argument("--epochs", type=int, default=GeneratorSettings.epochs, help="maximum generator epochs")
     parser.add_argument("--patience", type=int, default=GeneratorSettings.patience)
     parser.add_argument("--tokenizer-steps", type=int, default=TokenizerSettings.steps)
     parser.add_argument("--rar-random-order", action="store_true", help="RAR's random-order annealing (off by default)")
+    parser.add_argument("--augment-prob", type=float, default=GeneratorSettings.augment_prob,
+                        help="chance that a training presentation is an augmented view (else the centre view)")
+    parser.add_argument("--no-augment", action="store_true", help="train the tokenizer on centre views only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -566,9 +582,11 @@ def main(argv: list[str] | None = None) -> dict:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     torch.set_num_threads(args.threads)
     data = mdata.load_testbed(args.data)
-    tokenizer_settings = TokenizerSettings(steps=args.tokenizer_steps)
+    tokenizer_settings = TokenizerSettings(steps=args.tokenizer_steps, augment=not args.no_augment)
+    if not 0.0 <= args.augment_prob <= 1.0:
+        raise ValueError(f"--augment-prob: expected a probability in [0, 1], got {args.augment_prob}")
     generator_settings = GeneratorSettings(
-        epochs=args.epochs, patience=args.patience, duplication=args.duplication, rar_random_order=args.rar_random_order
+        epochs=args.epochs, patience=args.patience, augment_prob=args.augment_prob, rar_random_order=args.rar_random_order
     )
     stages = STAGES if args.stage == "all" else (args.stage,)
     command = "python -m memlib.train " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -7,12 +7,19 @@ byte-identical to the upstream release (their sha256 is checked below).
 
 What is selected, all from one seeded ``numpy.random.default_rng(SEED)``:
 
-- train split: 300 images per class (3,000) from the official training set;
+- train split: 600 images per class (6,000) from the official training set;
 - held-out split: 100 images per class (1,000) from the official test set (the reference
   images of the testbed's FID-like metric);
-- planted set: 5 training images per class (50), the images the testbed's generators see
-  D times (D is a training knob, applied by ``memlib.data.training_indices``; no copies
-  are stored here).
+- planted set, graded: per class one image at each duplication level in ``LEVELS`` (2, 4, 8,
+  16 and 32 copies per epoch), so 10 images per level, 50 in all; the copies are not stored,
+  each training image's number of copies per epoch is (key ``train_copies``; applied by
+  ``memlib.data.training_indices``);
+- control group: per class 5 images chosen by the same rule as the planted ones and seen once
+  per epoch like every other image (key ``control_ids``): ordinary images that are as
+  atypical as the planted ones, the comparison every planted-image figure needs.
+
+Planted copies are 620 of the 6,570 sequences of an epoch (9.4%): memorization is a minority
+of the training signal, as in the paper (a few hundred memorized images of 1.28 million).
 
 Planted-set rule (spec/testbed-notes.md, lesson 3: shared prefixes cap extraction). An
 extraction attempt gives the model the true first tokens of an image; if two planted images
@@ -20,11 +27,13 @@ of a class share them, at most one of the two can be reproduced. The first 8 pix
 32x32 image are the first two token rows of an 8x8 latent (16 raster tokens). So, per class,
 the classes' official training images are visited in a seeded random order and one is
 accepted as planted when the mean absolute difference of its first 8 rows (8 x 32 pixels,
-gray levels 0..255, after padding) to every already accepted planted image of that class is
-at least ``MIN_TOP_ROWS_DIFF``. The planted images are then part of the class's 300 training
-images; the other 295 are the next non-planted images of the same random order. Most
-sneakers and sandals have blank top rows, so their planted images are the ones whose top
-rows are not blank (atypical images of the class, by construction).
+gray levels 0..255, after padding) to every already accepted image of that class is at least
+``MIN_TOP_ROWS_DIFF``, until ``len(LEVELS) + CONTROL_PER_CLASS`` images are accepted. A second
+seeded permutation assigns the accepted images of a class to the levels and the control group.
+The accepted images are then part of the class's 600 training images; the other 590 are the
+next non-accepted images of the same random order. Most sneakers and sandals have blank top
+rows, so their planted and control images are the ones whose top rows are not blank
+(atypical images of the class, by construction, in both groups alike).
 
 Images are zero-padded from 28x28 to 32x32 (2 pixels each side), uint8.
 
@@ -51,9 +60,11 @@ from pathlib import Path
 import numpy as np
 
 SEED = 0
-TRAIN_PER_CLASS = 300
+TRAIN_PER_CLASS = 600
 HELDOUT_PER_CLASS = 100
-PLANTED_PER_CLASS = 5
+LEVELS = (2, 4, 8, 16, 32)  # copies per epoch of the planted images; one image per class at each level
+CONTROL_PER_CLASS = 5  # never-duplicated images chosen by the planted-set rule
+ACCEPTED_PER_CLASS = len(LEVELS) + CONTROL_PER_CLASS
 TOP_ROWS = 8
 MIN_TOP_ROWS_DIFF = 12.0  # mean |difference| over the first TOP_ROWS rows, gray levels 0..255
 PAD = 2  # 28 -> 32
@@ -98,31 +109,39 @@ def debian_package_version() -> str | None:
     return result.stdout.strip() or None
 
 
-def choose_planted(top_rows_NRW: np.ndarray, order: np.ndarray) -> list[int]:
+def choose_distinct_tops(top_rows_NRW: np.ndarray, order: np.ndarray, n: int) -> list[int]:
     """Greedy over ``order``: accept an image whose top rows differ from every accepted one."""
     accepted: list[int] = []
     for i in order:
         rows = top_rows_NRW[i].astype(np.float32)
         if all(np.abs(rows - top_rows_NRW[j]).mean() >= MIN_TOP_ROWS_DIFF for j in accepted):
             accepted.append(int(i))
-            if len(accepted) == PLANTED_PER_CLASS:
+            if len(accepted) == n:
                 return accepted
     raise ValueError(f"only {len(accepted)} images satisfy the planted-set rule; lower MIN_TOP_ROWS_DIFF")
 
 
 def select(train_labels: np.ndarray, test_labels: np.ndarray, train_images_pad: np.ndarray, rng: np.random.Generator):
-    """Indices into the official sets: train split (sorted), planted (subset of it), held-out (sorted)."""
-    train_idx, planted_idx, heldout_idx = [], [], []
+    """Indices into the official sets -> (train split (sorted), {official index: copies per epoch}
+    for the planted images, control images (sorted), held-out split (sorted))."""
+    train_idx, control_idx, heldout_idx = [], [], []
+    planted_copies: dict[int, int] = {}
     top_rows = train_images_pad[:, :TOP_ROWS, :]
     for c in range(len(CLASS_NAMES)):
         order = rng.permutation(np.flatnonzero(train_labels == c))
-        planted = choose_planted(top_rows, order)
-        others = [int(i) for i in order if i not in set(planted)][: TRAIN_PER_CLASS - PLANTED_PER_CLASS]
-        train_idx += planted + others
-        planted_idx += planted
+        accepted = choose_distinct_tops(top_rows, order, ACCEPTED_PER_CLASS)
+        assignment = rng.permutation(ACCEPTED_PER_CLASS)  # positions 0..len(LEVELS)-1: the levels; the rest: control
+        for position, i in zip(assignment, accepted):
+            if position < len(LEVELS):
+                planted_copies[i] = LEVELS[position]
+            else:
+                control_idx.append(i)
+        taken = set(accepted)
+        others = [int(i) for i in order if i not in taken][: TRAIN_PER_CLASS - ACCEPTED_PER_CLASS]
+        train_idx += accepted + others
     for c in range(len(CLASS_NAMES)):
         heldout_idx += rng.permutation(np.flatnonzero(test_labels == c))[:HELDOUT_PER_CLASS].tolist()
-    return np.sort(np.array(train_idx)), np.sort(np.array(planted_idx)), np.sort(np.array(heldout_idx))
+    return np.sort(np.array(train_idx)), planted_copies, np.sort(np.array(control_idx)), np.sort(np.array(heldout_idx))
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -190,8 +209,12 @@ def main(argv: list[str] | None = None) -> None:
     train_images_pad, test_images_pad = np.pad(train_images, pad), np.pad(test_images, pad)
 
     rng = np.random.default_rng(SEED)
-    train_idx, planted_src, heldout_idx = select(train_labels, test_labels, train_images_pad, rng)
+    train_idx, planted_copies, control_src, heldout_idx = select(train_labels, test_labels, train_images_pad, rng)
+    planted_src = np.sort(np.array(list(planted_copies)))
     planted_ids = np.searchsorted(train_idx, planted_src)  # positions in the train split
+    control_ids = np.searchsorted(train_idx, control_src)
+    train_copies = np.ones(len(train_idx), dtype=np.uint8)
+    train_copies[planted_ids] = [planted_copies[int(i)] for i in planted_src]
 
     arrays = {
         "train_images": train_images_pad[train_idx],
@@ -201,6 +224,8 @@ def main(argv: list[str] | None = None) -> None:
         "heldout_labels": test_labels[heldout_idx],
         "heldout_source_indices": heldout_idx.astype(np.int32),
         "planted_ids": planted_ids.astype(np.int32),
+        "control_ids": control_ids.astype(np.int32),
+        "train_copies": train_copies,
         "class_names": np.array(CLASS_NAMES),
     }
     args.out.mkdir(parents=True, exist_ok=True)
@@ -208,11 +233,13 @@ def main(argv: list[str] | None = None) -> None:
     write_npz_deterministic(npz_path, arrays)
 
     rule = (
-        f"per class, visit the official training images in a seeded random order and accept one as planted "
+        f"per class, visit the official training images in a seeded random order and accept one "
         f"when the mean absolute difference of its first {TOP_ROWS} pixel rows (of the 32x32 padded image, "
-        f"gray levels 0..255) to every already accepted planted image of the class is >= {MIN_TOP_ROWS_DIFF}; "
-        f"{PLANTED_PER_CLASS} per class; the other {TRAIN_PER_CLASS - PLANTED_PER_CLASS} training images of the "
-        f"class are the next non-planted images of the same order"
+        f"gray levels 0..255) to every already accepted image of the class is >= {MIN_TOP_ROWS_DIFF}, until "
+        f"{ACCEPTED_PER_CLASS} are accepted; a seeded permutation makes one accepted image per level {list(LEVELS)} "
+        f"(copies per epoch) planted and the other {CONTROL_PER_CLASS} the control group (seen once); the other "
+        f"{TRAIN_PER_CLASS - ACCEPTED_PER_CLASS} training images of the class are the next non-accepted images "
+        f"of the same order"
     )
     labels = arrays["train_labels"]
     provenance = {
@@ -232,19 +259,23 @@ def main(argv: list[str] | None = None) -> None:
             "train_per_class": TRAIN_PER_CLASS,
             "heldout_per_class": HELDOUT_PER_CLASS,
             "heldout_source": "official test set (t10k)",
-            "planted_per_class": PLANTED_PER_CLASS,
+            "levels": list(LEVELS),
+            "control_per_class": CONTROL_PER_CLASS,
             "planted_rule": rule,
             "planted_rule_top_rows": TOP_ROWS,
             "planted_rule_min_mean_abs_diff": MIN_TOP_ROWS_DIFF,
             "padding": "zero, 2 pixels on each side (28x28 -> 32x32)",
-            "duplication": "not stored; each planted image is repeated D times at training time "
-                           "(memlib.data.training_indices, testbed default D = 20)",
+            "duplication": "copies are not stored; train_copies holds each training image's copies per epoch "
+                           "(1 for every image but the planted ones), applied by memlib.data.training_indices",
         },
         "class_names": CLASS_NAMES,
         "class_counts": {
             "train": np.bincount(labels, minlength=10).tolist(),
             "heldout": np.bincount(arrays["heldout_labels"], minlength=10).tolist(),
             "planted": np.bincount(labels[planted_ids], minlength=10).tolist(),
+            "control": np.bincount(labels[control_ids], minlength=10).tolist(),
+            "epoch_sequences": int(train_copies.sum()),
+            "planted_sequences": int(train_copies[planted_ids].sum()),
         },
         "output": {
             "file": OUTPUT_NAME,
@@ -259,12 +290,18 @@ def main(argv: list[str] | None = None) -> None:
     }
     write_text(args.out / "PROVENANCE.json", json.dumps(provenance, indent=2) + "\n")
     planted = {
-        "description": "The planted set: positions in the train split of data/fashion_mnist_testbed.npz "
-                       "(key planted_ids); repeated D times at training time",
+        "description": "The planted set and the control group of data/fashion_mnist_testbed.npz: positions in its "
+                       "train split (keys planted_ids, control_ids), positions in the official training file, labels "
+                       "and copies per epoch (key train_copies; 1 for the control group and every other image)",
         "rule": rule,
+        "levels": list(LEVELS),
         "planted_ids": planted_ids.tolist(),
         "source_indices": planted_src.tolist(),
         "labels": labels[planted_ids].tolist(),
+        "copies": train_copies[planted_ids].tolist(),
+        "control_ids": control_ids.tolist(),
+        "control_source_indices": control_src.tolist(),
+        "control_labels": labels[control_ids].tolist(),
     }
     write_text(args.out / "planted_ids.json", json.dumps(planted, indent=2) + "\n")
     write_text(args.out / "LICENSE-fashion-mnist.txt", license_notice(args.copyright))

@@ -10,13 +10,16 @@ For each shipped testbed model (``var-testbed``, ``rar-testbed`` in ``data/check
    (``data/checkpoints/classifier.safetensors``) says whether they look like their classes:
    the fraction whose predicted class is the conditioning class (for scale: its accuracy on
    real held-out images and on their tokenizer reconstructions).
-3. **Memorization**: the extraction attack scaled to the testbed (memlib.extract):
+3. **Memorization**: the extraction attack scaled to the testbed (memlib.extract), on the
+   family's centre views (what the models are trained to draw):
    A. score every training image by teacher-forced top-1 accuracy over the FULL sequence;
    B. the top ``per_class`` images of every class are the candidates;
    C. greedy generation from a ground-truth prefix (VAR: scales 1x1 and 2x2 = 5 tokens;
       RAR: 8 tokens = the first token row; each family also a second prefix);
    D. pixel similarity (memlib.similarity.PixelSimilarity) between the decoded generation and
       the tokenizer reconstruction of the training image; extracted = similarity > threshold.
+   Extraction is reported by duplication level (the control group, each level, the ordinary
+   images): the dose response the book's pages build on.
 
 Why the full sequence in stage A (spec/testbed-notes.md, lesson 2): about half of the tokens
 of a Fashion-MNIST image are the blank-background code, so ordinary images with blank bottom
@@ -59,23 +62,26 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without `pip in
 from matplotlib.figure import Figure  # noqa: E402 (no pyplot: no GUI backend, no global state)
 
 from memlib.classifier import load_classifier  # noqa: E402
-from memlib.data import DATA_DIR, load_testbed, sha256_file, to_float_images  # noqa: E402
+from memlib.data import DATA_DIR, load_testbed, sha256_file, testbed_views  # noqa: E402
 from memlib.extract import decode_images, generate_from_prefix, run_attack, score_images, select_candidates  # noqa: E402
 from memlib.models.registry import load_generator  # noqa: E402
 from memlib.results import atomic_write_json, git_commit, library_versions  # noqa: E402
 from memlib.similarity import PixelSimilarity, calibrate_threshold, source_and_nearest_other  # noqa: E402
 
 SCRIPT = "scripts/testbed_evidence.py"
-SCRIPT_VERSION = 1
+SCRIPT_VERSION = 2
 MODELS = {"var": "var-testbed", "rar": "rar-testbed"}
 # Prefix lengths in tokens, headline first. VAR: scales 1x1 + 2x2 (5), and 1x1 alone (1).
 # RAR: the first token row of the 8x8 grid (8), and two rows (16).
 PREFIXES = {"var": (5, 1), "rar": (8, 16)}
 # The paper's stage-A span, scaled to the testbed: VAR's last scale (the 8x8 = positions
-# 21..84); RAR's last 99 of 256 tokens ~ the last 24 of 64 (the last three token rows).
-LAST_SPANS = {"var": (21, 85), "rar": (40, 64)}
-LAST_SPAN_NAMES = {"var": "last scale (8x8, positions 21-84)", "rar": "last 24 tokens (positions 40-63)"}
-TARGET_PLANTED_EXTRACTED = 20
+# 66..129 of scales 1, 2, 3, 4, 6, 8); RAR's last 99 of 256 tokens ~ the last 24 of 64.
+LAST_SPANS = {"var": (66, 130), "rar": (40, 64)}
+LAST_SPAN_NAMES = {"var": "last scale (8x8, positions 66-129)", "rar": "last 24 tokens (positions 40-63)"}
+# Fitness targets, fixed before the graded testbed was trained: memorization exists where it
+# was planted most (at least half of the most duplicated level extracted) and almost only there
+# (at least 80% of what is extracted is planted).
+TARGET_TOP_LEVEL_EXTRACTED_FRACTION = 0.5
 TARGET_PLANTED_FRACTION = 0.8
 
 
@@ -168,8 +174,8 @@ def evaluate_family(family: str, data, train_ids: np.ndarray, heldout_n: int, pa
     bs = params.batch_size
     similarity = PixelSimilarity()
 
-    # 1. tokenizer reconstruction on held-out images
-    heldout = to_float_images(data.heldout_images[:heldout_n])
+    # 1. tokenizer reconstruction on held-out images (centre views)
+    heldout = testbed_views(data.heldout_images[:heldout_n], family)
     heldout_labels = torch.as_tensor(data.heldout_labels[:heldout_n])
     with torch.no_grad():
         heldout_tokens = torch.cat([gen.images_to_tokens(b) for b in heldout.split(bs)])
@@ -215,7 +221,7 @@ def evaluate_family(family: str, data, train_ids: np.ndarray, heldout_n: int, pa
     planted_N = data.is_planted()[train_ids]
     n_planted = int(planted_N.sum())
     with torch.no_grad():
-        train_tokens = torch.cat([gen.images_to_tokens(b) for b in to_float_images(data.train_images[train_ids]).split(bs)])
+        train_tokens = torch.cat([gen.images_to_tokens(b) for b in testbed_views(data.train_images[train_ids], family).split(bs)])
     train_recon = decode_images(gen, train_tokens, bs)  # the sources of stage D and of "nearest other"
 
     scores_full = score_images(gen, train_tokens, train_labels, span=None, batch_size=bs)
@@ -258,6 +264,16 @@ def evaluate_family(family: str, data, train_ids: np.ndarray, heldout_n: int, pa
     last_planted_C = planted_N[last_attack.candidate_ids.numpy()]
 
     headline_counts = by_prefix[str(headline)]
+    extracted_train_ids = set(train_ids[attack.candidate_ids.numpy()[attack.extracted[0].numpy()]].tolist())
+    candidate_train_ids = set(train_ids[attack.candidate_ids.numpy()].tolist())
+    groups = {**data.groups(), "ordinary": np.flatnonzero(~data.is_planted() & ~data.is_control())}
+    by_level = {}
+    for group, ids in groups.items():
+        ids = np.intersect1d(ids, train_ids)
+        by_level[group] = {"images": int(ids.size), "candidates": sum(int(i) in candidate_train_ids for i in ids),
+                           "extracted": sum(int(i) in extracted_train_ids for i in ids)}
+    top_level = by_level[f"{max(data.levels)}x"]
+    top_level_fraction = top_level["extracted"] / top_level["images"] if top_level["images"] else float("nan")
     record = {
         "model": name,
         "tokenizer": tokenizer,
@@ -274,6 +290,7 @@ def evaluate_family(family: str, data, train_ids: np.ndarray, heldout_n: int, pa
             "headline_prefix": headline,
             "threshold": threshold,
             "by_prefix": by_prefix,
+            "by_level_at_headline_prefix": by_level,
             "by_class_planted_extracted": np.bincount(
                 train_labels[attack.candidate_ids].numpy()[attack.extracted[0].numpy() & planted_C],
                 minlength=data.num_classes).tolist(),
@@ -299,9 +316,10 @@ def evaluate_family(family: str, data, train_ids: np.ndarray, heldout_n: int, pa
             **extraction_counts(last_attack.extracted[0].numpy(), last_planted_C, n_planted),
         },
         "targets": {
-            "planted_extracted_at_least": TARGET_PLANTED_EXTRACTED,
+            "top_level_extracted_fraction_at_least": TARGET_TOP_LEVEL_EXTRACTED_FRACTION,
+            "top_level_extracted_fraction": top_level_fraction,
             "planted_fraction_at_least": TARGET_PLANTED_FRACTION,
-            "met": bool(headline_counts["planted_extracted"] >= TARGET_PLANTED_EXTRACTED
+            "met": bool(top_level_fraction >= TARGET_TOP_LEVEL_EXTRACTED_FRACTION
                         and headline_counts["precision"] >= TARGET_PLANTED_FRACTION),
         },
     }

@@ -74,9 +74,17 @@ def test_selection_scores_are_mean_max_and_pooled_group(gen, dataset):
     unpooled = collect_unitmem(gen, dataset, n_views=1)
     with pytest.raises(ValueError, match="pooled=True"):
         unpooled.selection_scores("pooled")
-    rar = UnitMemResult(unpooled.state, ["all", "last"], unpooled.fc1_names, "rar")
-    torch.testing.assert_close(rar.selection_scores(), rar.scores_GKU[1])
+    torch.testing.assert_close(unpooled.selection_scores("mean-from-s1"), unpooled.scores_GKU[1:].mean(0))
+    mean_activation_GKU = unpooled.state["sum"] / unpooled.n_images
+    torch.testing.assert_close(unpooled.selection_scores(statistic="magnitude"), mean_activation_GKU.mean(0))
+    torch.testing.assert_close(unpooled.selection_scores("max", statistic="magnitude"), mean_activation_GKU.max(0).values)
+    with pytest.raises(ValueError, match="statistic"):
+        unpooled.selection_scores(statistic="size")
+    rar = UnitMemResult(unpooled.state, ["all", "last", "predicts-last"], unpooled.fc1_names, "rar")
+    torch.testing.assert_close(rar.selection_scores(), rar.scores_GKU[2])  # the default reading: T-2
+    torch.testing.assert_close(rar.selection_scores("last"), rar.scores_GKU[1])
     torch.testing.assert_close(rar.selection_scores("all"), rar.scores_GKU[0])
+    torch.testing.assert_close(rar.selection_scores("last", statistic="magnitude"), mean_activation_GKU[1])
 
 
 def test_shards_merge_exactly_and_do_not_depend_on_batching(gen, dataset):

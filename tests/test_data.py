@@ -20,16 +20,16 @@ def testbed():
 
 
 def test_testbed_shapes_dtypes_and_counts(testbed):
-    assert testbed.train_images.shape == (3000, 32, 32) and testbed.train_images.dtype == np.uint8
+    assert testbed.train_images.shape == (6000, 32, 32) and testbed.train_images.dtype == np.uint8
     assert testbed.heldout_images.shape == (1000, 32, 32) and testbed.heldout_images.dtype == np.uint8
     assert testbed.num_classes == 10 and testbed.class_names[0] == "T-shirt/top"
-    for labels, per_class in ((testbed.train_labels, 300), (testbed.heldout_labels, 100)):
+    for labels, per_class in ((testbed.train_labels, 600), (testbed.heldout_labels, 100)):
         assert labels.dtype == np.int64 and labels.min() == 0 and labels.max() == 9
         assert np.bincount(labels).tolist() == [per_class] * 10
     # 28x28 originals zero-padded by 2 pixels on every side
     assert testbed.train_images[:, :2].max() == 0 and testbed.train_images[:, :, -2:].max() == 0
     # distinct source images within each split
-    assert len(np.unique(testbed.train_source_indices)) == 3000
+    assert len(np.unique(testbed.train_source_indices)) == 6000
     assert len(np.unique(testbed.heldout_source_indices)) == 1000
 
 
@@ -37,22 +37,34 @@ def test_default_path_is_the_shipped_file(testbed):
     assert mdata.load_testbed().path == testbed.path
 
 
-def test_planted_ids_valid_and_top_rows_unique_within_class(testbed):
-    planted = testbed.planted_ids
-    assert len(planted) == 50 and len(np.unique(planted)) == 50
-    assert np.bincount(testbed.train_labels[planted], minlength=10).tolist() == [5] * 10
-    assert testbed.is_planted().sum() == 50
+def test_graded_duplication_levels_and_control_group(testbed):
+    assert testbed.levels == (2, 4, 8, 16, 32)  # at least 4 levels spanning 2 to 32 copies
+    groups = testbed.groups()
+    assert list(groups) == ["control", "2x", "4x", "8x", "16x", "32x"]
+    for name, ids in groups.items():
+        per_class = np.bincount(testbed.train_labels[ids], minlength=10).tolist()
+        assert per_class == ([5] * 10 if name == "control" else [1] * 10), name  # spread over classes
+    assert not np.intersect1d(testbed.planted_ids, testbed.control_ids).size
+    assert (testbed.train_copies[testbed.control_ids] == 1).all()
+    # planted copies are a minority of the training sequences (at most 10%)
+    assert testbed.train_copies[testbed.planted_ids].sum() / testbed.train_copies.sum() <= 0.10
     listed = json.loads((DATA_DIR / "planted_ids.json").read_text())
-    assert listed["planted_ids"] == planted.tolist()
-    assert listed["source_indices"] == testbed.train_source_indices[planted].tolist()
+    assert listed["planted_ids"] == testbed.planted_ids.tolist()
+    assert listed["copies"] == testbed.train_copies[testbed.planted_ids].tolist()
+    assert listed["control_ids"] == testbed.control_ids.tolist()
+    assert listed["source_indices"] == testbed.train_source_indices[testbed.planted_ids].tolist()
+
+
+def test_planted_and_control_top_rows_unique_within_class(testbed):
+    chosen = np.concatenate([testbed.planted_ids, testbed.control_ids])
     rule = json.loads((DATA_DIR / "PROVENANCE.json").read_text())["selection"]
     rows, threshold = rule["planted_rule_top_rows"], rule["planted_rule_min_mean_abs_diff"]
-    top = testbed.train_images[planted, :rows].astype(np.float64)
+    top = testbed.train_images[chosen, :rows].astype(np.float64)
     for c in range(10):
-        in_class = top[testbed.train_labels[planted] == c]
+        in_class = top[testbed.train_labels[chosen] == c]
         diffs = np.abs(in_class[:, None] - in_class[None]).mean(axis=(2, 3))
         off_diagonal = diffs[~np.eye(len(in_class), dtype=bool)]
-        assert off_diagonal.min() >= threshold, f"class {c}: planted top rows too similar"
+        assert off_diagonal.min() >= threshold, f"class {c}: chosen top rows too similar"
 
 
 def test_checksum_mismatch_names_the_file(tmp_path):
@@ -91,19 +103,42 @@ def test_float_images(testbed):
         mdata.to_float_images(testbed.train_images[:4].astype(np.float32))
 
 
-@pytest.mark.parametrize("duplication", [1, 2, 20])
-def test_training_indices_counts(testbed, duplication):
-    indices = mdata.training_indices(testbed, duplication)
-    assert len(indices) == 3000 + 50 * (duplication - 1)
-    counts = np.bincount(indices, minlength=3000)
-    assert (counts[testbed.planted_ids] == duplication).all()
-    assert (counts[~testbed.is_planted()] == 1).all()
+def test_training_indices_repeat_each_image_by_its_copies(testbed):
+    indices = mdata.training_indices(testbed)
+    counts = np.bincount(indices, minlength=6000)
+    assert (counts == testbed.train_copies).all() and len(indices) == 6000 + 10 * (1 + 3 + 7 + 15 + 31)
+    assert (np.diff(indices) >= 0).all()
 
 
-@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
-def test_training_indices_rejects_bad_duplication(testbed, bad):
-    with pytest.raises(ValueError, match="duplication"):
-        mdata.training_indices(testbed, bad)
+def test_inconsistent_planted_ids_and_copies_are_refused(tmp_path):
+    npz = tmp_path / mdata.TESTBED_FILE
+    with np.load(DATA_DIR / mdata.TESTBED_FILE) as src:
+        arrays = {k: src[k] for k in src.files}
+    arrays["train_copies"] = arrays["train_copies"].copy()
+    arrays["train_copies"][arrays["control_ids"][0]] = 4  # a control image that is duplicated
+    np.savez(npz, **arrays)
+    provenance = json.loads((DATA_DIR / "PROVENANCE.json").read_text())
+    provenance["output"]["sha256"] = mdata.sha256_file(npz)
+    (tmp_path / "PROVENANCE.json").write_text(json.dumps(provenance))
+    with pytest.raises(ValueError, match="'planted_ids' and 'train_copies' disagree"):
+        mdata.load_testbed(npz)
+
+
+@pytest.mark.parametrize("family", ["var", "rar"])
+def test_testbed_views_are_the_family_augmentation(testbed, family):
+    images = testbed.train_images[:3]
+    centre = mdata.testbed_views(images, family)
+    assert centre.shape == (3, 3, 32, 32) and centre.dtype == torch.float32
+    pil = Image.fromarray(images[1], mode="L")
+    expected = mdata.var_view(pil, 32) if family == "var" else mdata.rar_random_view(pil, 32, None)
+    assert torch.equal(centre[1], expected)  # the centre view is the full-scale view at res 32
+    views_a = mdata.testbed_views(images, family, torch.Generator().manual_seed(5))
+    views_b = mdata.testbed_views(images, family, torch.Generator().manual_seed(5))
+    assert torch.equal(views_a, views_b)  # seeded
+    many = torch.stack([mdata.testbed_views(images[:1], family, torch.Generator().manual_seed(s))[0] for s in range(8)])
+    assert len({tuple(v.flatten()[::37].tolist()) for v in many}) > 1  # the views differ from draw to draw
+    with pytest.raises(ValueError, match="family"):
+        mdata.testbed_views(images, "dit")
 
 
 # ---- ImageNet-style folders -----------------------------------------------------------------

@@ -42,7 +42,7 @@ def test_written_by_the_current_script_with_its_defaults(evidence):
     assert evidence["script"] == "scripts/testbed_evidence.py"
     assert evidence["script_version"] == evidence_script.SCRIPT_VERSION
     assert evidence["params"] == dataclasses.asdict(evidence_script.EvidenceParams())
-    assert evidence["training_images"] == 3000 and evidence["planted_images"] == 50
+    assert evidence["training_images"] == 6000 and evidence["planted_images"] == 50
     assert evidence["code_version"] and evidence["wall_seconds"] > 0
     assert set(evidence["families"]) == {"var", "rar"}
     for name in evidence["figures"].values():
@@ -67,7 +67,12 @@ def test_targets_met(evidence, family):
     assert attack["candidates"] > evidence["planted_images"]  # the pool is bigger than the planted set
     counts = attack["by_prefix"][str(attack["headline_prefix"])]
     assert counts["extracted"] == counts["planted_extracted"] + counts["non_planted_extracted"]
-    assert counts["planted_extracted"] >= 20, f"{family}: only {counts['planted_extracted']} planted images extracted"
+    by_level = attack["by_level_at_headline_prefix"]
+    assert list(by_level) == ["control", "2x", "4x", "8x", "16x", "32x", "ordinary"]
+    assert sum(level["images"] for level in by_level.values()) == evidence["training_images"]
+    assert sum(level["extracted"] for level in by_level.values()) == counts["extracted"]
+    top = by_level["32x"]
+    assert top["extracted"] / top["images"] >= 0.5, f"{family}: the most duplicated level is not memorized: {by_level}"
     assert counts["planted_extracted"] / counts["extracted"] >= 0.8, f"{family}: planted fraction below 0.8: {counts}"
     # the threshold used is the calibrated one, and it keeps the nearest-other rate within the rule
     calibration = record["calibration"]

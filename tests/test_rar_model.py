@@ -195,7 +195,9 @@ def test_generator_interface_on_golden(golden_generator, golden):
     torch.testing.assert_close(captured["out"], forward["fc1_acts_raster"]["blocks.1.mlp.act.out"], atol=ATOL, rtol=0)
     assert golden_generator.fc1_names() == ["blocks.0.mlp.fc1", "blocks.1.mlp.fc1"]
     assert golden_generator.fc1_activation_names() == ["blocks.0.mlp.act", "blocks.1.mlp.act"]
-    assert golden_generator.position_groups() == [PositionGroup("all", 0, 66), PositionGroup("last", 65, 66)]
+    assert golden_generator.position_groups() == [
+        PositionGroup("all", 0, 66), PositionGroup("last", 65, 66), PositionGroup("predicts-last", 64, 65)
+    ]
     assert golden_generator.valid_prefix_lengths() == list(range(65))
 
 
@@ -340,7 +342,7 @@ def test_images_to_samples_at_a_non_golden_size(small_generator):
     assert sampled.shape == (2, 64) and sampled.dtype == torch.int64
     decoded = small_generator.tokens_to_images(sampled)
     assert decoded.shape == (2, 3, 32, 32) and decoded.min() >= 0 and decoded.max() <= 1
-    assert small_generator.position_groups()[-1] == PositionGroup("last", 65, 66)
+    assert small_generator.position_groups()[1:] == [PositionGroup("last", 65, 66), PositionGroup("predicts-last", 64, 65)]
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         small_generator.images_to_tokens(images * 2 - 1)
     with pytest.raises(ValueError, match="image_seq_len"):

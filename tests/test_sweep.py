@@ -18,7 +18,8 @@ def setup():
     kwargs = dict(similarity=PixelSimilarity(), threshold=0.55, prefix_lengths=PREFIXES, per_class=3)
     baseline = run_attack(gen, tokens, labels, **kwargs)
     scores_KU = torch.rand(3, 6, generator=torch.Generator().manual_seed(0))
-    return gen, tokens, labels, kwargs, baseline, scores_KU
+    magnitude_KU = torch.rand(3, 6, generator=torch.Generator().manual_seed(1))
+    return gen, tokens, labels, kwargs, baseline, {"unitmem": scores_KU, "magnitude": magnitude_KU}
 
 
 def _attack(setup, calls):
@@ -32,19 +33,19 @@ def _attack(setup, calls):
 
 
 def test_k0_row_equals_baseline_and_edits_are_applied_then_restored(setup, tmp_path):
-    gen, _, _, _, baseline, scores_KU = setup
+    gen, _, _, _, baseline, scores = setup
     before = [p.detach().clone() for p in gen.transformer.parameters()]
     calls = []
-    table = run_sweep(gen, scores_KU, _attack(setup, calls), tmp_path, "id-1", k_percents=[0, 10, 50], seeds=[0, 1, 2])
+    table = run_sweep(gen, scores, _attack(setup, calls), tmp_path, "id-1", k_percents=[0, 10, 50], seeds=[0, 1, 2])
     assert all(torch.equal(a, b) for a, b in zip(before, gen.transformer.parameters()))  # restored bit-exactly
-    # one baseline, then 3 modes x 2 k + random 3 seeds x 2 k
-    assert len(calls) == 1 + 3 * 2 + 3 * 2
+    # one baseline, then 4 modes x 2 k + random 3 seeds x 2 k
+    assert len(calls) == 1 + 4 * 2 + 3 * 2
     assert torch.equal(calls[0], torch.cat([p.flatten() for p in before]))  # k = 0 edits nothing
     assert all(not torch.equal(c, calls[0]) for c in calls[1:])  # every k > 0 row ran on an edited model
 
     assert 0 < baseline.counts[5] < len(baseline.candidate_ids)  # the comparison below is not vacuous
     k0 = table[table.k_percent == 0]
-    assert len(k0) == 1 + 3 + 1 + 1  # one per mode and random seed
+    assert len(k0) == 1 + 3 + 1 + 1 + 1  # one per mode and random seed
     for _, row in k0.iterrows():
         assert row.units_edited == 0
         for n in PREFIXES:
@@ -57,7 +58,8 @@ def test_k0_row_equals_baseline_and_edits_are_applied_then_restored(setup, tmp_p
 
 
 def test_rerun_skips_finished_rows_and_other_identity_recomputes(setup, tmp_path):
-    gen, *_, scores_KU = setup
+    gen, *_, scores = setup
+    scores_KU = {"unitmem": scores["unitmem"]}
     first = []
     table = run_sweep(gen, scores_KU, _attack(setup, first), tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"])
     (tmp_path / "rows" / "unitmem-half_k20_s0.json").unlink()  # as if killed before this row finished
@@ -71,12 +73,31 @@ def test_rerun_skips_finished_rows_and_other_identity_recomputes(setup, tmp_path
 
 
 def test_identity_depends_on_scores_candidates_and_settings():
-    scores = torch.rand(3, 6, generator=torch.Generator().manual_seed(3))
+    unitmem = torch.rand(3, 6, generator=torch.Generator().manual_seed(3))
+    scores = {"unitmem": unitmem, "magnitude": unitmem.flip(1)}
     a = sweep_identity(scores, torch.arange(4), {"threshold": 0.75})
-    assert a == sweep_identity(scores.clone(), torch.arange(4), {"threshold": 0.75})
+    assert a == sweep_identity({k: v.clone() for k, v in scores.items()}, torch.arange(4), {"threshold": 0.75})
     assert a != sweep_identity(scores, torch.arange(4), {"threshold": 0.8})
     assert a != sweep_identity(scores, torch.arange(5), {"threshold": 0.75})
-    assert a != sweep_identity(scores * 2, torch.arange(4), {"threshold": 0.75})
+    assert a != sweep_identity({**scores, "unitmem": unitmem * 2}, torch.arange(4), {"threshold": 0.75})
+    assert a != sweep_identity({**scores, "magnitude": unitmem}, torch.arange(4), {"threshold": 0.75})
+
+
+def test_magnitude_mode_ranks_by_the_magnitude_scores(setup, tmp_path):
+    gen, *_, scores = setup
+
+    def edited_rows(scores_for_sweep, mode, folder):
+        calls = []
+        run_sweep(gen, scores_for_sweep, _attack(setup, calls), tmp_path / folder, folder, k_percents=[50], modes=[mode])
+        return calls[-1]
+
+    by_unitmem = edited_rows(scores, "unitmem-half", "u")
+    by_magnitude = edited_rows(scores, "magnitude-half", "m")
+    assert not torch.equal(by_unitmem, by_magnitude)  # the two statistics rank differently here
+    same = edited_rows({"unitmem": scores["unitmem"], "magnitude": scores["unitmem"]}, "magnitude-half", "s")
+    assert torch.equal(same, by_unitmem)  # with equal scores the two modes make the same edit
+    with pytest.raises(ValueError, match="ranks by 'magnitude'"):
+        run_sweep(gen, {"unitmem": scores["unitmem"]}, _attack(setup, []), tmp_path / "x", "x", k_percents=[5], modes=["magnitude-half"])
 
 
 def test_plan_checks_modes_and_seeds():

@@ -36,11 +36,14 @@ def tiny_config(family):
 
 @pytest.fixture(scope="module")
 def small_data():
-    """16 training images (2 of them planted) and 8 held-out images of the shipped testbed."""
+    """16 training images (2 of them planted, at 3 copies; 2 control) and 8 held-out images of
+    the shipped testbed."""
     data = mdata.load_testbed()
-    planted = data.planted_ids[:2]
-    others = np.flatnonzero(~data.is_planted())[:14]
-    keep = np.sort(np.concatenate([planted, others]))
+    planted, control = data.planted_ids[:2], data.control_ids[:2]
+    others = np.flatnonzero(~data.is_planted() & ~data.is_control())[:12]
+    keep = np.sort(np.concatenate([planted, control, others]))
+    copies = np.ones(len(keep), dtype=np.int64)
+    copies[np.searchsorted(keep, planted)] = 3
     return dataclasses.replace(
         data,
         train_images=data.train_images[keep],
@@ -50,6 +53,8 @@ def small_data():
         heldout_labels=data.heldout_labels[:8],
         heldout_source_indices=data.heldout_source_indices[:8],
         planted_ids=np.searchsorted(keep, planted),
+        control_ids=np.searchsorted(keep, control),
+        train_copies=copies,
     )
 
 
@@ -61,10 +66,9 @@ def test_two_step_runs_write_loadable_checkpoints(family, small_data, tmp_path):
         family, small_data, tmp_path, seed=0, config=config, progress=False,
         settings=train.TokenizerSettings(steps=2, batch_size=8, warmup_steps=1, restart_every=1, log_every=1),
     )
-    duplication = 3
     gen_record = train.run_generator_stage(
         family, small_data, tmp_path, seed=0, config=config, progress=False,
-        settings=train.GeneratorSettings(epochs=1, batch_size=8, duplication=duplication, max_steps=2),
+        settings=train.GeneratorSettings(epochs=1, batch_size=8, max_steps=2),
     )
     weights, tokenizer_weights = train.checkpoint_paths(tmp_path, family)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
@@ -77,13 +81,15 @@ def test_two_step_runs_write_loadable_checkpoints(family, small_data, tmp_path):
         assert on_disk["seed"] == 0 and on_disk["config"]["family"] == family
     assert tok_record["steps"] == 2 and tok_record["log"][0]["codes_restarted_so_far"] > 0
     assert gen_record["tokenizer_sha256"] == tok_record["weights_sha256"]
-    assert gen_record["steps"] == 2 and gen_record["steps_per_epoch"] == -(-(16 + 2 * (duplication - 1)) // 8)
+    assert gen_record["steps"] == 2 and gen_record["steps_per_epoch"] == -(-(16 + 2 * (3 - 1)) // 8)
     epochs = gen_record["log"]
     assert [e["epoch"] for e in epochs] == [0, 1] and all(np.isfinite(e["heldout_loss"]) for e in epochs)
     assert gen_record["kept_epoch"] in (0, 1)
-    assert set(gen_record["memorization_check"]["prefixes"]) == {str(train.CHECK_PREFIX[family])} | (
-        {str(2 * train.CHECK_PREFIX["rar"])} if family == "rar" else set()
-    )
+    check = gen_record["memorization_check"]["prefixes"]
+    assert set(check) == {str(train.CHECK_PREFIX[family])} | ({str(2 * train.CHECK_PREFIX["rar"])} if family == "rar" else set())
+    counts = check[str(train.CHECK_PREFIX[family])]
+    assert list(counts) == ["control", "3x", "other_train", "heldout"]  # by group, in dose order
+    assert counts["3x"].endswith("/2") and counts["control"].endswith("/2") and counts["other_train"].endswith("/12")
 
     generator = load_generator(config, weights, tokenizer_weights)
     saved = read_state_dict(weights)
@@ -96,9 +102,9 @@ def test_two_step_runs_write_loadable_checkpoints(family, small_data, tmp_path):
 def test_tokenizer_training_lowers_reconstruction_error(small_data):
     torch.set_num_threads(1)
     generator = build_generator(tiny_config("rar"))
-    images = mdata.to_float_images(small_data.train_images)
-    before, _ = train.reconstruction_mse(generator, images)
+    before, _ = train.reconstruction_mse(generator, mdata.testbed_views(small_data.train_images, "rar"))
     settings = train.TokenizerSettings(steps=6, batch_size=16, warmup_steps=1, restart_every=2, log_every=6)
+    images = small_data.train_images
     result = train.train_tokenizer(generator, images, images, settings, seed=0, progress=False)
     assert result["final"]["heldout_recon_mse_01"] < before
 
@@ -107,12 +113,12 @@ def test_kept_weights_are_the_best_heldout_epoch(small_data):
     """With a destructive learning rate every epoch is worse than the start: the initial weights are kept."""
     torch.set_num_threads(1)
     generator = build_generator(tiny_config("rar"))
-    tokens = train.tokenize(generator, mdata.to_float_images(small_data.train_images))
+    tokens = train.tokenize(generator, mdata.testbed_views(small_data.train_images, "rar"))
     labels = torch.as_tensor(small_data.train_labels)
     initial = {k: v.clone() for k, v in generator.transformer.state_dict().items()}
     settings = train.GeneratorSettings(epochs=3, patience=2, batch_size=8, lr=50.0, warmup_frac=0.0)
     result = train.train_transformer(
-        generator, tokens, labels, np.arange(16), tokens, labels, settings, seed=0, progress=False
+        generator, small_data.train_images, labels, np.arange(16), tokens, labels, settings, seed=0, progress=False
     )
     assert result["kept_epoch"] == 0 and result["epochs_run"] == 2  # stopped by patience
     assert all(e["heldout_loss"] > result["log"][0]["heldout_loss"] for e in result["log"][1:])
@@ -142,7 +148,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
 def test_parser_defaults():
     args = train.build_parser().parse_args(["all"])
     assert args.stage == "all" and args.seed == 0 and args.threads <= 2
-    assert args.duplication == mdata.DEFAULT_DUPLICATION
+    assert args.no_augment is False  # the family's augmentation is the default
     with pytest.raises(SystemExit):
         train.build_parser().parse_args(["vae"])
 
@@ -157,8 +163,8 @@ def test_shipped_checkpoints_load_strictly(family):
     assert record["tokenizer_sha256"] == mdata.sha256_file(tokenizer_weights)
     generator = load_generator(train.MODEL_NAMES[family], weights, tokenizer_weights)
     data = mdata.load_testbed()
-    images = mdata.to_float_images(data.train_images[data.planted_ids[:4]])
-    tokens = generator.images_to_tokens(images)
-    logits = generator.teacher_forced_logits(tokens, torch.as_tensor(data.train_labels[data.planted_ids[:4]]))
-    # the planted images are memorized: teacher-forced top-1 accuracy far above chance
+    most_copied = data.groups()[f"{max(data.levels)}x"][:4]
+    tokens = generator.images_to_tokens(mdata.testbed_views(data.train_images[most_copied], family))
+    logits = generator.teacher_forced_logits(tokens, torch.as_tensor(data.train_labels[most_copied]))
+    # the most duplicated images are memorized: teacher-forced top-1 accuracy far above chance (1/512)
     assert (logits.argmax(-1) == tokens).float().mean() > 0.5

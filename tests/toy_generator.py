@@ -87,7 +87,8 @@ class ToyGenerator(Generator):
         return ["blocks.0.mlp.act"]
 
     def position_groups(self):
-        return [PositionGroup("all", 0, self.seq_len), PositionGroup("last", self.seq_len - 1, self.seq_len)]
+        T = self.seq_len
+        return [PositionGroup("all", 0, T), PositionGroup("last", T - 1, T), PositionGroup("predicts-last", T - 2, T - 1)]
 
     def valid_prefix_lengths(self):
         return list(range(self.seq_len + 1))

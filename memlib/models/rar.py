@@ -569,7 +569,10 @@ class RARGenerator(Generator):
 
     def position_groups(self) -> list[PositionGroup]:
         T = self.seq_len + _PREFIX
-        return [PositionGroup("all", 0, T), PositionGroup("last", T - 1, T)]
+        # "last": the last input token (T-1), whose output predicts nothing (its loss is discarded
+        # and generation never computes it); "predicts-last": the position whose output predicts
+        # the last image token (T-2). Both readings of the paper's "last-token activation".
+        return [PositionGroup("all", 0, T), PositionGroup("last", T - 1, T), PositionGroup("predicts-last", T - 2, T - 1)]
 
     def valid_prefix_lengths(self) -> list[int]:
         return list(range(self.seq_len + 1))

@@ -51,7 +51,7 @@ import scipy.linalg
 import torch
 from cleanfid.fid import get_batch_features, get_folder_features
 from cleanfid.resize import build_resizer
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain text on stderr (tqdm.auto would draw widgets into notebooks)
 
 from memlib.models.generator import Generator, eval_mode
 

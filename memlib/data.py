@@ -2,8 +2,10 @@
 
 1. The testbed: a Fashion-MNIST subset shipped in ``data/`` (built by
    ``scripts/prepare_testbed_data.py``; see ``data/README.md``), checksum-verified on load.
-2. Full scale: an ImageNet-style folder ``root/<class_folder>/<image>`` from which a
-   fraction of every class is sampled uniformly (the paper: 1% of ImageNet-1k train).
+2. Full scale: an ImageNet-style folder ``root/<wnid>/<image>`` from which a fraction of
+   every class is sampled uniformly (the paper: 1% of ImageNet-1k train), labelled by the
+   official ImageNet-1k index of each wnid; :func:`sample_across_classes` reduces a sample to
+   N items spread across its classes.
 3. Augmented views per family (spec/method.md, section 2), each drawn from a
    ``torch.Generator`` passed explicitly, so a seed fixes every view.
 
@@ -17,6 +19,7 @@ Shapes: N images, H x W pixels; images for the models are float (N, 3, H, W) in 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -223,12 +226,61 @@ def testbed_views(images_NHW: np.ndarray, family: str, generator: torch.Generato
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
+# The 1000 ImageNet-1k wnids in official index order, byte-identical to timm 1.0.31's
+# timm/data/_info/imagenet_synsets.txt (provenance: imagenet_wnids.provenance.json beside it).
+IMAGENET_WNIDS_FILE = Path(__file__).resolve().with_name("imagenet_wnids.txt")
+IMAGENET_WNIDS_SHA256 = "70002b0ff5de60a3a17a82dbfcff291931f96225ddf941ad2e182fc39e183d15"
+CLASS_IDS = ("wnid", "sorted")  # how ImageFolderSample labels its class folders
+
+
+@functools.cache
+def imagenet_wnids() -> tuple[str, ...]:
+    """The ImageNet-1k wnids: entry ``i`` is the class with official index ``i`` (0
+    ``n01440764`` tench, 217 ``n02102040`` English springer, 999 ``n15075141`` toilet tissue).
+    Read from ``memlib/imagenet_wnids.txt``, whose sha256 must match the recorded one."""
+    actual = sha256_file(IMAGENET_WNIDS_FILE)
+    if actual != IMAGENET_WNIDS_SHA256:
+        raise ValueError(f"{IMAGENET_WNIDS_FILE}: sha256 {actual}, expected {IMAGENET_WNIDS_SHA256} "
+                         "(a modified file; restore it from git)")
+    return tuple(IMAGENET_WNIDS_FILE.read_text(encoding="ascii").split())
+
+
+def sample_across_classes(labels: np.ndarray | list[int], n: int, seed: int) -> np.ndarray:
+    """Positions of ``n`` of the items with these ``labels``, spread across classes: classes are
+    visited round-robin in a seeded random order, one item per class per round (each class's
+    items in a seeded random order), and a class whose items run out drops out. So every class
+    gets ``n // K`` or one more item while it has them, and with ``n < K`` classes the ``n``
+    classes are a seeded random choice, not the first ones. ``n >= len(labels)``: every
+    position. Deterministic in (labels, n, seed); returns sorted int64 positions."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or (labels.size and not np.issubdtype(labels.dtype, np.integer)):
+        raise ValueError(f"labels: expected a 1-d array of integer class labels, got dtype {labels.dtype} shape {labels.shape}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n: expected an integer >= 1, got {n!r}")
+    if n >= len(labels):
+        return np.arange(len(labels), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    classes = np.unique(labels)
+    class_turn = np.empty(len(labels), dtype=np.int64)  # the class's place in the visiting order
+    round_index = np.empty(len(labels), dtype=np.int64)  # the round in which the item is taken
+    for turn, label in enumerate(rng.permutation(classes)):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        class_turn[members] = turn
+        round_index[members] = np.arange(len(members))
+    order = np.lexsort((class_turn, round_index))  # by round, then by the class's turn
+    return np.sort(order[:n]).astype(np.int64)
+
 
 class ImageFolderSample:
     """A seeded, per-class uniform sample of ``root/<class_folder>/<image>``.
 
-    Classes are the sub-folders of ``root`` in sorted order (for ImageNet: the synset ids
-    ``n01440764`` .. in the standard label order), label = position in that order. From each
+    Classes are the sub-folders of ``root``. With ``class_ids="wnid"`` (the default) every
+    folder must be named by an ImageNet-1k wnid (``n01440764``, ...) and its label is that
+    wnid's official index (:func:`imagenet_wnids`), so a folder holding only some classes still
+    feeds the model the right class ids; a folder with another name is an error naming it.
+    ``class_ids="sorted"`` (for folders of other classes) labels the sorted folder names
+    ``0 .. K-1``. ``class_labels`` holds the label of each of ``classes`` (sorted folder
+    names), and :meth:`summary` says which classes the folder covers. From each
     class ``max(1, round(fraction * n_class))`` files are drawn without replacement with
     ``numpy.random.default_rng(seed)``; the paper uses ``fraction=0.01`` of the training set.
 
@@ -242,26 +294,44 @@ class ImageFolderSample:
     :func:`rar_ten_crop`, ...) to the image.
     """
 
-    def __init__(self, root: str | os.PathLike, fraction: float = 0.01, seed: int = 0, strict: bool = False):
+    def __init__(self, root: str | os.PathLike, fraction: float = 0.01, seed: int = 0, strict: bool = False,
+                 class_ids: str = "wnid"):
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder root not found: {self.root}")
         if not (0.0 < fraction <= 1.0):
             raise ValueError(f"fraction: expected a number in (0, 1], got {fraction!r}")
-        self.fraction, self.seed, self.strict = fraction, seed, strict
+        if class_ids not in CLASS_IDS:
+            raise ValueError(f"class_ids: expected one of {CLASS_IDS}, got {class_ids!r}")
+        self.fraction, self.seed, self.strict, self.class_ids = fraction, seed, strict, class_ids
         self.classes = sorted(p.name for p in self.root.iterdir() if p.is_dir())
         if not self.classes:
             raise ValueError(f"{self.root}: no class folders found (expected root/<class_folder>/<image>)")
+        self.class_labels = self._class_labels()
         self.skipped: list[tuple[Path, str]] = []
         self.samples: list[tuple[Path, int]] = []
         rng = np.random.default_rng(seed)
-        for label, name in enumerate(self.classes):
+        for label, name in zip(self.class_labels, self.classes):
             files = self._list_images(self.root / name)
             n_take = max(1, round(fraction * len(files)))
             chosen = sorted(rng.choice(len(files), size=n_take, replace=False))
             for i in chosen:
                 if self._readable(files[i]):
                     self.samples.append((files[i], label))
+
+    def _class_labels(self) -> tuple[int, ...]:
+        if self.class_ids == "sorted":
+            return tuple(range(len(self.classes)))
+        index = {wnid: i for i, wnid in enumerate(imagenet_wnids())}
+        unknown = [name for name in self.classes if name not in index]
+        if unknown:
+            shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+            raise ValueError(
+                f"{self.root}: class folder(s) {shown} are not ImageNet-1k wnids (class_ids='wnid' expects "
+                "folders named like n01440764; for a folder of other classes use class_ids='sorted', which "
+                "labels the sorted folder names 0..K-1)"
+            )
+        return tuple(index[name] for name in self.classes)
 
     def _skip(self, path: Path, reason: str) -> None:
         if self.strict:
@@ -291,12 +361,26 @@ class ImageFolderSample:
             return False
         return True
 
+    def coverage(self) -> str:
+        """Which classes the labels are: ImageNet-1k indices (all 1000, or which of them) or
+        sorted positions."""
+        if self.class_ids == "sorted":
+            return f"labels 0..{len(self.classes) - 1}: positions of the sorted folder names (class_ids='sorted')"
+        n_all = len(imagenet_wnids())
+        if len(self.classes) == n_all:
+            return f"all {n_all} ImageNet-1k classes, labelled by official index"
+        shown = ", ".join(f"{name}={label}" for name, label in zip(self.classes[:10], self.class_labels[:10]))
+        more = f", ... ({len(self.classes) - 10} more)" if len(self.classes) > 10 else ""
+        return (f"{len(self.classes)} of {n_all} ImageNet-1k classes, labelled by official index "
+                f"(wnid=index: {shown}{more})")
+
     def summary(self) -> str:
-        per_class = np.bincount([label for _, label in self.samples], minlength=len(self.classes))
+        folder_of_label = {label: i for i, label in enumerate(self.class_labels)}
+        per_class = np.bincount([folder_of_label[label] for _, label in self.samples], minlength=len(self.classes))
         text = (
             f"{len(self.samples)} images from {len(self.classes)} classes of {self.root} "
             f"(fraction {self.fraction}, seed {self.seed}; per class {per_class.min()}..{per_class.max()}); "
-            f"{len(self.skipped)} files skipped"
+            f"{self.coverage()}; {len(self.skipped)} files skipped"
         )
         if self.skipped:
             text += ": " + "; ".join(f"{path.name} ({reason})" for path, reason in self.skipped[:5])
@@ -321,8 +405,9 @@ class ImageFolderSample:
 
 
 def _to_tensor(image: Image.Image) -> torch.Tensor:
-    """PIL RGB -> float32 (3, H, W) in [0, 1]."""
-    return TF.to_dtype(TF.pil_to_tensor(image.convert("RGB")), torch.float32, scale=True)
+    """PIL RGB -> float32 (3, H, W) in [0, 1], bit-equal to torchvision's ``ToTensor`` (which
+    the official VAR and RAR pipelines use): a division by 255, not a multiplication by 1/255."""
+    return TF.pil_to_tensor(image.convert("RGB")).to(torch.float32).div(255)
 
 
 def _crop_origin(size: int, crop: int, generator: torch.Generator | None) -> int:
@@ -332,15 +417,24 @@ def _crop_origin(size: int, crop: int, generator: torch.Generator | None) -> int
     return int(torch.randint(0, size - crop + 1, (1,), generator=generator))
 
 
-def var_view(image: Image.Image, res: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """VAR's training view: resize the shorter side to ``round(1.125 * res)`` with LANCZOS,
-    then a random ``res`` crop (the centre crop when ``generator`` is None) -> (3, res, res)."""
-    short = round(1.125 * res)
+def resize_shorter_side(image: Image.Image, short: int, resample: int) -> Image.Image:
+    """torchvision's ``Resize(short)`` on a PIL image: the shorter side becomes ``short``, the
+    longer ``int(short * long / shorter)`` (truncated, as torchvision computes it), resampled
+    by PIL with ``resample``."""
     width, height = image.size
-    scale = short / min(width, height)
-    resized = image.convert("RGB").resize(
-        (max(short, round(width * scale)), max(short, round(height * scale))), Image.LANCZOS
-    )
+    if width <= height:
+        size = (short, int(short * height / width))
+    else:
+        size = (int(short * width / height), short)
+    return image.resize(size, resample)
+
+
+def var_view(image: Image.Image, res: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """VAR's training view (VAR's utils/data.py): torchvision ``Resize(round(1.125 * res),
+    LANCZOS)``, then ``RandomCrop(res)`` (``CenterCrop(res)`` when ``generator`` is None),
+    ``ToTensor`` -> (3, res, res). Equal to torchvision's transforms to the pixel; the crop
+    draws its offsets top first, then left, as ``RandomCrop`` does."""
+    resized = resize_shorter_side(image.convert("RGB"), round(1.125 * res), Image.LANCZOS)
     top = _crop_origin(resized.height, res, generator)
     left = _crop_origin(resized.width, res, generator)
     return _to_tensor(resized.crop((left, top, left + res, top + res)))
@@ -363,6 +457,34 @@ def rar_ten_crop(image: Image.Image, res: int) -> torch.Tensor:
     size ``res`` (four corners and centre, and the same of the flipped image) -> (10, 3, res, res)."""
     base = _to_tensor(center_crop_arr(image, int(1.1 * res)))
     return torch.stack(TF.ten_crop(base, [res, res]))
+
+
+def rar_attack_view(image: Image.Image, res: int) -> torch.Tensor:
+    """The RAR image the extraction attack compares a generation with (Kowalczuk et al.'s
+    RAR data loader): torchvision ``Resize(res, BICUBIC)``, ``CenterCrop(res)``, ``ToTensor``
+    -> (3, res, res). The alternative is the centre view of :func:`rar_ten_crop` (the centre
+    ``res`` crop of the ``int(1.1 * res)`` ADM crop), what RAR trains on."""
+    resized = resize_shorter_side(image.convert("RGB"), res, Image.BICUBIC)
+    top = _crop_origin(resized.height, res, None)
+    left = _crop_origin(resized.width, res, None)
+    return _to_tensor(resized.crop((left, top, left + res, top + res)))
+
+
+RAR_ATTACK_CROPS = ("resize-centre", "ten-crop-centre")  # rar_crop of attack_view
+
+
+def attack_view(image: Image.Image, family: str, res: int, rar_crop: str = "resize-centre") -> torch.Tensor:
+    """The training image the extraction attack compares a generation with -> (3, res, res).
+    VAR: the centre :func:`var_view` (the attack paper's VAR loader is VAR's centre-crop
+    transform). RAR: ``rar_crop="resize-centre"`` (the attack paper's, :func:`rar_attack_view`)
+    or ``"ten-crop-centre"`` (the centre view of :func:`rar_ten_crop`)."""
+    if rar_crop not in RAR_ATTACK_CROPS:
+        raise ValueError(f"rar_crop: expected one of {RAR_ATTACK_CROPS}, got {rar_crop!r}")
+    if family == "var":
+        return var_view(image, res, None)
+    if family == "rar":
+        return rar_attack_view(image, res) if rar_crop == "resize-centre" else rar_ten_crop(image, res)[4]
+    raise ValueError(f"family: expected 'var' or 'rar', got {family!r}")
 
 
 def rar_random_view(image: Image.Image, res: int, generator: torch.Generator | None) -> torch.Tensor:

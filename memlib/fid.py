@@ -3,9 +3,9 @@
 Every score says which features and preprocessing produced it:
 
 - :class:`InceptionFeatures`: clean-fid's Inception-v3 TorchScript (pool3, 2048-d) from a file
-  the user supplies; clean-fid's "clean" protocol (images quantised to uint8, resized to
-  299 x 299 by PIL bicubic per channel in float). ``metric_name = "FID"``; comparable to the
-  paper's numbers only with the paper's reference batch and sample count.
+  the user supplies (any file name); clean-fid's "clean" protocol (images quantised to uint8,
+  resized to 299 x 299 by PIL bicubic per channel in float). ``metric_name = "FID"``;
+  comparable to the paper's numbers only with the paper's reference statistics and sample count.
 - :class:`TestbedFeatures`: the 128-d penultimate features of the testbed classifier
   (memlib/classifier.py), on uint8-quantised 32 x 32 images without resizing.
   ``metric_name = "testbed FID"``: not comparable to any ImageNet FID.
@@ -16,8 +16,20 @@ An extractor follows clean-fid's two plug-in protocols, so clean-fid's own funct
 [0, 255] -> features (B, D)). Nothing here downloads: clean-fid's download switches are never
 used, and a missing weights file is an error naming it.
 
+Reference statistics (:func:`reference_stats_from_npz`): the paper's FIDs are measured by the
+ADM evaluator against the ``mu``/``sigma`` stored in its reference batch
+(``VIRTUAL_imagenet256_labeled.npz``: statistics of the whole ImageNet training set), so
+``mode="mu-sigma"`` (the default) uses those. ``mode="recompute"`` computes statistics from the
+file's 10,000 ``arr_0`` images with the extractor instead (cached, see below): a different
+reference, and every score records which one it used.
+
 Statistics stream: features are summed batch by batch in float64 (shifted by the first
 batch's mean for accuracy), so 50,000 samples never sit in memory at once.
+
+Cached statistics are bound to what produced them: the npz holds the cache key (a hash of the
+images and the extractor) and a sha256 of its own content, both checked on load, so a file
+changed or copied in from another reference is recomputed, not used. (Without a secret this
+detects accidents and stale files, not a forger who also rewrites the hash.)
 """
 
 from __future__ import annotations
@@ -26,22 +38,28 @@ import abc
 import hashlib
 import json
 import os
+import sys
 import time
 import warnings
 import zipfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import scipy.linalg
 import torch
 from cleanfid.fid import get_batch_features, get_folder_features
 from cleanfid.resize import build_resizer
+from tqdm import tqdm  # plain text on stderr (tqdm.auto would draw widgets into notebooks)
 
 from memlib.models.generator import Generator, eval_mode
 
-INCEPTION_FILE = "inception-2015-12-05.pt"  # clean-fid's / StyleGAN2-ADA's TorchScript Inception
+INCEPTION_FILE = "inception-2015-12-05.pt"  # clean-fid's / StyleGAN2-ADA's name for its TorchScript Inception
+INCEPTION_DIM = 2048
+# What the ``mu``/``sigma`` of an ADM reference batch are (guided-diffusion's evaluations/evaluator.py).
+ADM_REFERENCE_STATISTICS = "ADM evaluator statistics (TF Inception-v3 2015-12-05 pool_3, 2048-d)"
+REFERENCE_MODES = ("mu-sigma", "recompute")  # mode of reference_stats_from_npz
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
@@ -89,6 +107,9 @@ class FeatureExtractor(abc.ABC):
     preprocessing: str  # what happens to an image in [0, 1] before the network
     device: torch.device
     weights_sha256: str  # of the weights file, so a changed file never reuses cached statistics
+    # Statistics made elsewhere (FeatureStats.extractor) that these features may be scored
+    # against, besides their own identity.
+    comparable_statistics: tuple[str, ...] = ()
 
     @property
     def identity(self) -> str:
@@ -106,36 +127,55 @@ class FeatureExtractor(abc.ABC):
 class InceptionFeatures(FeatureExtractor):
     """clean-fid's Inception-v3 (the TorchScript port of the TF 2015-12-05 graph), pool3 2048-d.
 
-    ``folder`` must hold ``inception-2015-12-05.pt`` (clean-fid's/StyleGAN2-ADA's file; get it
-    once by hand, it is never downloaded here). TorchScript files are code: load only a file
-    from a source you trust.
+    ``path`` is the TorchScript file (clean-fid's/StyleGAN2-ADA's ``inception-2015-12-05.pt``,
+    under any name; get it once by hand, it is never downloaded here) or a folder holding it
+    under that name. The network runs as clean-fid's ``InceptionV3W(resize_inside=False)`` does
+    (``(x - 128) / 128``, then the file's ``layers``), loaded here from the path itself because
+    ``InceptionV3W`` only looks for the fixed file name. TorchScript files are code: load only
+    a file from a source you trust.
+
+    Its features may be scored against an ADM reference batch's ``mu``/``sigma``
+    (:data:`ADM_REFERENCE_STATISTICS`): the same network, but the ADM evaluator resizes inside
+    the TF graph (bilinear) where clean-fid's "clean" mode uses PIL bicubic, so a score is the
+    paper's protocol up to that resize, not the ADM evaluator bit for bit.
     """
 
     name = "clean-fid Inception-v3 pool3 (2048-d)"
     metric_name = "FID"
     preprocessing = "uint8 quantisation; clean-fid 'clean' resize to 299x299 (PIL bicubic per channel, float); (x - 128) / 128"
+    comparable_statistics = (ADM_REFERENCE_STATISTICS,)
 
-    def __init__(self, folder: str | os.PathLike, device: str | torch.device = "cpu"):
-        from cleanfid.inception_torchscript import InceptionV3W
-
-        path = Path(folder) / INCEPTION_FILE
+    def __init__(self, path: str | os.PathLike, device: str | torch.device = "cpu"):
+        path = Path(path)
+        if path.is_dir():
+            path = path / INCEPTION_FILE
         if not path.is_file():
-            raise FileNotFoundError(
-                f"Inception weights not found: {path} (clean-fid's {INCEPTION_FILE}; place it in {folder})"
-            )
+            raise FileNotFoundError(f"Inception weights not found: {path} (clean-fid's TorchScript Inception-v3, "
+                                    f"{INCEPTION_FILE}; pass the file itself, under any name)")
+        self.path = path
         self.device = torch.device(device)
         self.weights_sha256 = sha256_of_file(path)
-        with warnings.catch_warnings():  # the file is TorchScript, whose loader torch marks deprecated
-            warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
-            self.model = InceptionV3W(str(folder), download=False, resize_inside=False).to(self.device).eval()
+        try:
+            with warnings.catch_warnings():  # the file is TorchScript, whose loader torch marks deprecated
+                warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
+                base = torch.jit.load(str(path), map_location=self.device).eval()
+        except RuntimeError as err:
+            raise ValueError(f"cannot load {path} as a TorchScript module: {err}") from err
+        if not hasattr(base, "layers"):
+            raise ValueError(f"{path}: a TorchScript module without the 'layers' of clean-fid's Inception-v3 "
+                             f"(expected the file clean-fid calls {INCEPTION_FILE})")
+        self.layers = base.layers
         self._resize = build_resizer("clean")
 
     def resize(self, image_HW3):
         return self._resize(image_HW3)
 
     def __call__(self, batch_B3hw):
+        if tuple(batch_B3hw.shape[2:]) != (299, 299):
+            raise ValueError(f"Inception features need 299x299 inputs, got {tuple(batch_B3hw.shape[2:])}")
         with torch.no_grad():
-            return self.model(batch_B3hw.to(self.device))
+            x = batch_B3hw.to(self.device)
+            return self.layers((x - 128) / 128).view(x.shape[0], INCEPTION_DIM)
 
 
 class TestbedFeatures(FeatureExtractor):
@@ -172,23 +212,42 @@ class TestbedFeatures(FeatureExtractor):
 
 @dataclass
 class FeatureStats:
-    """Mean (D,) and covariance (D, D) of n feature vectors (float64), and whose features."""
+    """Mean (D,) and covariance (D, D) of n feature vectors (float64), whose features, and
+    where they come from (``source``: empty for statistics computed here from images)."""
 
     mu: np.ndarray
     sigma: np.ndarray
-    n: int
-    extractor: str  # FeatureExtractor.identity
+    n: int  # 0: not recorded (an ADM reference batch's mu/sigma)
+    extractor: str  # FeatureExtractor.identity, or ADM_REFERENCE_STATISTICS
+    source: str = ""
 
-    def save(self, path: str | os.PathLike) -> None:
-        """npz (read with ``allow_pickle=False``); written to a temporary name, then renamed."""
+    def content_sha256(self, key: str = "") -> str:
+        """sha256 of everything the file holds: arrays (float64 bytes and shapes), n,
+        extractor, source and ``key``."""
+        digest = hashlib.sha256()
+        for array in (self.mu, self.sigma):
+            array = np.ascontiguousarray(array, dtype=np.float64)
+            digest.update(str(array.shape).encode())
+            digest.update(array.tobytes())
+        digest.update(json.dumps([int(self.n), self.extractor, self.source, key]).encode())
+        return digest.hexdigest()
+
+    def save(self, path: str | os.PathLike, key: str = "") -> None:
+        """npz (read with ``allow_pickle=False``) holding the statistics, ``key`` and
+        :meth:`content_sha256`; written to a temporary name, then renamed."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, mu=self.mu, sigma=self.sigma, n=np.int64(self.n), extractor=np.str_(self.extractor))
+        np.savez(tmp, mu=np.asarray(self.mu, np.float64), sigma=np.asarray(self.sigma, np.float64),
+                 n=np.int64(self.n), extractor=np.str_(self.extractor), source=np.str_(self.source),
+                 key=np.str_(key), content_sha256=np.str_(self.content_sha256(key)))
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "FeatureStats":
+    def load(cls, path: str | os.PathLike, key: str | None = None) -> "FeatureStats":
+        """Read a file written by :meth:`save`. Its recorded content sha256 must match; with
+        ``key`` given the file must also have been saved under that key (a cache entry is
+        bound to its inputs). ``ValueError`` naming the file otherwise."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"feature statistics file not found: {path}")
@@ -197,10 +256,18 @@ class FeatureStats:
                 missing = {"mu", "sigma", "n", "extractor"} - set(npz.files)
                 if missing:
                     raise ValueError(f"keys {sorted(missing)} missing (has {sorted(npz.files)})")
-                return cls(mu=npz["mu"].astype(np.float64), sigma=npz["sigma"].astype(np.float64),
-                           n=int(npz["n"]), extractor=str(npz["extractor"]))
+                stats = cls(mu=npz["mu"].astype(np.float64), sigma=npz["sigma"].astype(np.float64),
+                            n=int(npz["n"]), extractor=str(npz["extractor"]),
+                            source=str(npz["source"]) if "source" in npz.files else "")
+                stored_key = str(npz["key"]) if "key" in npz.files else None
+                recorded = str(npz["content_sha256"]) if "content_sha256" in npz.files else None
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # also pickled (object) arrays
             raise ValueError(f"{path}: not a feature statistics file ({err})") from err
+        if key is not None and (recorded is None or stored_key != key):
+            raise ValueError(f"{path}: not bound to cache key {key} (it records {stored_key!r})")
+        if recorded is not None and recorded != stats.content_sha256(stored_key or ""):
+            raise ValueError(f"{path}: content does not match its recorded sha256 (changed after it was written)")
+        return stats
 
 
 def _batches(images: torch.Tensor | Iterable[torch.Tensor], batch_size: int) -> Iterable[torch.Tensor]:
@@ -220,21 +287,31 @@ def clean_fid_batch(images_B3HW: torch.Tensor, extractor: FeatureExtractor) -> t
     return torch.from_numpy(np.stack([extractor.resize(a) for a in arrays]).transpose(0, 3, 1, 2).copy())
 
 
+def _progress_bar(progress: bool, total: int | None, desc: str):
+    return tqdm(total=total, desc=desc, unit="img", disable=not progress, file=sys.stderr, mininterval=2.0)
+
+
 def feature_stats(extractor: FeatureExtractor, images: torch.Tensor | Iterable[torch.Tensor],
-                  batch_size: int = 64) -> FeatureStats:
+                  batch_size: int = 64, progress: bool = False, total: int | None = None,
+                  desc: str = "features") -> FeatureStats:
     """Feature mean and covariance of ``images``: one tensor (N, 3, H, W) or an iterable of
     such batches, in [0, 1] (float) or uint8. Features come from clean-fid's
-    ``get_batch_features`` with ``extractor`` as the model, on ``extractor.device``."""
+    ``get_batch_features`` with ``extractor`` as the model, on ``extractor.device``.
+    ``progress``: a progress bar on stderr counting images (of ``total``, when known)."""
+    if total is None and isinstance(images, torch.Tensor):
+        total = len(images)
     n, shift, sum_D, outer_DD = 0, None, None, None
-    for batch in _batches(images, batch_size):
-        feats = get_batch_features(clean_fid_batch(batch, extractor), extractor, extractor.device).astype(np.float64)
-        if shift is None:
-            shift = feats.mean(axis=0)
-            sum_D, outer_DD = np.zeros_like(shift), np.zeros((shift.size, shift.size))
-        centred = feats - shift
-        sum_D += centred.sum(axis=0)
-        outer_DD += centred.T @ centred
-        n += len(feats)
+    with _progress_bar(progress, total, desc) as bar:
+        for batch in _batches(images, batch_size):
+            feats = get_batch_features(clean_fid_batch(batch, extractor), extractor, extractor.device).astype(np.float64)
+            if shift is None:
+                shift = feats.mean(axis=0)
+                sum_D, outer_DD = np.zeros_like(shift), np.zeros((shift.size, shift.size))
+            centred = feats - shift
+            sum_D += centred.sum(axis=0)
+            outer_DD += centred.T @ centred
+            n += len(feats)
+            bar.update(len(feats))
     if n < 2:
         raise ValueError(f"images: need at least 2 images for a covariance, got {n}")
     mean_D = sum_D / n
@@ -242,13 +319,15 @@ def feature_stats(extractor: FeatureExtractor, images: torch.Tensor | Iterable[t
     return FeatureStats(mu=shift + mean_D, sigma=sigma, n=n, extractor=extractor.identity)
 
 
-def folder_feature_stats(folder: str | os.PathLike, extractor: FeatureExtractor, batch_size: int = 64) -> FeatureStats:
+def folder_feature_stats(folder: str | os.PathLike, extractor: FeatureExtractor, batch_size: int = 64,
+                         progress: bool = False) -> FeatureStats:
     """Statistics of every image file under ``folder`` (recursively), read and resized by
     clean-fid's own folder pipeline (``get_folder_features`` in mode "clean" with the
-    extractor's resize), e.g. for a folder of saved samples or reference images."""
+    extractor's resize), e.g. for a folder of saved samples or reference images.
+    ``progress``: clean-fid's own progress bar."""
     feats = get_folder_features(str(folder), extractor, num_workers=0, batch_size=batch_size,
                                 device=extractor.device, mode="clean", custom_fn_resize=extractor.resize,
-                                verbose=False).astype(np.float64)
+                                verbose=progress).astype(np.float64)
     if len(feats) < 2:
         raise ValueError(f"{folder}: need at least 2 images, found {len(feats)}")
     return FeatureStats(mu=feats.mean(axis=0), sigma=np.cov(feats, rowvar=False), n=len(feats),
@@ -269,23 +348,88 @@ def reference_key(images: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor
 
 def cached_reference_stats(images: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...],
                            extractor: FeatureExtractor, cache_dir: str | os.PathLike,
-                           batch_size: int = 64) -> FeatureStats:
+                           batch_size: int = 64, progress: bool = False) -> FeatureStats:
     """Reference statistics, computed once and then read from
     ``cache_dir/refstats-<reference_key>.npz``; any change to the images or the extractor
-    changes the key. ``images`` is a tensor or a list/tuple of batches (read twice: to hash,
-    and on a cache miss to compute)."""
+    changes the key. The file is bound to its key and content (:meth:`FeatureStats.load`): an
+    entry that fails the check (damaged, edited, or copied from another reference) is reported
+    with a warning, recomputed and overwritten. ``images`` is a tensor or a list/tuple of
+    batches (read twice: to hash, and on a cache miss to compute)."""
     if not isinstance(images, (torch.Tensor, list, tuple)):
         raise TypeError(f"images: expected a tensor or a list/tuple of tensors, got {type(images).__name__} "
                         "(a one-shot iterator cannot be both hashed and computed)")
-    path = Path(cache_dir) / f"refstats-{reference_key(images, extractor)}.npz"
+    key = reference_key(images, extractor)
+    path = Path(cache_dir) / f"refstats-{key}.npz"
     if path.is_file():
         try:
-            return FeatureStats.load(path)
-        except ValueError:
-            pass  # a damaged cache entry: recompute and overwrite it below
-    stats = feature_stats(extractor, images, batch_size)
-    stats.save(path)
+            return FeatureStats.load(path, key=key)
+        except ValueError as err:
+            warnings.warn(f"FID cache entry refused, recomputing it: {err}", stacklevel=2)
+    total = len(images) if isinstance(images, torch.Tensor) else sum(len(batch) for batch in images)
+    stats = feature_stats(extractor, images, batch_size, progress=progress, total=total, desc="reference features")
+    stats.save(path, key=key)
     return stats
+
+
+def _adm_mu_sigma(npz, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    missing = [k for k in ("mu", "sigma") if k not in npz.files]
+    if missing:
+        raise ValueError(f"fid_reference_npz: {path} has no {missing} (has {sorted(npz.files)}); an ADM reference "
+                         "batch stores its statistics there. Use mode 'recompute' to compute them from 'arr_0'")
+    mu, sigma = npz["mu"].astype(np.float64), npz["sigma"].astype(np.float64)
+    if mu.ndim != 1 or sigma.shape != (mu.size, mu.size):
+        raise ValueError(f"fid_reference_npz: {path}: 'mu' {mu.shape} and 'sigma' {sigma.shape}; expected (D,) and "
+                         f"(D, D) feature statistics (D = {INCEPTION_DIM} for Inception pool_3)")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise ValueError(f"fid_reference_npz: {path}: 'mu' or 'sigma' holds non-finite values")
+    return mu, sigma
+
+
+def reference_stats_from_npz(path: str | os.PathLike, extractor: FeatureExtractor, mode: str = "mu-sigma",
+                             cache_dir: str | os.PathLike | None = None, batch_size: int = 64,
+                             progress: bool = True) -> FeatureStats:
+    """Reference statistics from an ADM-style reference batch (``VIRTUAL_imagenet256_labeled.npz``).
+
+    ``mode="mu-sigma"``: the file's ``mu`` (2048,) and ``sigma`` (2048, 2048), the ADM
+    evaluator's whole-dataset statistics the paper's FIDs are measured against, used exactly;
+    the extractor must declare them comparable (:class:`InceptionFeatures` does).
+    ``mode="recompute"``: the statistics of the file's ``arr_0`` images (uint8 (N, H, W, 3))
+    under ``extractor``, cached in ``cache_dir`` (not cached when None). ``source`` of the
+    result says which, with the file's name and sha256.
+    """
+    if mode not in REFERENCE_MODES:
+        raise ValueError(f"mode: expected one of {REFERENCE_MODES}, got {mode!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"fid_reference_npz: reference file not found: {path}")
+    if mode == "mu-sigma" and ADM_REFERENCE_STATISTICS not in extractor.comparable_statistics:
+        raise ValueError(f"fid reference 'mu-sigma': the 'mu'/'sigma' of {path.name} are {ADM_REFERENCE_STATISTICS}, "
+                         f"not comparable with {extractor.identity}; use mode 'recompute'")
+    file_sha = sha256_of_file(path)
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"fid_reference_npz: {path} is not an npz file ({err})") from err
+    with npz:
+        if mode == "mu-sigma":
+            mu, sigma = _adm_mu_sigma(npz, path)
+            return FeatureStats(mu=mu, sigma=sigma, n=0, extractor=ADM_REFERENCE_STATISTICS,
+                                source=f"'mu'/'sigma' of {path.name} (sha256 {file_sha[:16]}; the ADM evaluator's statistics)")
+        if "arr_0" not in npz.files:
+            raise ValueError(f"fid_reference_npz: {path} has no 'arr_0' images (has {sorted(npz.files)})")
+        images_NHW3 = npz["arr_0"]
+    if images_NHW3.dtype != np.uint8 or images_NHW3.ndim != 4 or images_NHW3.shape[-1] != 3:
+        raise ValueError(f"fid_reference_npz: {path}: 'arr_0' is {images_NHW3.dtype} {images_NHW3.shape}; "
+                         "expected uint8 images (N, H, W, 3)")
+    batches = [torch.from_numpy(images_NHW3[i : i + 500]).permute(0, 3, 1, 2).contiguous()
+               for i in range(0, len(images_NHW3), 500)]
+    if cache_dir is None:
+        stats = feature_stats(extractor, batches, batch_size, progress=progress, total=len(images_NHW3),
+                              desc="reference features")
+    else:
+        stats = cached_reference_stats(batches, extractor, cache_dir, batch_size, progress=progress)
+    return replace(stats, source=f"recomputed from the {len(images_NHW3)} 'arr_0' images of {path.name} "
+                                 f"(sha256 {file_sha[:16]})")
 
 
 # ---- FID of a generator --------------------------------------------------------------------
@@ -296,7 +440,7 @@ class FIDResult:
     """A score and the record of how it was made."""
 
     score: float
-    metric_name: str  # "FID" (Inception) or "testbed FID" (the testbed classifier)
+    metric_name: str  # "FID" (Inception) or "testbed FID"; "... (K of C classes)" for a class subset
     extractor: str  # FeatureExtractor.identity
     preprocessing: str
     num_samples: int
@@ -304,19 +448,30 @@ class FIDResult:
     seed: int
     batch_size: int
     sampling_kwargs: dict = field(default_factory=dict)
-    reference_n: int = 0
+    reference_n: int = 0  # 0: not recorded (an ADM reference batch's mu/sigma)
     seconds: float = 0.0
+    reference: str = ""  # the reference statistics: their extractor, and source when given
+    classes: list[int] | None = None  # the classes sampled; None: all of them
+    num_classes: int = 0  # the generator's number of classes
 
     def to_dict(self) -> dict:
         return json.loads(json.dumps(asdict(self)))
 
 
+def rehearsal_classes(num_classes: int, k: int, seed: int) -> list[int]:
+    """A seeded choice of ``k`` of ``num_classes`` class ids, sorted, for a rehearsal FID."""
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= num_classes:
+        raise ValueError(f"k: expected an integer in 1..{num_classes}, got {k!r}")
+    return sorted(np.random.default_rng(seed).choice(num_classes, size=k, replace=False).tolist())
+
+
 def generated_images(gen: Generator, num_per_class: int, sampling_kwargs: dict, seed: int,
-                     batch_size: int) -> Iterable[torch.Tensor]:
-    """Class-conditional samples, ``num_per_class`` for every class in label order, in
-    batches of images in [0, 1]. One ``torch.Generator`` seeded with ``seed`` drives all
-    batches, so the samples depend on (seed, batch_size)."""
-    labels = torch.arange(gen.num_classes).repeat_interleave(num_per_class)
+                     batch_size: int, classes: Sequence[int] | None = None) -> Iterable[torch.Tensor]:
+    """Class-conditional samples, ``num_per_class`` for every class in ``classes`` (default:
+    all, in label order), in batches of images in [0, 1]. One ``torch.Generator`` seeded with
+    ``seed`` drives all batches, so the samples depend on (seed, batch_size, classes)."""
+    class_ids = torch.arange(gen.num_classes) if classes is None else torch.as_tensor(list(classes), dtype=torch.long)
+    labels = class_ids.repeat_interleave(num_per_class)
     rng = torch.Generator(device=gen.device).manual_seed(seed)
     with torch.no_grad(), eval_mode(gen.transformer, gen.tokenizer):
         for i in range(0, len(labels), batch_size):
@@ -324,23 +479,47 @@ def generated_images(gen: Generator, num_per_class: int, sampling_kwargs: dict, 
             yield gen.tokens_to_images(tokens).cpu()
 
 
+def _checked_classes(classes: Sequence[int] | None, num_classes: int) -> list[int] | None:
+    if classes is None:
+        return None
+    ids = list(classes)
+    if (not ids or any(isinstance(c, bool) or not isinstance(c, (int, np.integer)) for c in ids)
+            or len(set(ids)) != len(ids) or min(ids) < 0 or max(ids) >= num_classes):
+        raise ValueError(f"classes: expected distinct class ids in 0..{num_classes - 1}, got {ids[:10]!r}")
+    return sorted(int(c) for c in ids)
+
+
 def fid_of_generator(gen: Generator, extractor: FeatureExtractor, reference_stats: FeatureStats,
                      num_per_class: int, sampling_kwargs: dict | None = None, seed: int = 0,
-                     batch_size: int = 64) -> FIDResult:
+                     batch_size: int = 64, classes: Sequence[int] | None = None,
+                     progress: bool = True) -> FIDResult:
     """Sample ``num_per_class`` images of every class with ``gen.sample(**sampling_kwargs)``
-    and score them against ``reference_stats`` (which must come from the same extractor)."""
-    if reference_stats.extractor != extractor.identity:
+    and score them against ``reference_stats`` (from the same extractor, or statistics it
+    declares comparable, such as an ADM reference batch's for Inception).
+
+    ``classes``: sample only these class ids (a rehearsal; :func:`rehearsal_classes` draws
+    some): the result's ``metric_name`` then says "K of C classes", since the score is not
+    comparable with a full-class FID. ``progress``: a progress bar on stderr over the samples.
+    """
+    if reference_stats.extractor not in (extractor.identity, *extractor.comparable_statistics):
         raise ValueError(f"reference statistics were made with {reference_stats.extractor!r}, "
                          f"but the extractor is {extractor.identity!r}")
     if isinstance(num_per_class, bool) or not isinstance(num_per_class, int) or num_per_class < 1:
         raise ValueError(f"num_per_class: expected a positive integer, got {num_per_class!r}")
+    classes = _checked_classes(classes, gen.num_classes)
     sampling_kwargs = dict(sampling_kwargs or {})
+    n_classes = gen.num_classes if classes is None else len(classes)
     started = time.perf_counter()
-    stats = feature_stats(extractor, generated_images(gen, num_per_class, sampling_kwargs, seed, batch_size))
+    stats = feature_stats(extractor, generated_images(gen, num_per_class, sampling_kwargs, seed, batch_size, classes),
+                          progress=progress, total=n_classes * num_per_class, desc="FID samples")
     score = frechet_distance(stats.mu, stats.sigma, reference_stats.mu, reference_stats.sigma)
+    metric_name = extractor.metric_name if classes is None else (
+        f"{extractor.metric_name} ({len(classes)} of {gen.num_classes} classes)")
+    reference = reference_stats.extractor + (f"; {reference_stats.source}" if reference_stats.source else "")
     return FIDResult(
-        score=score, metric_name=extractor.metric_name, extractor=extractor.identity,
+        score=score, metric_name=metric_name, extractor=extractor.identity,
         preprocessing=extractor.preprocessing, num_samples=stats.n, num_per_class=num_per_class, seed=seed,
         batch_size=batch_size, sampling_kwargs=sampling_kwargs, reference_n=reference_stats.n,
-        seconds=round(time.perf_counter() - started, 3),
+        seconds=round(time.perf_counter() - started, 3), reference=reference, classes=classes,
+        num_classes=gen.num_classes,
     )

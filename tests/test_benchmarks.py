@@ -62,3 +62,20 @@ def test_bench_book_refuses_a_results_dir_outside_the_repository_before_deleting
     with pytest.raises(ValueError, match="outside the repository"):
         bench_book.clear_caches(params)
     assert ran == []  # not even `make clean` ran
+
+
+def test_gpu_check_stage_a_and_fid_measurements_run_memlibs_code_on_a_toy_model(bench, monkeypatch):
+    import memlib.extract
+    import memlib.fid
+
+    gpu_check = bench("gpu_check")
+    calls = []
+    for module, name in ((memlib.extract, "score_images"), (memlib.fid, "feature_stats")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    gen, device = ToyVAR(), torch.device("cpu")
+    assert len(gpu_check.stage_a_seconds(gen, device, 4, 2, amp=False, repeats=2)) == 2
+    assert len(gpu_check.fid_samples_seconds(gen, device, 2, 2, repeats=1)) == 1
+    assert calls == ["score_images"] * 3 + ["feature_stats"] * 2  # each timed call after one warm-up
+    with pytest.raises(ValueError, match="at most one sample per class"):
+        gpu_check.fid_samples_seconds(gen, device, gen.num_classes + 1, 2, repeats=1)

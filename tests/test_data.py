@@ -155,41 +155,99 @@ def _make_folder(root: Path, per_class: dict[str, int]) -> None:
 
 def test_folder_sample_classes_fraction_and_seed(tmp_path):
     _make_folder(tmp_path, {"n02": 10, "n01": 20, "n03": 4})
-    sample = mdata.ImageFolderSample(tmp_path, fraction=0.5, seed=1)
-    assert sample.classes == ["n01", "n02", "n03"]
+    sample = mdata.ImageFolderSample(tmp_path, fraction=0.5, seed=1, class_ids="sorted")
+    assert sample.classes == ["n01", "n02", "n03"] and sample.class_labels == (0, 1, 2)
     assert np.bincount([label for _, label in sample.samples]).tolist() == [10, 5, 2]
     assert all(path.parent.name == sample.classes[label] for path, label in sample.samples)
-    again = mdata.ImageFolderSample(tmp_path, fraction=0.5, seed=1)
-    other = mdata.ImageFolderSample(tmp_path, fraction=0.5, seed=2)
+    again = mdata.ImageFolderSample(tmp_path, fraction=0.5, seed=1, class_ids="sorted")
+    other = mdata.ImageFolderSample(tmp_path, fraction=0.5, seed=2, class_ids="sorted")
     assert again.samples == sample.samples and other.samples != sample.samples
     image, label = sample[0]
     assert image.mode == "RGB" and image.size == (16, 12) and label == 0
     # at least one image per class even for a tiny fraction
-    assert len(mdata.ImageFolderSample(tmp_path, fraction=0.01)) == 3
+    assert len(mdata.ImageFolderSample(tmp_path, fraction=0.01, class_ids="sorted")) == 3
+    assert "labels 0..2: positions of the sorted folder names" in sample.summary()
 
 
 def test_folder_sample_skips_bad_files_and_strict_raises(tmp_path):
     _make_folder(tmp_path, {"a": 3, "b": 3})
     (tmp_path / "a" / "notes.txt").write_text("not an image")
     (tmp_path / "b" / "broken.png").write_bytes(b"\x89PNG garbage")
-    sample = mdata.ImageFolderSample(tmp_path, fraction=1.0)
+    sample = mdata.ImageFolderSample(tmp_path, fraction=1.0, class_ids="sorted")
     assert len(sample) == 6
     assert sorted(path.name for path, _ in sample.skipped) == ["broken.png", "notes.txt"]
     assert "2 files skipped" in sample.summary()
     with pytest.raises(ValueError, match=r"notes\.txt"):
-        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True)
+        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted")
     (tmp_path / "a" / "notes.txt").unlink()
     with pytest.raises(ValueError, match=r"broken\.png"):
-        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True)
+        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted")
 
 
 def test_folder_sample_empty_class_names_the_folder(tmp_path):
     _make_folder(tmp_path, {"a": 2})
     (tmp_path / "empty_class").mkdir()
     with pytest.raises(ValueError, match="empty_class"):
-        mdata.ImageFolderSample(tmp_path)
+        mdata.ImageFolderSample(tmp_path, class_ids="sorted")
     with pytest.raises(ValueError, match="fraction"):
         mdata.ImageFolderSample(tmp_path / "a", fraction=0.0)
+
+
+def test_imagenet_wnids_file_hash_provenance_and_official_anchors():
+    import hashlib
+
+    raw = mdata.IMAGENET_WNIDS_FILE.read_bytes()
+    assert hashlib.sha256(raw).hexdigest() == "70002b0ff5de60a3a17a82dbfcff291931f96225ddf941ad2e182fc39e183d15"
+    provenance = json.loads(mdata.IMAGENET_WNIDS_FILE.with_name("imagenet_wnids.provenance.json").read_text())
+    assert provenance["sha256"] == hashlib.sha256(raw).hexdigest() and provenance["source"]["package"] == "timm"
+    wnids = mdata.imagenet_wnids()
+    assert len(wnids) == len(set(wnids)) == 1000 and list(wnids) == sorted(wnids)
+    anchors = {0: "n01440764", 1: "n01443537", 217: "n02102040", 999: "n15075141"}  # tench, goldfish, springer, tissue
+    assert {i: wnids[i] for i in anchors} == anchors
+
+
+def test_folder_sample_labels_a_partial_imagenet_folder_by_official_index(tmp_path):
+    _make_folder(tmp_path, {"n15075141": 2, "n02102040": 3, "n01440764": 2})
+    sample = mdata.ImageFolderSample(tmp_path, fraction=1.0)  # class_ids="wnid" is the default
+    assert sample.classes == ["n01440764", "n02102040", "n15075141"] and sample.class_labels == (0, 217, 999)
+    assert all(sample.class_labels[sample.classes.index(path.parent.name)] == label for path, label in sample.samples)
+    assert sorted({label for _, label in sample.samples}) == [0, 217, 999]
+    text = sample.summary()
+    assert "7 images from 3 classes" in text and "per class 2..3" in text
+    assert "3 of 1000 ImageNet-1k classes" in text and "n01440764=0, n02102040=217, n15075141=999" in text
+    assert sample[0][1] == 0 and sample[len(sample) - 1][1] == 999
+
+
+def test_folder_sample_refuses_folders_that_are_not_wnids(tmp_path):
+    _make_folder(tmp_path, {"n01440764": 1, "cats": 1, "n99999999": 1})
+    with pytest.raises(ValueError, match=r"cats, n99999999 are not ImageNet-1k wnids.*class_ids='sorted'"):
+        mdata.ImageFolderSample(tmp_path)
+    assert mdata.ImageFolderSample(tmp_path, class_ids="sorted").class_labels == (0, 1, 2)
+    with pytest.raises(ValueError, match="class_ids: expected one of"):
+        mdata.ImageFolderSample(tmp_path, class_ids="index")
+
+
+def test_sample_across_classes_spreads_evenly_and_is_seeded():
+    labels = np.repeat(np.arange(10), [50, 40, 30, 30, 30, 30, 30, 30, 30, 3])
+    picked = mdata.sample_across_classes(labels, 95, seed=0)
+    assert picked.dtype == np.int64 and len(picked) == len(np.unique(picked)) == 95
+    assert np.array_equal(picked, np.sort(picked))
+    counts = np.bincount(labels[picked], minlength=10)
+    # class 9 has only 3 items: it gives them all, the other nine share the rest (92) as 10 or 11 each
+    assert counts[9] == 3 and set(counts[:9].tolist()) <= {10, 11} and counts[:9].sum() == 92
+    assert np.array_equal(picked, mdata.sample_across_classes(labels, 95, seed=0))
+    assert not np.array_equal(picked, mdata.sample_across_classes(labels, 95, seed=1))
+    # fewer than K: one item from each of n classes, a seeded choice of classes (not the first ones)
+    choices = {tuple(np.unique(labels[mdata.sample_across_classes(labels, 4, seed)])) for seed in range(6)}
+    assert all(len(c) == 4 for c in choices) and len(choices) > 1
+    assert np.array_equal(mdata.sample_across_classes(labels, 10_000, seed=0), np.arange(len(labels)))
+
+
+def test_sample_across_classes_rejects_bad_input():
+    with pytest.raises(ValueError, match="n: expected an integer >= 1"):
+        mdata.sample_across_classes([0, 1], 0, seed=0)
+    with pytest.raises(ValueError, match="labels: expected a 1-d array"):
+        mdata.sample_across_classes([0.5, 1.0], 1, seed=0)
 
 
 # ---- views ----------------------------------------------------------------------------------
@@ -244,3 +302,45 @@ def test_family_views_and_identity(photo):
     image = torch.rand(3, 8, 8)
     views = mdata.identity_views(image, 3)
     assert views.shape == (3, 3, 8, 8) and all(torch.equal(v, image) for v in views)
+
+
+# Sizes where rounding the resized long side (instead of truncating it, as torchvision does)
+# was one pixel off, and one portrait image.
+ODD_SIZES = [(500, 353), (640, 427), (1024, 683), (353, 500)]
+
+
+def _noise_image(width: int, height: int) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(width * height).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("size", ODD_SIZES)
+@pytest.mark.parametrize("res", [256, 16])
+def test_var_view_equals_torchvision_transforms(size, res):
+    from torchvision import transforms as T
+
+    image = _noise_image(*size)
+    resize = T.Resize(round(1.125 * res), interpolation=T.InterpolationMode.LANCZOS)  # VAR's utils/data.py
+    centre = T.Compose([resize, T.CenterCrop((res, res)), T.ToTensor()])
+    assert torch.equal(mdata.var_view(image, res), centre(image))
+    random_crop = T.Compose([resize, T.RandomCrop((res, res)), T.ToTensor()])
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)  # RandomCrop draws from the global generator
+        assert torch.equal(mdata.var_view(image, res, torch.Generator().manual_seed(seed)), random_crop(image))
+
+
+@pytest.mark.parametrize("size", ODD_SIZES)
+def test_rar_attack_view_equals_the_attack_papers_transform(size):
+    from torchvision import transforms as T
+
+    res = 256
+    image = _noise_image(*size)
+    attack_paper = T.Compose([T.Resize(res, interpolation=T.InterpolationMode.BICUBIC, antialias=True),
+                              T.CenterCrop(res), T.ToTensor()])  # Kowalczuk et al., rar_dataloader.py
+    view = mdata.rar_attack_view(image, res)
+    assert torch.equal(view, attack_paper(image))
+    assert torch.equal(mdata.attack_view(image, "rar", res), view)
+    ten_crop_centre = mdata.attack_view(image, "rar", res, rar_crop="ten-crop-centre")
+    assert torch.equal(ten_crop_centre, mdata.rar_ten_crop(image, res)[4]) and not torch.equal(ten_crop_centre, view)
+    assert torch.equal(mdata.attack_view(image, "var", 16), mdata.var_view(image, 16))
+    with pytest.raises(ValueError, match="rar_crop: expected one of"):
+        mdata.attack_view(image, "rar", res, rar_crop="centre")

@@ -12,6 +12,7 @@ from toy_generator import ToyGenerator, chain_table
 
 from memlib.classifier import ClassifierConfig, TestbedClassifier, load_classifier, save_classifier, train_classifier
 from memlib.fid import (
+    ADM_REFERENCE_STATISTICS,
     FeatureExtractor,
     FeatureStats,
     InceptionFeatures,
@@ -21,7 +22,10 @@ from memlib.fid import (
     fid_of_generator,
     folder_feature_stats,
     frechet_distance,
+    generated_images,
     reference_key,
+    reference_stats_from_npz,
+    rehearsal_classes,
 )
 
 CLASSIFIER = Path(__file__).resolve().parent.parent / "data" / "checkpoints" / "classifier.safetensors"
@@ -224,16 +228,184 @@ def test_inception_missing_file_names_it(tmp_path):
         InceptionFeatures(tmp_path, device="cpu")
 
 
+@pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning", "ignore:.*torch.jit.load.*:FutureWarning")
+def test_inception_file_may_have_any_name_and_runs_as_clean_fid_does(tmp_path):
+    from cleanfid.inception_torchscript import InceptionV3W
+
+    scripted = torch.jit.script(_FakeInception())
+    renamed = tmp_path / "my-copy" / "inception_v3.torchscript"
+    renamed.parent.mkdir()
+    scripted.save(str(renamed))
+    (tmp_path / "official").mkdir()
+    scripted.save(str(tmp_path / "official" / "inception-2015-12-05.pt"))
+    extractor = InceptionFeatures(renamed, device="cpu")
+    assert extractor.path == renamed
+    x = torch.rand(2, 3, 299, 299, generator=torch.Generator().manual_seed(0)) * 255
+    clean_fid = InceptionV3W(str(tmp_path / "official"), download=False, resize_inside=False).eval()
+    with torch.no_grad():
+        assert torch.equal(extractor(x), clean_fid(x))
+    assert InceptionFeatures(tmp_path / "official").path == tmp_path / "official" / "inception-2015-12-05.pt"  # a folder
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.script.*:FutureWarning")
+def test_inception_file_that_is_not_the_network_is_a_clear_error(tmp_path):
+    torch.save({"w": torch.zeros(2)}, tmp_path / "weights.pt")
+    with pytest.raises(ValueError, match=r"cannot load .*weights\.pt as a TorchScript module"):
+        InceptionFeatures(tmp_path / "weights.pt")
+    torch.jit.script(_FakeInceptionLayers()).save(str(tmp_path / "no_layers.pt"))
+    with pytest.raises(ValueError, match=r"no_layers\.pt: a TorchScript module without the 'layers'"):
+        InceptionFeatures(tmp_path / "no_layers.pt")
+
+
+# ---- reference statistics from an ADM-style reference batch ---------------------------------
+
+
+class ADMComparableStub(StubFeatures):
+    """The stub, declaring ADM reference statistics comparable (as InceptionFeatures does)."""
+
+    comparable_statistics = (ADM_REFERENCE_STATISTICS,)
+
+
+def _adm_npz(path, mu, sigma, images=None):
+    arrays = {"arr_0": images if images is not None else np.zeros((4, 8, 8, 3), np.uint8)}
+    if mu is not None:
+        arrays.update(mu=mu, sigma=sigma)
+    np.savez(path, **arrays)
+    return path
+
+
+def _toy_sample_stats(extractor, gen, num_per_class, seed, batch_size, classes=None):
+    return feature_stats(extractor, generated_images(gen, num_per_class, {}, seed, batch_size, classes))
+
+
+def test_reference_mu_sigma_are_used_exactly(tmp_path):
+    gen, extractor = _toy(), ADMComparableStub()
+    own = _toy_sample_stats(extractor, gen, 15, seed=3, batch_size=8)
+    delta = np.linspace(-2.0, 3.0, own.mu.size)
+    reference = reference_stats_from_npz(_adm_npz(tmp_path / "ref.npz", own.mu + delta, own.sigma), extractor)
+    assert np.array_equal(reference.mu, own.mu + delta) and np.array_equal(reference.sigma, own.sigma)
+    assert reference.extractor == ADM_REFERENCE_STATISTICS and "'mu'/'sigma' of ref.npz" in reference.source
+    result = fid_of_generator(gen, extractor, reference, 15, seed=3, batch_size=8, progress=False)
+    # equal covariances: FID = ||mu1 - mu2||^2 (up to round-off relative to the features' scale:
+    # the toy's covariance is rank-deficient)
+    assert result.score == pytest.approx(float(delta @ delta), abs=1e-7 * np.trace(own.sigma))
+    assert result.reference.startswith(ADM_REFERENCE_STATISTICS) and "ref.npz" in result.reference
+    assert result.reference_n == 0 and result.metric_name == "stub FID" and result.classes is None
+    same = reference_stats_from_npz(_adm_npz(tmp_path / "own.npz", own.mu, own.sigma), extractor)
+    zero = fid_of_generator(gen, extractor, same, 15, seed=3, batch_size=8, progress=False)
+    assert abs(zero.score) <= 1e-7 * np.trace(own.sigma)  # FID(x, x) = 0
+
+
+def test_reference_recompute_uses_arr_0_and_is_labelled(tmp_path):
+    images = np.random.default_rng(0).integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
+    path = _adm_npz(tmp_path / "ref.npz", np.zeros(7), np.eye(7), images)
+    extractor = StubFeatures()
+    stats = reference_stats_from_npz(path, extractor, mode="recompute", cache_dir=tmp_path / "cache", progress=False)
+    expected = feature_stats(extractor, torch.from_numpy(images).permute(0, 3, 1, 2))
+    np.testing.assert_allclose(stats.mu, expected.mu, rtol=1e-12)
+    np.testing.assert_allclose(stats.sigma, expected.sigma, rtol=1e-9, atol=1e-9)
+    assert stats.n == 12 and stats.extractor == extractor.identity and "recomputed from the 12 'arr_0'" in stats.source
+    assert len(list((tmp_path / "cache").glob("refstats-*.npz"))) == 1
+    uncached = reference_stats_from_npz(path, extractor, mode="recompute", progress=False)
+    np.testing.assert_array_equal(uncached.mu, stats.mu)
+
+
+def test_reference_npz_errors_name_the_file_and_the_way_out(tmp_path):
+    no_stats = _adm_npz(tmp_path / "images_only.npz", None, None)
+    with pytest.raises(ValueError, match=r"images_only\.npz has no \['mu', 'sigma'\].*'recompute'"):
+        reference_stats_from_npz(no_stats, ADMComparableStub())
+    with pytest.raises(ValueError, match=r"not comparable with stub.*'recompute'"):
+        reference_stats_from_npz(no_stats, StubFeatures())  # its features are not Inception pool_3
+    with pytest.raises(ValueError, match="mode: expected one of"):
+        reference_stats_from_npz(no_stats, StubFeatures(), mode="whole-dataset")
+    bad = _adm_npz(tmp_path / "bad.npz", np.zeros(7), np.eye(6))
+    with pytest.raises(ValueError, match=r"bad\.npz: 'mu' \(7,\) and 'sigma' \(6, 6\)"):
+        reference_stats_from_npz(bad, ADMComparableStub())
+    with pytest.raises(FileNotFoundError, match="missing.npz"):
+        reference_stats_from_npz(tmp_path / "missing.npz", ADMComparableStub())
+    with pytest.raises(ValueError, match="reference statistics were made with"):  # ADM stats, stub without the claim
+        fid_of_generator(_toy(), StubFeatures(), reference_stats_from_npz(
+            _adm_npz(tmp_path / "ok.npz", np.zeros(7), np.eye(7)), ADMComparableStub()), 2, progress=False)
+
+
+@pytest.mark.filterwarnings("ignore:FID cache entry refused")
+def test_changed_or_foreign_cache_entries_are_detected_and_recomputed(tmp_path):
+    images, extractor = _random_images(12, 6), StubFeatures()
+    first = cached_reference_stats(images, extractor, tmp_path)
+    (path,) = tmp_path.glob("refstats-*.npz")
+    with np.load(path) as npz:
+        stored = {k: npz[k] for k in npz.files}
+
+    # a valid statistics file with mu + 5 and no binding to the key
+    np.savez(path.with_suffix(""), mu=first.mu + 5, sigma=first.sigma, n=np.int64(12), extractor=np.str_(first.extractor))
+    with pytest.warns(UserWarning, match="not bound to cache key"):
+        again = cached_reference_stats(images, extractor, tmp_path)
+    np.testing.assert_array_equal(again.mu, first.mu)
+    # mu + 5 with the original key and content hash copied over
+    np.savez(path.with_suffix(""), **{**stored, "mu": first.mu + 5})
+    with pytest.warns(UserWarning, match="content does not match its recorded sha256"):
+        again = cached_reference_stats(images, extractor, tmp_path)
+    np.testing.assert_array_equal(again.mu, first.mu)
+    # another reference's entry copied to this name
+    other = cached_reference_stats(_random_images(12, 7), extractor, tmp_path)
+    other_path = next(p for p in tmp_path.glob("refstats-*.npz") if p != path)
+    other_path.replace(path)
+    with pytest.warns(UserWarning, match="not bound to cache key"):
+        again = cached_reference_stats(images, extractor, tmp_path)
+    np.testing.assert_array_equal(again.mu, first.mu)
+    assert not np.array_equal(other.mu, first.mu)
+    # and an intact entry is read, not recomputed
+    calls = extractor.calls
+    cached_reference_stats(images, extractor, tmp_path)
+    assert extractor.calls == calls
+
+
+# ---- a class subset for rehearsals, and progress -------------------------------------------
+
+
+def test_fid_of_a_class_subset_is_labelled_and_samples_only_those_classes():
+    gen, extractor = _toy(), StubFeatures()
+    reference = feature_stats(extractor, _random_images(30, 4))
+    result = fid_of_generator(gen, extractor, reference, 6, seed=2, batch_size=4, classes=[1], progress=False)
+    assert result.metric_name == "stub FID (1 of 2 classes)" and result.classes == [1] and result.num_classes == 2
+    assert result.num_samples == 6
+    only_class_1 = _toy_sample_stats(extractor, gen, 6, seed=2, batch_size=4, classes=[1])
+    assert result.score == pytest.approx(frechet_distance(only_class_1.mu, only_class_1.sigma, reference.mu, reference.sigma))
+    full = fid_of_generator(gen, extractor, reference, 6, seed=2, batch_size=4, progress=False)
+    assert full.metric_name == "stub FID" and full.classes is None and full.num_samples == 12
+    for bad in ([], [2], [0, 0], [True]):
+        with pytest.raises(ValueError, match="classes: expected distinct class ids in 0..1"):
+            fid_of_generator(gen, extractor, reference, 2, classes=bad, progress=False)
+
+
+def test_rehearsal_classes_are_a_seeded_sorted_choice():
+    chosen = rehearsal_classes(1000, 10, seed=0)
+    assert chosen == sorted(set(chosen)) and len(chosen) == 10 and chosen == rehearsal_classes(1000, 10, seed=0)
+    assert chosen != rehearsal_classes(1000, 10, seed=1) and chosen != list(range(10))
+    with pytest.raises(ValueError, match="k: expected an integer in 1..1000"):
+        rehearsal_classes(1000, 0, seed=0)
+
+
+def test_fid_progress_bar_goes_to_stderr_only_when_asked(capsys):
+    gen, extractor = _toy(), StubFeatures()
+    reference = feature_stats(extractor, _random_images(10, 4))
+    fid_of_generator(gen, extractor, reference, 3, progress=False)
+    assert "FID samples" not in capsys.readouterr().err
+    fid_of_generator(gen, extractor, reference, 3, progress=True)
+    assert "FID samples" in capsys.readouterr().err
+
+
 # ---- the testbed classifier ----------------------------------------------------------------
 
 
 def test_shipped_classifier_features_and_accuracy():
-    from memlib.data import load_testbed, to_float_images
+    from memlib.data import load_testbed, sha256_file, testbed_views
 
     record = json.loads(CLASSIFIER.with_suffix(".json").read_text())
-    assert record["heldout_accuracy"] >= 0.8 and record["heldout_size"] == 1000
+    assert record["heldout_accuracy"] >= 0.8 and record["heldout_size"] == 2000  # both families' centre views
     data = load_testbed()
-    images, labels = to_float_images(data.heldout_images[:300]), torch.as_tensor(data.heldout_labels[:300])
+    assert record["data_sha256"] == sha256_file(data.path)  # trained on the shipped testbed
+    images, labels = testbed_views(data.heldout_images[:300], "rar"), torch.as_tensor(data.heldout_labels[:300])
     model = load_classifier(CLASSIFIER)
     with torch.no_grad():
         assert (model(images).argmax(1) == labels).double().mean() >= 0.75

@@ -163,12 +163,12 @@ def _truncate(path: Path) -> None:
 def test_truncated_jpeg_is_counted_or_an_error_under_strict(tmp_path):
     _images(tmp_path, {"a": 3, "b": 3})
     _truncate(tmp_path / "b" / "1.jpg")  # PIL's verify() passes this file; decoding it fails
-    sample = mdata.ImageFolderSample(tmp_path, fraction=1.0)
+    sample = mdata.ImageFolderSample(tmp_path, fraction=1.0, class_ids="sorted")
     assert len(sample) == 5 and [p.name for p, _ in sample.skipped] == ["1.jpg"]
     assert "1 files skipped: 1.jpg (unreadable image (OSError))" in sample.summary()
     assert all(sample[i][0].size == (48, 40) for i in range(len(sample)))
     with pytest.raises(ValueError, match=r"b/1\.jpg: unreadable image .*strict=True"):
-        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True)
+        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted")
     # a file damaged after listing names itself when it is read
     _truncate(tmp_path / "a" / "0.jpg")
     with pytest.raises(ValueError, match=r"a/0\.jpg: unreadable image"):
@@ -177,9 +177,9 @@ def test_truncated_jpeg_is_counted_or_an_error_under_strict(tmp_path):
 
 def test_cli_image_folder_summary_and_strict_flag(tiny, tmp_path, capsys):
     _, params = tiny
-    _images(tmp_path / "train", {"n01": 3, "n02": 3})
-    _truncate(tmp_path / "train" / "n02" / "2.jpg")
-    (tmp_path / "train" / "n01" / "notes.txt").write_text("not an image")
+    _images(tmp_path / "train", {"n01440764": 3, "n01443537": 3})  # ImageNet wnids 0 and 1
+    _truncate(tmp_path / "train" / "n01443537" / "2.jpg")
+    (tmp_path / "train" / "n01440764" / "notes.txt").write_text("not an image")
     folder_params = {**params, "dataset": "imagenet", "imagenet_train_dir": str(tmp_path / "train"),
                      "unitmem_fraction": 1.0, "max_images": 0}
     code, err = _run_cli(capsys, "unitmem", _params_file(tmp_path, folder_params), tmp_path / "out")

@@ -282,7 +282,7 @@ def main(argv=None) -> None:
         parser.error(f"--timeout must be positive, got {args.timeout}")
 
     if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out}: is a file; expected a folder (created if missing)")
+        raise SystemExit(f"error: --out {args.out} is a file; expected a folder (created if missing)")
     signal.signal(signal.SIGINT, raise_interrupted)
     signal.signal(signal.SIGTERM, raise_interrupted)
     current, done = None, []

@@ -215,7 +215,7 @@ class ImageFolderSample:
     def __init__(self, root: str | os.PathLike, fraction: float = 0.01, seed: int = 0, strict: bool = False):
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
-            raise NotADirectoryError(f"image folder root {self.root} is a file; expected a folder root/<class_folder>/<image>")
+            raise ValueError(f"image folder root {self.root} is a file; expected a folder root/<class_folder>/<image>")
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder root not found: {self.root}")
         if not (0.0 < fraction <= 1.0):

@@ -226,7 +226,7 @@ def test_folder_sample_class_of_unreadable_files_names_the_folder(tmp_path):
 
 def test_folder_sample_root_that_is_a_file(tmp_path):
     (tmp_path / "train.tar").write_bytes(b"")
-    with pytest.raises(NotADirectoryError, match=r"train\.tar is a file; expected a folder"):
+    with pytest.raises(ValueError, match=r"train\.tar is a file; expected a folder"):
         mdata.ImageFolderSample(tmp_path / "train.tar")
     with pytest.raises(FileNotFoundError, match="not found"):
         mdata.ImageFolderSample(tmp_path / "missing")

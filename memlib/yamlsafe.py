@@ -123,7 +123,8 @@ def load_yaml_string(text: str, source: str = "<string>") -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ParameterFileError(f"{source}: expected a mapping of parameter names to values, got {type(data).__name__}")
+        raise ParameterFileError(f"{source}: expected a mapping of parameter names to values, "
+                                 f"got {type(data).__name__}")
     for key in data:
         if not isinstance(key, str):
             raise ParameterFileError(f"{source}: key {key!r} is not a name (expected a mapping of names to values)")

@@ -228,7 +228,8 @@ def execute(name: str, nb: nbformat.NotebookNode, out_path: Path, params: dict, 
             kept = f"; {out_path} keeps its last complete execution" if out_path.is_file() else ""
             if partial.is_file():
                 os.replace(partial, failed)
-                raise SystemExit(f"error: notebook {name} {problem}; the executed copy with the traceback is {failed}{kept}")
+                raise SystemExit(f"error: notebook {name} {problem}; "
+                                 f"the executed copy with the traceback is {failed}{kept}")
             raise SystemExit(f"error: notebook {name} {problem}{kept}")
         finish_executed(partial, name)
         os.replace(partial, out_path)
@@ -272,7 +273,8 @@ def main(argv=None) -> None:
     parser.add_argument("--params", type=Path, default=NOTEBOOK_DIR / "params" / "testbed.yaml",
                         help="YAML file of parameters shared by all notebooks (default: %(default)s)")
     parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help="execute only this notebook (repeatable); the typo guard and the value checks still cover all notebooks")
+                        help="execute only this notebook (repeatable); "
+                             "the typo guard and the value checks still cover all notebooks")
     parser.add_argument("--timeout", type=float, default=3600,
                         help="wall-clock limit per notebook in seconds (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=ROOT / "executed",

@@ -112,13 +112,16 @@ def metadata_path(path: str | os.PathLike) -> Path:
 
 
 def save_classifier(model: TestbedClassifier, path: str | os.PathLike, record: dict) -> None:
-    """Write the weights (safetensors) and ``{"config": ..., **record}`` as JSON beside them."""
-    from safetensors.torch import save_file
+    """Write the weights (safetensors) and ``{"config": ..., **record}`` as JSON beside them,
+    each atomically (an interrupted save leaves the previous file whole)."""
+    from safetensors.torch import save
+
+    from memlib.results import atomic_write_bytes
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    metadata_path(path).write_text(json.dumps({"config": asdict(model.config), **record}, indent=2) + "\n")
+    atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))
+    text = json.dumps({"config": asdict(model.config), **record}, indent=2) + "\n"
+    atomic_write_bytes(metadata_path(path), text.encode("utf-8"))
 
 
 def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu") -> TestbedClassifier:

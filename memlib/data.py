@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -225,6 +226,31 @@ def testbed_views(images_NHW: np.ndarray, family: str, generator: torch.Generato
 # ---------------------------------------------------------------------------------------------
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")  # 16-bit gray: scaled to 8 bits, not clipped
+RGB_CONVERTIBLE_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr")
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError)
+
+
+def mode_problem(mode: str) -> str | None:
+    """Why an image of PIL mode ``mode`` cannot become 8-bit RGB faithfully, or None when it can.
+    ``.convert("RGB")`` clips 32-bit integer ('I') and float ('F') pixels to 0..255, which turns
+    most of an image white or black, so those are refused."""
+    if mode in RGB_CONVERTIBLE_MODES or mode in SIXTEEN_BIT_MODES:
+        return None
+    if mode == "I":
+        return "32-bit integer pixels (mode 'I') of unknown bit depth; save it as 8- or 16-bit"
+    if mode == "F":
+        return "floating-point pixels (mode 'F') of unknown range; save it as 8- or 16-bit"
+    return f"PIL mode {mode!r} has no faithful 8-bit RGB conversion"
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB of an image whose mode passes :func:`mode_problem`: 16-bit gray is scaled,
+    ``round(v * 255 / 65535)`` (0 -> 0, 65535 -> 255), every other mode by PIL's ``convert``."""
+    if image.mode in SIXTEEN_BIT_MODES:
+        values = np.asarray(image).astype(np.uint32)
+        image = Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), mode="L")
+    return image.convert("RGB")
 
 # The 1000 ImageNet-1k wnids in official index order, byte-identical to timm 1.0.31's
 # timm/data/_info/imagenet_synsets.txt (provenance: imagenet_wnids.provenance.json beside it).
@@ -284,19 +310,24 @@ class ImageFolderSample:
     class ``max(1, round(fraction * n_class))`` files are drawn without replacement with
     ``numpy.random.default_rng(seed)``; the paper uses ``fraction=0.01`` of the training set.
 
-    Files that are not images (by extension) or that PIL cannot open are skipped and counted
-    (``skipped``, a list of ``(path, reason)``; :meth:`summary`); a non-image file is found when
-    listing, an unreadable or truncated image only when it is sampled (every sampled file is
-    decoded once, JPEGs at 1/8 size). With ``strict=True`` the first such file raises
-    ``ValueError`` naming it. A class folder without image files is always an error.
+    Files that are not images (by extension), broken symbolic links, files that PIL cannot open,
+    images whose mode has no faithful 8-bit RGB conversion (:func:`mode_problem`: 32-bit integer
+    or float pixels) and decompression bombs (more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels)
+    are skipped and counted (``skipped``, a list of ``(path, reason)``; :meth:`summary`); a
+    non-image file or broken link is found when listing, the others only when the file is sampled
+    (every sampled file is decoded once, JPEGs at 1/8 size). With ``strict=True`` the first such
+    file raises ``ValueError`` naming it. A class folder without image files, or none of whose
+    sampled files is readable, is always an error naming the folder.
 
-    Items are ``(PIL RGB image, label)``; apply the family's views (:func:`var_view`,
-    :func:`rar_ten_crop`, ...) to the image.
+    Items are ``(PIL RGB image, label)`` (16-bit gray scaled to 8 bits, :func:`to_rgb`); apply the
+    family's views (:func:`var_view`, :func:`rar_ten_crop`, ...) to the image.
     """
 
     def __init__(self, root: str | os.PathLike, fraction: float = 0.01, seed: int = 0, strict: bool = False,
                  class_ids: str = "wnid"):
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise ValueError(f"image folder root {self.root} is a file; expected a folder root/<class_folder>/<image>")
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder root not found: {self.root}")
         if not (0.0 < fraction <= 1.0):
@@ -315,9 +346,13 @@ class ImageFolderSample:
             files = self._list_images(self.root / name)
             n_take = max(1, round(fraction * len(files)))
             chosen = sorted(rng.choice(len(files), size=n_take, replace=False))
-            for i in chosen:
-                if self._readable(files[i]):
-                    self.samples.append((files[i], label))
+            readable = [files[i] for i in chosen if self._readable(files[i])]
+            if not readable:
+                path, reason = self.skipped[-1]
+                raise ValueError(f"class folder {self.root / name}: none of the {n_take} image files sampled "
+                                 f"(of {len(files)}) is readable, so the class would have no images "
+                                 f"(e.g. {path.name}: {reason})")
+            self.samples.extend((path, label) for path in readable)
 
     def _class_labels(self) -> tuple[int, ...]:
         if self.class_ids == "sorted":
@@ -341,6 +376,9 @@ class ImageFolderSample:
     def _list_images(self, folder: Path) -> list[Path]:
         files = []
         for path in sorted(folder.iterdir()):
+            if path.is_symlink() and not path.exists():
+                self._skip(path, "broken symbolic link")
+                continue
             if not path.is_file():
                 continue
             if path.suffix.lower() in IMAGE_EXTENSIONS:
@@ -353,13 +391,20 @@ class ImageFolderSample:
 
     def _readable(self, path: Path) -> bool:
         try:  # a full decode: verify() passes truncated JPEGs; draft() makes a JPEG decode at 1/8 size
-            with Image.open(path) as image:
-                image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
-                image.load()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-            self._skip(path, f"unreadable image ({type(err).__name__})")
-            return False
-        return True
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    problem = mode_problem(image.mode)
+                    if problem is None:
+                        image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+                        image.load()
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            problem = f"decompression bomb ({err})"
+        except _DECODE_ERRORS as err:
+            problem = f"unreadable image ({type(err).__name__})"
+        if problem is not None:
+            self._skip(path, problem)
+        return problem is None
 
     def coverage(self) -> str:
         """Which classes the labels are: ImageNet-1k indices (all 1000, or which of them) or
@@ -393,10 +438,17 @@ class ImageFolderSample:
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
         path, label = self.samples[index]
         try:
-            with Image.open(path) as image:
-                return image.convert("RGB"), label
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-            raise ValueError(f"{path}: unreadable image ({type(err).__name__}: {err}); was it changed after listing?") from err
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    problem = mode_problem(image.mode)
+                    if problem is None:
+                        return to_rgb(image), label
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+            problem = f"decompression bomb ({err})"
+        except _DECODE_ERRORS as err:
+            problem = f"unreadable image ({type(err).__name__}: {err})"
+        raise ValueError(f"{path}: {problem}; was it changed after listing?")
 
 
 # ---------------------------------------------------------------------------------------------

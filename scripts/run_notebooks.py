@@ -14,12 +14,22 @@ notebook `notebooks/<name>.py` (py:percent). For each one this script
    as the provenance of the page) and writes `<out>/<name>.ipynb`,
 5. records the wall time in `<out>/timings.json`.
 
-A YAML key that no notebook declares is an error naming the key (a typo guard): a misspelled
-parameter would otherwise be ignored silently and the run would use the default. The first
-notebook that fails stops the run; its partly executed copy, with the traceback, is kept.
+Before any notebook runs, the parameter file is read with `memlib.yamlsafe` (a duplicate key,
+`1:30`, a non-UTF-8 or invalid file is one line naming the file), a YAML key that no notebook
+declares is an error naming the key (a typo guard: a misspelled parameter would otherwise be
+ignored silently and the run would use the default), and the values of EVERY notebook of the book
+(its defaults with the file's values over them) are checked as the notebook will check them;
+one message names every bad key.
+
+Papermill writes into a hidden temporary file beside `<out>/<name>.ipynb`, which is replaced
+only when the notebook completed, so `<out>/<name>.ipynb` is always the last complete execution.
+The first notebook that fails (or runs past --timeout) stops the run; its partly executed copy,
+with the traceback, is `<out>/<name>.failed.ipynb`. Ctrl-C or SIGTERM stops the notebook and its
+kernel, removes the temporary file and exits 130 or 143 with one line saying what was kept.
 """
 
 import argparse
+import ast
 import datetime
 import difflib
 import json
@@ -33,10 +43,12 @@ from pathlib import Path
 
 import jupytext
 import nbformat
-import yaml
 from papermill.translators import PythonTranslator
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the memlib the notebooks import (they run in ROOT)
+from memlib.yamlsafe import ParameterFileError, load_yaml  # noqa: E402
+
 TOC = ROOT / "_toc.yml"
 NOTEBOOK_DIR = ROOT / "notebooks"
 EXECUTED_PREFIX = "executed/"
@@ -58,7 +70,7 @@ def notebook_names(toc_path: Path = TOC) -> list[str]:
             for item in node:
                 walk(item)
 
-    walk(yaml.safe_load(toc_path.read_text()))
+    walk(load_yaml(toc_path))
     return names
 
 
@@ -82,14 +94,12 @@ def declared_parameters(name: str, nb: nbformat.NotebookNode) -> list[str]:
 
 
 def read_params(path: Path) -> dict:
-    if not path.is_file():
+    if not path.exists():
         raise SystemExit(f"error: parameter file {path} does not exist")
-    params = yaml.safe_load(path.read_text())
-    if params is None:
-        return {}
-    if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
-        raise SystemExit(f"error: parameter file {path} must be a mapping of names to values, got {type(params).__name__}")
-    return params
+    try:
+        return load_yaml(path)
+    except ParameterFileError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 def check_keys_declared(params: dict, declared: dict[str, list[str]], params_path: Path) -> None:
@@ -103,8 +113,89 @@ def check_keys_declared(params: dict, declared: dict[str, list[str]], params_pat
                              f"{hint} (declared: {', '.join(known) or 'none'})")
 
 
-def run_papermill(nb: nbformat.NotebookNode, out_path: Path, params: dict, timeout_s: float) -> None:
-    """Execute `nb` with papermill in a child process group, killed after `timeout_s` seconds."""
+def notebook_defaults(nb: nbformat.NotebookNode) -> dict:
+    """The default of each name of the `parameters` cell that is a Python literal."""
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    defaults = {}
+    for parameter in PythonTranslator.inspect(cell):
+        try:
+            defaults[parameter.name] = ast.literal_eval(parameter.default)
+        except (ValueError, SyntaxError):
+            pass  # an expression: the notebook computes it
+    return defaults
+
+
+def value_problems(values: dict) -> list[str]:
+    """The problems memlib's checks find in one notebook's parameter values, one line each
+    (`key: got ...; expected ...`), [] when there are none. THE one call into memlib's checks:
+    the keys memlib knows are checked as the notebooks check them, with `run_models` for a
+    notebook that runs models (every model's prefix lengths included; the keys every stage needs,
+    and the FID files for a notebook that has `sweep_fid`), else with `validate_params`."""
+    from memlib.params import SPECS, run_models, validate_params
+
+    known = {key: value for key, value in values.items() if key in SPECS}
+    try:
+        if "model" in known:
+            run_models(known, "sweep" if "sweep_fid" in known else "unitmem",
+                       filter_prefixes="prefix_lengths" in known)
+        else:
+            validate_params(known)
+    except ValueError as err:
+        lines = str(err).splitlines()
+        return [line.strip() for line in (lines[1:] if lines[0].startswith("invalid ") else lines)]
+    return []
+
+
+def check_values(params: dict, sources: dict[str, nbformat.NotebookNode], declared: dict[str, list[str]],
+                 params_path: Path) -> None:
+    """Every notebook's values (its literal defaults, the file's keys it declares over them) checked
+    before any notebook runs; one message names every problem and the notebooks it concerns."""
+    problems: dict[str, list[str]] = {}
+    for name, nb in sources.items():
+        values = {**notebook_defaults(nb), **{k: v for k, v in params.items() if k in declared[name]}}
+        for problem in value_problems(values):
+            problems.setdefault(problem, []).append(name)
+    if problems:
+        lines = [f"{problem} (notebook{'s' if len(names) > 1 else ''} {', '.join(names)})"
+                 for problem, names in problems.items()]
+        raise SystemExit(f"error: invalid parameters in {params_path}; no notebook was run:\n  " + "\n  ".join(lines))
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def raise_interrupted(signum, frame):
+    raise Interrupted(signum)
+
+
+def temporary_copy(path: Path) -> Path:
+    """This process's temporary file for ``path``, ``.<stem>.<pid>.tmp<suffix>`` beside it (hidden:
+    the book never reads it); those of earlier runs whose process has ended are removed."""
+    for stale in path.parent.glob(f".{path.stem}.*.tmp{path.suffix}"):
+        pid = stale.name.removesuffix(f".tmp{path.suffix}").rsplit(".", 1)[-1]
+        if pid.isdigit() and not process_exists(int(pid)):
+            stale.unlink(missing_ok=True)
+    return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_papermill(nb: nbformat.NotebookNode, out_path: Path, params: dict, timeout_s: float) -> str | None:
+    """Execute `nb` with papermill in a child process group, killed after `timeout_s` seconds.
+    Returns None when every cell ran, else what went wrong."""
     with tempfile.TemporaryDirectory() as tmp:
         in_path = Path(tmp) / out_path.name
         nbformat.write(nb, in_path)
@@ -118,13 +209,33 @@ def run_papermill(nb: nbformat.NotebookNode, out_path: Path, params: dict, timeo
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            raise SystemExit(f"error: {out_path.stem} ran longer than --timeout {timeout_s:g} s and was stopped")
+            return f"ran longer than --timeout {timeout_s:g} s and was stopped"
         except BaseException:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
-    if proc.returncode != 0:
-        raise SystemExit(f"error: notebook {out_path.stem} failed; the executed copy with the traceback is {out_path}")
+    return None if proc.returncode == 0 else "failed"
+
+
+def execute(name: str, nb: nbformat.NotebookNode, out_path: Path, params: dict, timeout_s: float) -> None:
+    """Execute notebook `name` into `out_path`, which is replaced only by a complete execution.
+    A failed execution is kept as `<name>.failed.ipynb`; the temporary file never stays."""
+    partial = temporary_copy(out_path)
+    failed = out_path.with_name(f"{name}.failed.ipynb")
+    try:
+        problem = run_papermill(nb, partial, params, timeout_s)
+        if problem is not None:
+            kept = f"; {out_path} keeps its last complete execution" if out_path.is_file() else ""
+            if partial.is_file():
+                os.replace(partial, failed)
+                raise SystemExit(f"error: notebook {name} {problem}; "
+                                 f"the executed copy with the traceback is {failed}{kept}")
+            raise SystemExit(f"error: notebook {name} {problem}{kept}")
+        finish_executed(partial, name)
+        os.replace(partial, out_path)
+        failed.unlink(missing_ok=True)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def finish_executed(out_path: Path, name: str) -> None:
@@ -149,7 +260,12 @@ def update_timings(out_dir: Path, name: str, seconds: float, params_path: Path) 
         "params_file": os.path.relpath(params_path, ROOT),
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    path.write_text(json.dumps(timings, indent=2) + "\n")
+    partial = temporary_copy(path)
+    try:
+        partial.write_text(json.dumps(timings, indent=2) + "\n")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def main(argv=None) -> None:
@@ -157,7 +273,8 @@ def main(argv=None) -> None:
     parser.add_argument("--params", type=Path, default=NOTEBOOK_DIR / "params" / "testbed.yaml",
                         help="YAML file of parameters shared by all notebooks (default: %(default)s)")
     parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help="execute only this notebook (repeatable); the typo guard still checks all notebooks")
+                        help="execute only this notebook (repeatable); "
+                             "the typo guard and the value checks still cover all notebooks")
     parser.add_argument("--timeout", type=float, default=3600,
                         help="wall-clock limit per notebook in seconds (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=ROOT / "executed",
@@ -166,28 +283,48 @@ def main(argv=None) -> None:
     if args.timeout <= 0:
         parser.error(f"--timeout must be positive, got {args.timeout}")
 
-    names = notebook_names()
-    unknown = [n for n in args.only if n not in names]
-    if unknown:
-        parser.error(f"--only {unknown[0]}: not a notebook of _toc.yml (notebooks: {', '.join(names)})")
-    sources = {name: source_notebook(name) for name in names}
-    declared = {name: declared_parameters(name, nb) for name, nb in sources.items()}
-    params_path = args.params.resolve()
-    params = read_params(params_path)
-    check_keys_declared(params, declared, params_path)
+    if args.out.exists() and not args.out.is_dir():
+        raise SystemExit(f"error: --out {args.out} is a file; expected a folder (created if missing)")
+    signal.signal(signal.SIGINT, raise_interrupted)
+    signal.signal(signal.SIGTERM, raise_interrupted)
+    current, done = None, []
+    try:
+        try:
+            names = notebook_names()
+        except ParameterFileError as err:
+            raise SystemExit(f"error: {err}") from None
+        unknown = [n for n in args.only if n not in names]
+        if unknown:
+            parser.error(f"--only {unknown[0]}: not a notebook of _toc.yml (notebooks: {', '.join(names)})")
+        sources = {name: source_notebook(name) for name in names}
+        declared = {name: declared_parameters(name, nb) for name, nb in sources.items()}
+        params_path = args.params.resolve()
+        params = read_params(params_path)
+        check_keys_declared(params, declared, params_path)
+        check_values(params, sources, declared, params_path)
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name in args.only or names:
-        passed = {k: v for k, v in params.items() if k in declared[name]}
-        out_path = args.out.resolve() / f"{name}.ipynb"
-        print(f"[run_notebooks] {name}: parameters {passed}", flush=True)
-        start = time.perf_counter()
-        run_papermill(sources[name], out_path, passed, args.timeout)
-        seconds = time.perf_counter() - start
-        finish_executed(out_path, name)
-        update_timings(args.out, name, seconds, params_path)
-        print(f"[run_notebooks] {name}: {seconds:.1f} s -> {out_path}", flush=True)
-
+        try:
+            args.out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise SystemExit(f"error: --out {args.out}: cannot create the folder ({err.strerror})") from None
+        for current in args.only or names:
+            passed = {k: v for k, v in params.items() if k in declared[current]}
+            out_path = args.out.resolve() / f"{current}.ipynb"
+            print(f"[run_notebooks] {current}: parameters {passed}", flush=True)
+            start = time.perf_counter()
+            execute(current, sources[current], out_path, passed, args.timeout)
+            update_timings(args.out, current, time.perf_counter() - start, params_path)
+            done.append(current)
+            print(f"[run_notebooks] {current}: {time.perf_counter() - start:.1f} s -> {out_path}", flush=True)
+    except Interrupted as stop:
+        if current is None:
+            print(f"[run_notebooks] interrupted by {stop} before any notebook ran", file=sys.stderr, flush=True)
+        else:
+            out_path = args.out.resolve() / f"{current}.ipynb"
+            kept = "keeps its last complete execution" if out_path.is_file() else "was not written"
+            print(f"[run_notebooks] interrupted by {stop} during {current} (finished this run: "
+                  f"{', '.join(done) or 'none'}); {out_path} {kept}", file=sys.stderr, flush=True)
+        raise SystemExit(128 + stop.signum) from None
 
 if __name__ == "__main__":
     main()

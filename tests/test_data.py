@@ -250,6 +250,81 @@ def test_sample_across_classes_rejects_bad_input():
         mdata.sample_across_classes([0.5, 1.0], 1, seed=0)
 
 
+def test_folder_sample_scales_16_bit_gray_to_8_bits(tmp_path):
+    """A 16-bit PNG and a big-endian 16-bit TIFF become v * 255 / 65535, rounded (PIL's own
+    convert("RGB") clips them: nearly every pixel 255)."""
+    values = np.array([[0, 1, 128, 129, 257, 1000], [32767, 32768, 40000, 65278, 65534, 65535]], dtype=np.uint16)
+    (tmp_path / "a").mkdir()
+    Image.fromarray(values).save(tmp_path / "a" / "gray16.png")
+    Image.fromarray(values.astype(">u2")).save(tmp_path / "a" / "gray16be.tif")
+    assert Image.open(tmp_path / "a" / "gray16be.tif").mode == "I;16B"
+    expected = np.round(values.astype(np.float64) * 255 / 65535).astype(np.uint8)
+    assert expected.tolist() == [[0, 0, 0, 1, 1, 4], [127, 128, 156, 254, 255, 255]]
+    sample = mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted")
+    assert [path.name for path, _ in sample.samples] == ["gray16.png", "gray16be.tif"]
+    for index in range(2):
+        image, _ = sample[index]
+        assert image.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(image), np.repeat(expected[..., None], 3, axis=2))
+
+
+@pytest.mark.parametrize("pixels, mode", [(np.full((6, 5), 0.5, np.float32), "F"),
+                                          (np.full((6, 5), 70000, np.int32), "I")])
+def test_folder_sample_refuses_pixels_it_cannot_convert(tmp_path, pixels, mode):
+    _make_folder(tmp_path, {"a": 2})
+    Image.fromarray(pixels).save(tmp_path / "a" / "odd.tif")
+    assert Image.open(tmp_path / "a" / "odd.tif").mode == mode
+    sample = mdata.ImageFolderSample(tmp_path, fraction=1.0, class_ids="sorted")
+    assert len(sample) == 2 and [(path.name, f"(mode '{mode}')" in reason) for path, reason in sample.skipped] == [
+        ("odd.tif", True)]
+    with pytest.raises(ValueError, match=rf"odd\.tif: .*\(mode '{mode}'\).*\(strict=True\)"):
+        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted")
+
+
+def test_folder_sample_names_decompression_bombs(tmp_path, monkeypatch):
+    """Over PIL's limit (a warning) and over twice the limit (an error): both skipped or refused."""
+    _make_folder(tmp_path, {"a": 2})  # 12 x 16 = 192 pixels each
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    Image.new("L", (40, 40)).save(tmp_path / "a" / "warns.png")  # 1600 pixels
+    Image.new("L", (64, 64)).save(tmp_path / "a" / "bomb.png")  # 4096 pixels
+    sample = mdata.ImageFolderSample(tmp_path, fraction=1.0, class_ids="sorted")
+    assert len(sample) == 2
+    assert {path.name: reason.startswith("decompression bomb (Image size (") for path, reason in sample.skipped} == {
+        "bomb.png": True, "warns.png": True}
+    assert "2 files skipped" in sample.summary()
+    with pytest.raises(ValueError, match=r"bomb\.png: decompression bomb \(Image size \(4096 pixels\)"):
+        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted")
+    (tmp_path / "a" / "bomb.png").unlink()
+    with pytest.raises(ValueError, match=r"warns\.png: decompression bomb"):
+        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted")
+
+
+def test_folder_sample_counts_a_broken_symlink(tmp_path):
+    _make_folder(tmp_path, {"a": 2})
+    (tmp_path / "a" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    sample = mdata.ImageFolderSample(tmp_path, fraction=1.0, class_ids="sorted")
+    assert len(sample) == 2 and sample.skipped == [(tmp_path / "a" / "gone.png", "broken symbolic link")]
+    with pytest.raises(ValueError, match=r"gone\.png: broken symbolic link"):
+        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted")
+
+
+def test_folder_sample_class_of_unreadable_files_names_the_folder(tmp_path):
+    _make_folder(tmp_path, {"a": 2})
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "broken.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(ValueError, match=rf"class folder {tmp_path / 'b'}: none of the 1 image files sampled "
+                                         r"\(of 1\) is readable, .*broken\.png: unreadable image"):
+        mdata.ImageFolderSample(tmp_path, fraction=1.0, class_ids="sorted")
+
+
+def test_folder_sample_root_that_is_a_file(tmp_path):
+    (tmp_path / "train.tar").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"train\.tar is a file; expected a folder"):
+        mdata.ImageFolderSample(tmp_path / "train.tar")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        mdata.ImageFolderSample(tmp_path / "missing")
+
+
 # ---- views ----------------------------------------------------------------------------------
 
 

@@ -433,3 +433,29 @@ def test_train_save_load_round_trip(tmp_path):
     with pytest.raises(FileNotFoundError, match="c.json"):
         load_classifier(tmp_path / "c.safetensors")
     assert isinstance(back, TestbedClassifier)
+
+
+def test_a_save_that_fails_midway_keeps_the_previous_classifier(tmp_path, monkeypatch):
+    """A full disk while saving over a classifier: the old weights and record stay whole and
+    no temporary file is left (before, the weights were written in place)."""
+    import errno
+
+    import memlib.results
+
+    torch.manual_seed(0)
+    config = ClassifierConfig(num_classes=3, width=4, feature_dim=8)
+    old = TestbedClassifier(config)
+    save_classifier(old, tmp_path / "c.safetensors", {"note": "old"})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert sorted(before) == ["c.json", "c.safetensors"]
+
+    def disk_full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(memlib.results.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_classifier(TestbedClassifier(config), tmp_path / "c.safetensors", {"note": "new"})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    monkeypatch.undo()
+    back = load_classifier(tmp_path / "c.safetensors")
+    assert all(torch.equal(a, b) for a, b in zip(back.state_dict().values(), old.state_dict().values()))

@@ -94,15 +94,56 @@ class _Payload:
         return (open, (self.marker, "w"))
 
 
+UNSAFE_ADVICE = ("weights_only", "safe_globals", "trust")  # torch's text: load with weights_only=False / allowlist
+
+
 def test_crafted_pickle_is_refused_and_its_payload_never_runs(tmp_path):
     marker = tmp_path / "payload_ran"
     for name in ("evil.pth", "evil.bin"):
         path = tmp_path / name
         torch.save({"fc1.weight": torch.zeros(1), "trap": _Payload(str(marker))}, path)
-        with pytest.raises(CheckpointError, match=name.replace(".", r"\.")):
+        with pytest.raises(CheckpointError) as err:
             read_state_dict(path)
+        assert str(err.value).startswith(f"cannot read checkpoint {path}: it holds a pickled Python object (")
+        assert "memlib never unpickles" in str(err.value)
         # a raw pickle file (not torch's zip format) is refused too
         path.write_bytes(pickle.dumps(_Payload(str(marker))))
-        with pytest.raises(CheckpointError):
+        with pytest.raises(CheckpointError) as raw_err:
             read_state_dict(path)
+        for message in (str(err.value), str(raw_err.value)):
+            assert "\n" not in message and not any(word in message for word in UNSAFE_ADVICE), message
+        assert err.value.__cause__ is None and raw_err.value.__cause__ is None  # not even in a --traceback
     assert not marker.exists()
+
+
+def test_a_folder_is_not_reported_as_missing(tmp_path):
+    (tmp_path / "var_d16.pth").mkdir()
+    with pytest.raises(CheckpointError, match=r"var_d16\.pth is a folder; expected a \.safetensors, \.pth"):
+        read_state_dict(tmp_path / "var_d16.pth")
+
+
+@pytest.mark.parametrize("key, dtype", [("fc1.weight", torch.int64), ("fc2.bias", torch.int32),
+                                        ("steps", torch.float32), ("steps", torch.bool)])
+def test_tensors_of_another_kind_are_refused_naming_file_and_key(tmp_path, state, key, dtype):
+    """Right names and shapes, but integers for a float parameter (or the reverse): refused, the
+    model untouched; before, they were cast and a stage ran on a model of zeros."""
+    bad = dict(state)
+    bad[key] = state[key].round().to(dtype)
+    path = tmp_path / "cast.safetensors"
+    save_file(bad, path)
+    model = Small()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(CheckpointError) as err:
+        load_strict(model, read_state_dict(path), source=str(path), config="small")
+    assert str(err.value).startswith(f"checkpoint {path} holds tensors of another kind than the model")
+    assert f"{key} {dtype} vs model {state[key].dtype}" in str(err.value)
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name])
+
+
+def test_tensors_of_the_same_kind_are_cast(tmp_path, state):
+    narrower = {k: v.half() if v.is_floating_point() else v.int() for k, v in state.items()}
+    model = Small()
+    load_strict(model, narrower, source="narrow", config="small")
+    assert model.fc1.weight.dtype == torch.float32 and model.steps.dtype == torch.int64
+    assert torch.equal(model.fc1.weight, narrower["fc1.weight"].float())

@@ -1,0 +1,210 @@
+"""scripts/run_notebooks.py as a user meets it: bad parameter files, bad values anywhere in the
+book, a failing notebook, Ctrl-C and SIGTERM during a page.
+
+The execution tests run the script itself, copied into a tiny book under tmp_path (its `_toc.yml`
+lists one notebook, `notebooks/tiny.py`), because the script takes its notebooks from the
+`_toc.yml` beside it; the checks of parameter files run against the real book.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "run_notebooks.py"
+SMOKE = ROOT / "notebooks" / "params" / "smoke.yaml"
+
+TINY_NOTEBOOK = '''\
+# %% tags=["parameters"]
+seed = 0
+k_percent = 10
+sleep_s = 0
+fail = False
+marker = ""
+
+# %%
+import pathlib
+import time
+
+if marker:
+    pathlib.Path(marker).write_text("started")
+time.sleep(sleep_s)
+
+# %%
+if fail:
+    raise RuntimeError("planned failure")
+print("done with seed", seed)
+'''
+
+
+def run(script: Path, *args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(script), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.fixture
+def tiny_book(tmp_path) -> Path:
+    """A book of one notebook, `tiny`, with this repository's run_notebooks.py and memlib."""
+    book = tmp_path / "book"
+    (book / "scripts").mkdir(parents=True)
+    (book / "notebooks").mkdir()
+    shutil.copy2(SCRIPT, book / "scripts" / "run_notebooks.py")
+    (book / "memlib").symlink_to(ROOT / "memlib", target_is_directory=True)
+    (book / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: executed/tiny\n")
+    (book / "notebooks" / "tiny.py").write_text(TINY_NOTEBOOK)
+    return book
+
+
+def run_tiny(book: Path, params: dict) -> subprocess.CompletedProcess:
+    (book / "params.yaml").write_text(yaml.safe_dump(params))
+    return run(book / "scripts" / "run_notebooks.py", "--params", "params.yaml", "--out", "out", cwd=book)
+
+
+def printed(nb_path: Path) -> str:
+    nb = nbformat.read(nb_path, as_version=4)
+    return "".join(out.get("text", "") for cell in nb.cells for out in cell.get("outputs", []))
+
+
+def test_a_complete_run_leaves_the_notebook_and_no_temporary_file(tiny_book):
+    result = run_tiny(tiny_book, {"seed": 3})
+    assert result.returncode == 0, result.stderr
+    out = tiny_book / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["timings.json", "tiny.ipynb"]
+    assert "done with seed 3" in printed(out / "tiny.ipynb")
+    assert json.loads((out / "timings.json").read_text())["tiny"]["params_file"] == "params.yaml"
+
+
+def test_a_temporary_file_of_an_ended_run_is_removed(tiny_book):
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (tiny_book / "out").mkdir()
+    stale = tiny_book / "out" / f".tiny.{int(ended.stdout)}.tmp.ipynb"
+    stale.write_text("{half a notebook")
+    assert run_tiny(tiny_book, {"seed": 1}).returncode == 0
+    assert not stale.exists()
+
+
+def test_a_failing_notebook_keeps_the_last_complete_copy(tiny_book):
+    assert run_tiny(tiny_book, {"seed": 1}).returncode == 0
+    complete = (tiny_book / "out" / "tiny.ipynb").read_bytes()
+
+    result = run_tiny(tiny_book, {"seed": 2, "fail": True})
+    out = tiny_book / "out"
+    assert result.returncode == 1
+    assert (f"error: notebook tiny failed; the executed copy with the traceback is {out / 'tiny.failed.ipynb'}; "
+            f"{out / 'tiny.ipynb'} keeps its last complete execution") in result.stderr
+    assert (out / "tiny.ipynb").read_bytes() == complete
+    assert "planned failure" in json.dumps(nbformat.read(out / "tiny.failed.ipynb", as_version=4))
+    assert sorted(p.name for p in out.iterdir()) == ["timings.json", "tiny.failed.ipynb", "tiny.ipynb"]
+
+    assert run_tiny(tiny_book, {"seed": 5}).returncode == 0  # a complete rerun replaces both
+    assert "done with seed 5" in printed(out / "tiny.ipynb")
+    assert not (out / "tiny.failed.ipynb").exists()
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_page_keeps_its_last_complete_copy(tiny_book, signum, code):
+    assert run_tiny(tiny_book, {"seed": 1}).returncode == 0
+    out = tiny_book / "out"
+    complete = (out / "tiny.ipynb").read_bytes()
+
+    marker = tiny_book / "started"
+    (tiny_book / "params.yaml").write_text(yaml.safe_dump({"seed": 2, "sleep_s": 600, "marker": str(marker)}))
+    proc = subprocess.Popen([sys.executable, "scripts/run_notebooks.py", "--params", "params.yaml", "--out", "out"],
+                            cwd=tiny_book, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(1200):  # the notebook's second cell has started (at most 10 minutes)
+            if marker.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        assert marker.exists(), proc.communicate()
+        assert [p.name for p in out.glob(".tiny.*.tmp.ipynb")], "papermill writes a temporary copy"
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == code, stderr
+    assert (f"[run_notebooks] interrupted by {signal.Signals(signum).name} during tiny (finished this run: none); "
+            f"{out / 'tiny.ipynb'} keeps its last complete execution") in stderr
+    assert "Traceback" not in stderr
+    assert (out / "tiny.ipynb").read_bytes() == complete
+    assert sorted(p.name for p in out.iterdir()) == ["timings.json", "tiny.ipynb"]
+
+
+def run_with_smoke_changed(tmp_path, **changes) -> tuple[Path, subprocess.CompletedProcess]:
+    params = {**yaml.safe_load(SMOKE.read_text()), **changes}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(params))
+    return bad, run(SCRIPT, "--params", bad, "--only", "testbed", "--out", tmp_path / "out")
+
+
+def test_every_bad_value_of_the_book_is_named_before_any_notebook_runs(tmp_path):
+    """seed is a parameter of every page, k_percents of the sweep pages only: `--only testbed`
+    still names both, in one message, and runs nothing."""
+    bad, result = run_with_smoke_changed(tmp_path, k_percents=[0, 150], seed=-1)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: invalid parameters in {bad}; no notebook was run:\n")
+    problems = [line.strip() for line in result.stderr.splitlines()[1:]]
+    assert problems[0].startswith("seed: got -1; expected an integer >= 0 (notebooks testbed, unitmem-var, "), problems
+    assert problems[1] == ("k_percents: got [0, 150]; expected a non-empty list of distinct percentages 0 <= k <= 100 "
+                           "(notebooks mitigation, tradeoff, reproduction)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_prefix_lengths_no_model_accepts_are_named_before_any_notebook_runs(tmp_path):
+    """[2, 3] is valid for RAR (any length) but not for the testbed's VAR (scale boundaries 0, 1, 5, ...)."""
+    bad, result = run_with_smoke_changed(tmp_path, prefix_lengths=[2, 3])
+    assert result.returncode == 1
+    problems = [line.strip() for line in result.stderr.splitlines()[1:]]
+    from memlib.models.registry import get_config
+    from memlib.models.var import scale_boundaries
+
+    valid = scale_boundaries(get_config("var-testbed").patch_nums)
+    assert problems == [f"prefix_lengths: got [2, 3]; var-testbed accepts none of them (valid: {valid}) "
+                        "(notebooks extraction, mitigation, tradeoff, reproduction)"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_smoke_parameters_pass_the_value_checks():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import run_notebooks
+
+    names = run_notebooks.notebook_names()
+    sources = {name: run_notebooks.source_notebook(name) for name in names}
+    declared = {name: run_notebooks.declared_parameters(name, nb) for name, nb in sources.items()}
+    run_notebooks.check_values(run_notebooks.read_params(SMOKE), sources, declared, SMOKE)  # raises when not
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("seed: 0\nmax_images: 200\nmax_images: 0\n".encode(),
+     "{path}, line 3: duplicate key 'max_images' (first given at line 2); give each key once"),
+    ("seed: 0\nresults_dir: r\xe9sultats\n".encode("latin-1"), "{path}, line 2: not UTF-8 text (byte 0xe9)"),
+    (b"seed: 0\nprefix_lengths: [0, 5\n", "{path}, line 3: not valid YAML ("),
+    (b"seed: 1180591620717411303424\n", "{path}, line 1: key 'seed': integer 1180591620717411303424 does not fit"),
+], ids=["duplicate-key", "not-utf8", "invalid-yaml", "huge-int"])
+def test_a_bad_parameter_file_is_one_line_naming_it(tmp_path, content, expected):
+    path = tmp_path / "params.yaml"
+    path.write_bytes(content)
+    result = run(SCRIPT, "--params", path, "--out", tmp_path / "out")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: " + expected.format(path=path))
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path):
+    out = tmp_path / "out"
+    out.write_text("not a folder")
+    result = run(SCRIPT, "--params", SMOKE, "--out", out)
+    assert result.returncode == 1
+    assert result.stderr == f"error: --out {out} is a file; expected a folder (created if missing)\n"
+    assert "Traceback" not in result.stderr and out.read_text() == "not a folder"

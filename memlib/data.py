@@ -199,6 +199,25 @@ def training_indices(data: TestbedData) -> np.ndarray:
     return np.repeat(np.arange(len(data.train_labels)), data.train_copies)
 
 
+def testbed_dprime(data: TestbedData, n_images: int, seed: int) -> np.ndarray:
+    """D' for UnitMem on the testbed: every planted and control image, filled up to ``n_images``
+    with ordinary training images spread across classes (:func:`sample_across_classes`,
+    seeded); ``n_images`` 0 or >= the split: every training image. Sorted train positions."""
+    n_train = len(data.train_labels)
+    if isinstance(n_images, bool) or not isinstance(n_images, (int, np.integer)) or n_images < 0:
+        raise ValueError(f"unitmem_images: expected an integer >= 0 (0: all), got {n_images!r}")
+    if n_images == 0 or n_images >= n_train:
+        return np.arange(n_train, dtype=np.int64)
+    special = np.union1d(data.planted_ids, data.control_ids)
+    if n_images < len(special):
+        raise ValueError(f"unitmem_images: got {n_images}; D' must hold the {len(special)} planted and control images")
+    ordinary = np.setdiff1d(np.arange(n_train), special)
+    if n_images == len(special):
+        return special.astype(np.int64)
+    fill = ordinary[sample_across_classes(data.train_labels[ordinary], n_images - len(special), seed)]
+    return np.sort(np.concatenate([special, fill])).astype(np.int64)
+
+
 def testbed_views(images_NHW: np.ndarray, family: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """The family's training view of each testbed image -> float32 (N, 3, H, W) in [0, 1].
 

@@ -48,8 +48,9 @@ BASELINE = ("baseline", 0, 0)
 AttackFn = Callable[[Generator], object]
 """``attack(gen) -> AttackResult`` on the fixed baseline candidates (memlib.extract.run_attack
 with ``candidates=...``)."""
-FidFn = Callable[[Generator], tuple[float, str]]
-"""``fid(gen) -> (value, metric name)``."""
+FidFn = Callable[[Generator], tuple[list[float], str]]
+"""``fid(gen) -> (one value per sampling seed, metric name)``: the row's ``fid`` is their mean,
+``fid_by_seed`` the values (paired across rows: the same seeds for every row)."""
 
 
 def sweep_identity(scores: Mapping[str, torch.Tensor], candidates: torch.Tensor, settings: Mapping) -> str:
@@ -98,7 +99,7 @@ def compute_row(
     units_M2 = select_units(scores[statistic], k, select_mode, seed=seed)
     with scaled_fc1_rows(gen.transformer, gen.fc1_names(), units_M2, factor=factor) as record:
         result = attack(gen)
-        fid_value, fid_metric = fid(gen) if fid is not None else (None, None)
+        fid_by_seed, fid_metric = fid(gen) if fid is not None else (None, None)
     row = {
         "mode": mode,
         "k_percent": k,
@@ -106,7 +107,8 @@ def compute_row(
         "factor": factor,
         "units_edited": int(units_M2.shape[0]),
         "units_per_block": record.summary()["per_block"],
-        "fid": fid_value,
+        "fid": None if fid_by_seed is None else float(sum(fid_by_seed) / len(fid_by_seed)),
+        "fid_by_seed": fid_by_seed,
         "fid_metric": fid_metric,
         "similarity": result.similarity_name,
         "candidates": int(result.num_candidates_total),
@@ -143,6 +145,7 @@ def run_sweep(
     modes: Sequence[str] = tuple(MODES),
     seeds: Sequence[int] = DEFAULT_SEEDS,
     fid: FidFn | None = None,
+    fid_modes: Sequence[str] | None = None,
     rank: int = 0,
     world_size: int = 1,
     log: Callable[[str], None] = lambda msg: None,
@@ -154,7 +157,8 @@ def run_sweep(
     ``scores``: ranking scores per (block, unit) by statistic: ``"unitmem"`` (the UnitMem
     selection score) and, for ``magnitude-half``, ``"magnitude"`` (the mean activation);
     ``identity``: :func:`sweep_identity` of what the rows depend on (a row stored under another
-    identity is recomputed, never reused).
+    identity is recomputed, never reused);
+    ``fid_modes``: the modes whose rows get FID (and the k = 0 row); ``None``: every mode.
     """
     import pandas as pd
 
@@ -166,7 +170,8 @@ def run_sweep(
         if _stored_identity(path) == identity:
             log(f"sweep {mode} k={k:g} seed={seed}: done before, skipped")
             continue
-        row = compute_row(gen, scores, mode, k, seed, attack, fid)
+        wants_fid = fid is not None and (mode == "baseline" or fid_modes is None or mode in fid_modes)
+        row = compute_row(gen, scores, mode, k, seed, attack, fid if wants_fid else None)
         atomic_write_json(path, {"identity": identity, "row": row})
         log(f"sweep {mode} k={k:g} seed={seed}: {row['units_edited']} units, "
             + ", ".join(f"{key} {value}" for key, value in row.items() if key.startswith("extracted@")))

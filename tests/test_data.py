@@ -419,3 +419,16 @@ def test_rar_attack_view_equals_the_attack_papers_transform(size):
     assert torch.equal(mdata.attack_view(image, "var", 16), mdata.var_view(image, 16))
     with pytest.raises(ValueError, match="rar_crop: expected one of"):
         mdata.attack_view(image, "rar", res, rar_crop="centre")
+
+
+def test_testbed_dprime_holds_every_planted_and_control_image(testbed):
+    ids = mdata.testbed_dprime(testbed, 1000, seed=0)
+    assert len(ids) == len(np.unique(ids)) == 1000 and (np.diff(ids) > 0).all()
+    assert np.isin(testbed.planted_ids, ids).all() and np.isin(testbed.control_ids, ids).all()
+    ordinary = ids[~np.isin(ids, np.union1d(testbed.planted_ids, testbed.control_ids))]
+    assert set(np.bincount(testbed.train_labels[ordinary], minlength=10).tolist()) == {90}  # spread over classes
+    assert np.array_equal(ids, mdata.testbed_dprime(testbed, 1000, seed=0))
+    assert not np.array_equal(ids, mdata.testbed_dprime(testbed, 1000, seed=1))
+    assert np.array_equal(mdata.testbed_dprime(testbed, 0, seed=0), np.arange(6000))
+    with pytest.raises(ValueError, match="planted and control"):
+        mdata.testbed_dprime(testbed, 50, seed=0)

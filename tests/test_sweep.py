@@ -111,7 +111,15 @@ def test_plan_checks_modes_and_seeds():
 
 def test_fid_function_fills_fid_columns(setup, tmp_path):
     gen, *_, scores_KU = setup
-    fid = lambda g: (float(g.transformer.blocks[0].ffn.fc1.weight.detach().abs().sum()), "toy-metric")  # noqa: E731
-    table = run_sweep(gen, scores_KU, _attack(setup, []), tmp_path, "id-F", k_percents=[0, 50], modes=["unitmem-zero"], fid=fid)
-    assert list(table.fid_metric) == ["toy-metric"] * 2
-    assert table.fid.iloc[1] < table.fid.iloc[0]  # zeroing rows lowers the toy metric
+    def fid(g):  # two "sampling seeds": the fc1 weight mass and 1 more
+        mass = float(g.transformer.blocks[0].ffn.fc1.weight.detach().abs().sum())
+        return [mass, mass + 1.0], "toy-metric"
+
+    table = run_sweep(gen, scores_KU, _attack(setup, []), tmp_path, "id-F", k_percents=[0, 50],
+                      modes=["unitmem-zero", "random-half"], seeds=[0, 1, 2], fid=fid, fid_modes=["unitmem-zero"])
+    zero = table[table["mode"] == "unitmem-zero"]
+    assert list(zero.fid_metric) == ["toy-metric"] * 2
+    assert zero.fid.iloc[1] < zero.fid.iloc[0]  # zeroing rows lowers the toy metric
+    assert zero.fid.iloc[0] == pytest.approx(sum(zero.fid_by_seed.iloc[0]) / 2)  # the mean over seeds
+    random_rows = table[(table["mode"] == "random-half") & (table.k_percent > 0)]
+    assert random_rows.fid.isna().all()  # not among fid_modes: no FID computed

@@ -25,7 +25,9 @@ Papermill writes into a hidden temporary file beside `<out>/<name>.ipynb`, which
 only when the notebook completed, so `<out>/<name>.ipynb` is always the last complete execution.
 The first notebook that fails (or runs past --timeout) stops the run; its partly executed copy,
 with the traceback, is `<out>/<name>.failed.ipynb`. Ctrl-C or SIGTERM stops the notebook and its
-kernel, removes the temporary file and exits 130 or 143 with one line saying what was kept.
+kernel, removes the temporary file and exits 130 or 143 with one line saying what was kept. A
+SIGKILL of this script (a CI timeout) stops papermill too, on Linux; its temporary file is removed
+by the next run.
 """
 
 import argparse
@@ -193,6 +195,15 @@ def process_exists(pid: int) -> bool:
     return True
 
 
+def die_with_parent() -> None:
+    """Run in the papermill child before it starts: on Linux it is killed when this script dies,
+    even by SIGKILL (which no handler sees), and its kernel follows it; elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 def run_papermill(nb: nbformat.NotebookNode, out_path: Path, params: dict, timeout_s: float) -> str | None:
     """Execute `nb` with papermill in a child process group, killed after `timeout_s` seconds.
     Returns None when every cell ran, else what went wrong."""
@@ -203,7 +214,7 @@ def run_papermill(nb: nbformat.NotebookNode, out_path: Path, params: dict, timeo
                "-k", KERNEL, "--cwd", str(ROOT), "-y", json.dumps(params),
                "--execution-timeout", str(max(1, int(timeout_s))), "--log-output", "--no-progress-bar"]
         # its own session, so that a timeout or Ctrl-C here can stop papermill and its kernel together
-        proc = subprocess.Popen(cmd, start_new_session=True)
+        proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_parent)
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

@@ -148,6 +148,33 @@ def run_with_smoke_changed(tmp_path, **changes) -> tuple[Path, subprocess.Comple
     return bad, run(SCRIPT, "--params", bad, "--only", "testbed", "--out", tmp_path / "out")
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux-only")
+def test_papermill_does_not_outlive_a_killed_run(tiny_book):
+    """SIGKILL (a CI timeout) cannot be handled; papermill, in its own session, must still stop."""
+    marker = tiny_book / "started"
+    (tiny_book / "params.yaml").write_text(yaml.safe_dump({"sleep_s": 600, "marker": str(marker)}))
+    proc = subprocess.Popen([sys.executable, "scripts/run_notebooks.py", "--params", "params.yaml", "--out", "out"],
+                            cwd=tiny_book, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(1200):
+            if marker.exists() or proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        assert marker.exists()
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) == 1, children  # papermill
+        papermill = int(children[0])
+    finally:
+        proc.kill()
+        proc.wait()
+    for _ in range(240):  # it is killed at once; allow a loaded machine 2 minutes to reap it
+        if not Path(f"/proc/{papermill}").exists() or "Z" in Path(f"/proc/{papermill}/stat").read_text().split()[2]:
+            break
+        time.sleep(0.5)
+    stat = Path(f"/proc/{papermill}/stat")
+    assert not stat.exists() or stat.read_text().split()[2] == "Z", "papermill outlived the killed run"
+
+
 def test_every_bad_value_of_the_book_is_named_before_any_notebook_runs(tmp_path):
     """seed is a parameter of every page, k_percents of the sweep pages only: `--only testbed`
     still names both, in one message, and runs nothing."""

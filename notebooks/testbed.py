@@ -16,10 +16,12 @@
 # **Question: what do the testbed models see during training, and which images are they meant
 # to memorize?**
 #
-# The testbed is a small subset of Fashion-MNIST {cite:p}`xiao2017fashion` in which a few
-# training images per class are *planted*: each is repeated many times per training epoch, so
-# that a small model memorizes them while it merely learns the rest. Where memorization exists
-# is then known in advance, and every later notebook can check its measurements against it.
+# The testbed is a subset of Fashion-MNIST {cite:p}`xiao2017fashion` in which a few training
+# images per class are *planted*: each is repeated a known number of times per training epoch
+# (2, 4, 8, 16 or 32 copies, its *duplication level*), so that a small model memorizes the most
+# repeated ones while it merely learns the rest. A *control group*, chosen by the same rule but
+# seen once, is what every planted image is compared with. Where memorization can exist is then
+# known in advance, and every later notebook checks its measurements against it.
 # The page {doc}`../book/testbed` explains the design; this notebook shows the data itself.
 #
 # The cell below holds the parameters; papermill replaces them (see the collapsed cell after it).
@@ -41,7 +43,7 @@ import torch
 from myst_nb import glue
 
 from memlib.collect import fc1_width
-from memlib.data import DATA_DIR, DEFAULT_DUPLICATION, load_testbed, to_float_images, training_indices
+from memlib.data import DATA_DIR, load_testbed, testbed_views, training_indices
 from memlib.extract import decode_images
 from memlib.models.registry import load_generator
 
@@ -56,16 +58,19 @@ rng = np.random.default_rng(seed)
 #
 # `load_testbed` checks the file's checksum against `data/PROVENANCE.json` before returning
 # the arrays: images are `uint8` of shape (N, 32, 32) (the 28 x 28 originals padded by two
-# pixels), labels are class indices, and `planted_ids` are positions in the training split.
+# pixels), labels are class indices, `planted_ids` and `control_ids` are positions in the
+# training split, and `train_copies` is how often each training image is seen per epoch.
 
 # %%
 data = load_testbed(testbed_file)
-is_planted = data.is_planted()
+is_planted, is_control = data.is_planted(), data.is_control()
+groups = data.groups()
 
 counts = pd.DataFrame(
     {
         "training images": np.bincount(data.train_labels, minlength=data.num_classes),
         "of which planted": np.bincount(data.train_labels[is_planted], minlength=data.num_classes),
+        "of which control": np.bincount(data.train_labels[is_control], minlength=data.num_classes),
         "held-out images": np.bincount(data.heldout_labels, minlength=data.num_classes),
     },
     index=pd.Index(data.class_names, name="class"),
@@ -77,8 +82,12 @@ counts
 glue("n_train", len(data.train_labels), display=False)
 glue("n_heldout", len(data.heldout_labels), display=False)
 glue("n_planted", int(is_planted.sum()), display=False)
+glue("n_control", int(is_control.sum()), display=False)
 glue("n_classes", data.num_classes, display=False)
-glue("planted_per_class", int(is_planted.sum()) // data.num_classes, display=False)
+glue("n_levels", len(data.levels), display=False)
+glue("level_min", min(data.levels), display=False)
+glue("level_max", max(data.levels), display=False)
+glue("planted_per_level", len(groups[f"{min(data.levels)}x"]), display=False)
 
 # %% [markdown]
 # ## Ordinary training images
@@ -92,7 +101,7 @@ fig, axes = plt.subplots(
     squeeze=False,
 )
 for label, row in enumerate(axes):
-    candidates = np.flatnonzero((data.train_labels == label) & ~is_planted)
+    candidates = np.flatnonzero((data.train_labels == label) & ~is_planted & ~is_control)
     shown = rng.choice(candidates, size=min(images_per_class, len(candidates)), replace=False)
     for ax, index in zip(row, shown):
         ax.imshow(data.train_images[index], cmap="gray_r", vmin=0, vmax=255)
@@ -100,7 +109,7 @@ for label, row in enumerate(axes):
         ax.set_xticks([])
         ax.set_yticks([])
     row[0].set_ylabel(data.class_names[label], rotation=0, ha="right", va="center", fontsize=9)
-fig.suptitle("Ordinary (non-planted) training images, one row per class")
+fig.suptitle("Ordinary training images (neither planted nor control), one row per class")
 fig.tight_layout()
 fig.savefig(figure_dir / "training_images.png", dpi=120)
 glue("fig_training_images", fig, display=False)
@@ -110,28 +119,36 @@ plt.close(fig)
 # ```{glue:figure} fig_training_images
 # :name: fig-testbed-training-images
 #
-# Randomly drawn training images of the testbed that are not planted (gray levels inverted:
-# dark is bright in the original).
+# Randomly drawn training images of the testbed that are neither planted nor in the control group
+# (gray levels inverted: dark is bright in the original).
 # ```
 #
-# ## The planted images
+# ## The planted images and the control group
 #
-# These {glue:text}`n_planted:d` images ({glue:text}`planted_per_class:d` per class) are the ones
-# the models are meant to memorize.
+# {glue:text}`n_planted:d` images are planted: per class one at each of the
+# {glue:text}`n_levels:d` duplication levels from {glue:text}`level_min:d` to
+# {glue:text}`level_max:d` copies per epoch, so {glue:text}`planted_per_level:d` images per level.
+# The {glue:text}`n_control:d` control images (5 per class) were chosen by the same rule and are
+# seen once, like every other image: a planted image and a control image differ only in how often
+# the model saw them.
 
 # %%
-planted_by_class = [data.planted_ids[data.train_labels[data.planted_ids] == label] for label in range(data.num_classes)]
-columns = max(len(ids) for ids in planted_by_class)
-fig, axes = plt.subplots(data.num_classes, columns, figsize=(0.9 * columns + 1.4, 0.9 * data.num_classes), squeeze=False)
-for label, (row, ids) in enumerate(zip(axes, planted_by_class)):
-    for ax, index in zip(row, ids):
-        ax.imshow(data.train_images[index], cmap="gray_r", vmin=0, vmax=255)
-        ax.set_title(f"#{index}", fontsize=7, pad=2)
-    for ax in row:
+rows_of = {name: ids for name, ids in groups.items() if name != "control"}
+control_by_class = [groups["control"][data.train_labels[groups["control"]] == label] for label in range(data.num_classes)]
+rows_of["control (first)"] = np.array([ids[0] for ids in control_by_class])
+fig, axes = plt.subplots(len(rows_of), data.num_classes, figsize=(0.9 * data.num_classes + 1.6, 0.95 * len(rows_of)),
+                         squeeze=False)
+for row, (name, ids) in zip(axes, rows_of.items()):
+    by_class = {int(data.train_labels[i]): int(i) for i in ids}
+    for label, ax in enumerate(row):
+        if label in by_class:
+            ax.imshow(data.train_images[by_class[label]], cmap="gray_r", vmin=0, vmax=255)
         ax.set_xticks([])
         ax.set_yticks([])
-    row[0].set_ylabel(data.class_names[label], rotation=0, ha="right", va="center", fontsize=9)
-fig.suptitle("Planted training images (title: position in the training split)")
+    row[0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+for ax, name in zip(axes[0], data.class_names):
+    ax.set_title(name, fontsize=7)
+fig.suptitle("Planted images by duplication level (copies per epoch), and one control image per class")
 fig.tight_layout()
 fig.savefig(figure_dir / "planted_images.png", dpi=120)
 glue("fig_planted_images", fig, display=False)
@@ -141,20 +158,22 @@ plt.close(fig)
 # ```{glue:figure} fig_planted_images
 # :name: fig-testbed-planted-images
 #
-# The planted images of every class.
+# The planted images, one row per duplication level and one column per class, and the first
+# control image of every class (gray levels inverted).
 # ```
 #
 # An extraction attack starts generation from the first tokens of an image, which on a 32 x 32
 # image cover its top rows. If two planted images of a class began with the same rows, a model
-# could complete only one of them from that prefix. The planted images were therefore chosen so
-# that their first 8 pixel rows differ (`data/PROVENANCE.json` states the rule). The smallest
-# mean absolute difference of the first 8 rows between two planted images of the same class is
+# could complete only one of them from that prefix. The planted and control images were therefore
+# chosen so that their first 8 pixel rows differ (`data/PROVENANCE.json` states the rule). The
+# smallest mean absolute difference of the first 8 rows between two of them in the same class is
 # {glue:text}`planted_min_top_rows_diff:.1f` gray levels (of 255).
 
 # %%
 top_rows = 8
 smallest_difference = np.inf
-for ids in planted_by_class:
+chosen = np.concatenate([data.planted_ids, data.control_ids])
+for ids in (chosen[data.train_labels[chosen] == label] for label in range(data.num_classes)):
     rows_PK = data.train_images[ids, :top_rows].reshape(len(ids), -1).astype(np.float64)  # P planted, K pixels
     for i in range(len(ids)):
         for j in range(i + 1, len(ids)):
@@ -162,36 +181,31 @@ for ids in planted_by_class:
 glue("planted_min_top_rows_diff", float(smallest_difference), display=False)
 
 # %% [markdown]
-# ## The duplication factor
+# ## Duplication as a minority
 #
-# Training visits every training image once per epoch and every planted image
-# {glue:text}`duplication:d` times (`memlib.data.training_indices`). The figure shows what one
-# epoch is made of.
+# Training visits every training image once per epoch and every planted image as often as its
+# level says (`memlib.data.training_indices`). The paper's memorized images are a few hundred of
+# 1.28 million; here the planted copies are {glue:text}`planted_share_of_epoch:.1%` of the
+# {glue:text}`epoch_size:d` sequences of one epoch. The figure shows what one epoch is made of.
 
 # %%
-epoch = training_indices(data, DEFAULT_DUPLICATION)
+epoch = training_indices(data)
 epoch_is_planted = is_planted[epoch]
-glue("duplication", DEFAULT_DUPLICATION, display=False)
 glue("epoch_size", len(epoch), display=False)
 glue("planted_share_of_epoch", float(epoch_is_planted.mean()), display=False)
 
-per_class = pd.DataFrame(
-    {
-        "ordinary images": np.bincount(data.train_labels[epoch[~epoch_is_planted]], minlength=data.num_classes),
-        "planted images (all copies)": np.bincount(data.train_labels[epoch[epoch_is_planted]], minlength=data.num_classes),
-    },
-    index=list(data.class_names),
+composition = pd.Series(
+    {"ordinary and control images (once)": int((~epoch_is_planted).sum()),
+     **{f"planted at {level} copies": int(data.train_copies[groups[f"{level}x"]].sum()) for level in data.levels}}
 )
-fig, ax = plt.subplots(figsize=(7, 3.5))
-per_class.plot.bar(stacked=True, ax=ax, color=["#9bb7d4", "#c0392b"], width=0.8)
-ax.set_xlabel("class")
-ax.set_ylabel("samples per training epoch")
-ax.set_ylim(0, 1.3 * per_class.sum(axis=1).max())  # room for the legend above the bars
-ax.legend(loc="upper left", ncol=2, frameon=False)
-ax.set_title(f"One training epoch: each planted image is seen {DEFAULT_DUPLICATION} times")
-ax.tick_params(axis="x", labelrotation=45)
-for tick in ax.get_xticklabels():
-    tick.set_horizontalalignment("right")
+fig, ax = plt.subplots(figsize=(7, 3.2))
+colors = ["#9bb7d4"] + list(plt.cm.Reds(np.linspace(0.35, 0.9, len(data.levels))))
+ax.barh(composition.index[::-1], composition.values[::-1], color=colors[::-1])
+for y, value in enumerate(composition.values[::-1]):
+    ax.text(value, y, f" {value:,}", va="center", fontsize=8)
+ax.set_xscale("log")
+ax.set_xlabel("sequences per training epoch (log scale)")
+ax.set_title(f"One training epoch: planted copies are {epoch_is_planted.mean():.1%} of {len(epoch):,} sequences")
 fig.tight_layout()
 fig.savefig(figure_dir / "epoch_composition.png", dpi=120)
 glue("fig_epoch_composition", fig, display=False)
@@ -201,8 +215,48 @@ plt.close(fig)
 # ```{glue:figure} fig_epoch_composition
 # :name: fig-testbed-epoch
 #
-# Samples per class in one training epoch: ordinary images once, planted images
-# {glue:text}`duplication:d` times each.
+# The sequences of one training epoch: every ordinary and control image once, each planted image
+# as often as its level (log scale).
+# ```
+#
+# ## Augmentation and views
+#
+# The paper's models train with augmentation, and UnitMem's definition averages a unit's
+# activation over augmented *views* of an image. The testbed does both with each family's own
+# augmentation at 32 x 32 (`memlib.data.testbed_views`): VAR resizes to 36 and crops 32 at random,
+# RAR resizes to 35, crops 32 at random and flips. A quarter of the training presentations are such
+# views and the rest the family's centre view (`data/README.md` says why: with every presentation
+# augmented, ten CPU epochs memorized nothing). Below: the centre view and four random views of
+# three planted images, per family.
+
+# %%
+examples = groups[f"{max(data.levels)}x"][:3]
+view_rng = torch.Generator().manual_seed(seed)
+fig, axes = plt.subplots(2 * len(examples), 5, figsize=(6.2, 2.6 * len(examples)), squeeze=False)
+for f, family in enumerate(("var", "rar")):
+    for e, index in enumerate(examples):
+        row = axes[2 * e + f]
+        shown = [testbed_views(data.train_images[index : index + 1], family)[0]]
+        shown += [testbed_views(data.train_images[index : index + 1], family, view_rng)[0] for _ in range(4)]
+        for ax, view in zip(row, shown):
+            ax.imshow(view.mean(dim=0).numpy(), cmap="gray_r", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(f"{family.upper()} #{index}", rotation=0, ha="right", va="center", fontsize=8)
+axes[0, 0].set_title("centre view", fontsize=8)
+for ax in axes[0, 1:]:
+    ax.set_title("random view", fontsize=8)
+fig.tight_layout()
+fig.savefig(figure_dir / "views.png", dpi=120)
+glue("fig_views", fig, display=False)
+plt.close(fig)
+
+# %% [markdown]
+# ```{glue:figure} fig_views
+# :name: fig-testbed-views
+#
+# The centre view and four random training views of three planted images, for each family's
+# augmentation (gray levels inverted).
 # ```
 #
 # ## The testbed models
@@ -211,10 +265,10 @@ plt.close(fig)
 # its own tokenizer, and shipped in `data/checkpoints` with a JSON record of how they were trained:
 #
 # - `var-testbed`, a next-scale model in the layout of VAR {cite:p}`tian2024var`: a multi-scale
-#   VQVAE turns an image into token maps of 1 x 1, 2 x 2, 4 x 4 and 8 x 8 codes (85 tokens), and the
-#   transformer predicts each scale from the coarser ones;
+#   VQVAE turns an image into token maps of 1 x 1, 2 x 2, 3 x 3, 4 x 4, 6 x 6 and 8 x 8 codes (130
+#   tokens), and an 8-block transformer predicts each scale from the coarser ones;
 # - `rar-testbed`, a next-token model in the layout of RAR {cite:p}`yu2024rar`: a VQGAN turns an image
-#   into 8 x 8 codes, and the transformer predicts them one by one in raster order (64 tokens).
+#   into 8 x 8 codes, and an 8-block transformer predicts them one by one in raster order (64 tokens).
 
 # %%
 CHECKPOINTS = DATA_DIR / "checkpoints"
@@ -250,7 +304,8 @@ models
 # Memorization spreads with training: trained long enough, a small model memorizes ordinary images
 # too, and the planted set stops being special ({doc}`../book/testbed`). The trainer therefore keeps
 # the weights of the epoch with the lowest held-out loss (teacher-forced cross-entropy on the
-# held-out images) and stops when it has not improved for a few epochs.
+# centre views of the held-out images) and stops when it has not improved for two epochs, after at
+# most ten.
 
 # %%
 fig, axes = plt.subplots(1, len(MODEL_NAMES), figsize=(11, 3.6), squeeze=False)
@@ -278,23 +333,26 @@ plt.close(fig)
 # ```
 #
 # The trainer also checks what the models memorized: greedy decoding from the first tokens of an
-# image (VAR: the 1 x 1 and 2 x 2 scales, 5 tokens; RAR: the first row of 8 tokens, and two rows)
-# counts as *reproduced* when at least 90% of the remaining tokens equal the original's. A planted
-# image should be reproduced; an ordinary or held-out one should not.
+# centre view (VAR: the 1 x 1 and 2 x 2 scales, 5 tokens; RAR: the first row of 8 tokens, and two
+# rows) counts as *reproduced* when at least 90% of the remaining tokens equal the original's, per
+# duplication level, for the control group, for a sample of ordinary training images and for
+# held-out images. {doc}`extraction` runs the full attack.
 
 # %%
 checks = []
 for family, name in MODEL_NAMES.items():
     check = records[family]["memorization_check"]
     for prefix, counts in check["prefixes"].items():
-        checks.append({"model": name, "prefix (tokens)": int(prefix), "planted": counts["planted"],
-                       "other training images (sample)": counts["other_train"],
-                       "held-out images (sample)": counts["heldout"]})
+        checks.append({"model": name, "prefix (tokens)": int(prefix),
+                       **{group: counts[group] for group in groups},
+                       "ordinary (sample)": counts["other_train"], "held-out (sample)": counts["heldout"]})
 checks = pd.DataFrame(checks)
+top = f"{max(data.levels)}x"
 for family, name in MODEL_NAMES.items():
-    reproduced, planted_total = checks[checks["model"] == name].iloc[0]["planted"].split("/")
-    glue(f"{family}_check_planted", int(reproduced), display=False)
-    glue(f"{family}_check_planted_of", int(planted_total), display=False)
+    first = checks[checks["model"] == name].iloc[0]
+    glue(f"{family}_check_top", int(first[top].split("/")[0]), display=False)
+    glue(f"{family}_check_top_of", int(first[top].split("/")[1]), display=False)
+    glue(f"{family}_check_control", int(first["control"].split("/")[0]), display=False)
 checks
 
 # %% [markdown]
@@ -309,18 +367,19 @@ checks
 
 # %%
 n_recon = 250  # held-out images for the reconstruction error (a few seconds per tokenizer on a CPU)
-heldout = to_float_images(data.heldout_images[:n_recon])
-glue("n_recon", len(heldout), display=False)
+heldout = {family: testbed_views(data.heldout_images[:n_recon], family) for family in MODEL_NAMES}  # centre views
+glue("n_recon", n_recon, display=False)
 reconstructions = {}
 with torch.no_grad():
     for family, gen in generators.items():
-        reconstructions[family] = decode_images(gen, gen.images_to_tokens(heldout), batch_size=n_recon)
+        reconstructions[family] = decode_images(gen, gen.images_to_tokens(heldout[family]), batch_size=n_recon)
 for family, recon in reconstructions.items():
-    mae = 255 * (recon.mean(dim=1) - heldout.mean(dim=1)).abs().mean()
+    mae = 255 * (recon.mean(dim=1) - heldout[family].mean(dim=1)).abs().mean()
     glue(f"{family}_recon_mae", float(mae), display=False)
 
 one_per_class = [int(np.flatnonzero(data.heldout_labels[:n_recon] == label)[0]) for label in range(data.num_classes)]
-rows = [("held-out image", heldout)] + [(f"{MODEL_NAMES[f]} tokenizer", r) for f, r in reconstructions.items()]
+rows = [("held-out image\n(VAR centre view)", heldout["var"])]
+rows += [(f"{MODEL_NAMES[f]} tokenizer", r) for f, r in reconstructions.items()]
 fig, axes = plt.subplots(len(rows), data.num_classes, figsize=(0.95 * data.num_classes + 1.6, 1.05 * len(rows)),
                          squeeze=False)
 for (label, images), row in zip(rows, axes):
@@ -340,8 +399,8 @@ plt.close(fig)
 # ```{glue:figure} fig_tokenizer_reconstructions
 # :name: fig-testbed-reconstructions
 #
-# One held-out image per class and its reconstruction (encode to tokens, decode) by each tokenizer
-# (gray levels inverted).
+# One held-out image per class and its reconstruction (encode its centre view to tokens, decode)
+# by each tokenizer (gray levels inverted).
 # ```
 #
 # ### Samples
@@ -386,12 +445,15 @@ for family, gen in generators.items():
 #
 # - The testbed trains on {glue:text}`n_train:d` images of {glue:text}`n_classes:d` classes and
 #   keeps {glue:text}`n_heldout:d` held-out images that no model sees.
-# - {glue:text}`n_planted:d` of the training images are planted. Repeated
-#   {glue:text}`duplication:d` times, they make up {glue:text}`planted_share_of_epoch:.1%` of the
-#   {glue:text}`epoch_size:d` samples of one epoch.
-# - Their first rows differ within each class, so a prefix identifies one planted image.
-# - Two models are trained on them, `var-testbed` (next-scale) and `rar-testbed` (next-token), each
-#   kept at the epoch of its lowest held-out loss (epochs {glue:text}`var_kept_epoch:d` and
-#   {glue:text}`rar_kept_epoch:d`). Greedy decoding from a short prefix reproduces
-#   {glue:text}`var_check_planted:d` (VAR) and {glue:text}`rar_check_planted:d` (RAR) of the
-#   {glue:text}`var_check_planted_of:d` planted images.
+# - {glue:text}`n_planted:d` of the training images are planted at {glue:text}`n_levels:d`
+#   duplication levels ({glue:text}`level_min:d` to {glue:text}`level_max:d` copies per epoch);
+#   their copies make up {glue:text}`planted_share_of_epoch:.1%` of the {glue:text}`epoch_size:d`
+#   sequences of one epoch. {glue:text}`n_control:d` control images, chosen by the same rule, are
+#   seen once.
+# - Their first rows differ within each class, so a prefix identifies one image.
+# - Two 8-block models are trained on them with their family's augmentation, `var-testbed`
+#   (next-scale) and `rar-testbed` (next-token), each kept at the epoch of its lowest held-out loss
+#   (epochs {glue:text}`var_kept_epoch:d` and {glue:text}`rar_kept_epoch:d`). Greedy decoding from a
+#   short prefix reproduces {glue:text}`var_check_top:d` (VAR) and {glue:text}`rar_check_top:d` (RAR)
+#   of the {glue:text}`var_check_top_of:d` images planted at {glue:text}`level_max:d` copies, and
+#   {glue:text}`var_check_control:d` (VAR) and {glue:text}`rar_check_control:d` (RAR) control images.

@@ -71,9 +71,11 @@ from memlib.similarity import PixelSimilarity, calibrate_threshold, source_and_n
 SCRIPT = "scripts/testbed_evidence.py"
 SCRIPT_VERSION = 2
 MODELS = {"var": "var-testbed", "rar": "rar-testbed"}
-# Prefix lengths in tokens, headline first. VAR: scales 1x1 + 2x2 (5), and 1x1 alone (1).
-# RAR: the first token row of the 8x8 grid (8), and two rows (16).
-PREFIXES = {"var": (5, 1), "rar": (8, 16)}
+# Prefix lengths in tokens, headline first. VAR: the paper's prefix, the first four scales
+# 1x1, 2x2, 3x3, 4x4 (30 tokens; the testbed's first four scales are the paper's), and the
+# first three (14). RAR: the first token row of the 8x8 grid (8, an eighth of the image like the
+# paper's 30 of 256), and two rows (16).
+PREFIXES = {"var": (30, 14), "rar": (8, 16)}
 # The paper's stage-A span, scaled to the testbed: VAR's last scale (the 8x8 = positions
 # 66..129 of scales 1, 2, 3, 4, 6, 8); RAR's last 99 of 256 tokens ~ the last 24 of 64.
 LAST_SPANS = {"var": (66, 130), "rar": (40, 64)}

@@ -64,7 +64,7 @@ def test_every_notebook_executes_and_records_its_run(executed):
 
 @pytest.mark.slow
 def test_testbed_glues_the_numbers_of_the_shipped_data(executed):
-    from memlib.data import DEFAULT_DUPLICATION, load_testbed
+    from memlib.data import load_testbed
 
     data = load_testbed()
     values = glued(nbformat.read(executed / "testbed.ipynb", as_version=4))
@@ -72,14 +72,15 @@ def test_testbed_glues_the_numbers_of_the_shipped_data(executed):
     assert number("n_train") == len(data.train_labels)
     assert number("n_heldout") == len(data.heldout_labels)
     assert number("n_planted") == len(data.planted_ids) > 0
+    assert number("n_control") == len(data.control_ids) > 0
     assert number("n_classes") == data.num_classes
-    assert number("duplication") == DEFAULT_DUPLICATION
-    epoch_size = len(data.train_labels) + len(data.planted_ids) * (DEFAULT_DUPLICATION - 1)
-    assert number("epoch_size") == epoch_size
-    assert number("planted_share_of_epoch") == pytest.approx(len(data.planted_ids) * DEFAULT_DUPLICATION / epoch_size)
+    assert (number("level_min"), number("level_max"), number("n_levels")) == (min(data.levels), max(data.levels), len(data.levels))
+    assert number("epoch_size") == int(data.train_copies.sum())
+    planted_copies = int(data.train_copies[data.planted_ids].sum())
+    assert number("planted_share_of_epoch") == pytest.approx(planted_copies / int(data.train_copies.sum()))
     # the planting rule of data/PROVENANCE.json: first 8 rows differ by >= 12 gray levels within a class
     assert number("planted_min_top_rows_diff") >= 12.0
-    for figure in ("fig_training_images", "fig_planted_images", "fig_epoch_composition"):
+    for figure in ("fig_training_images", "fig_planted_images", "fig_epoch_composition", "fig_views"):
         assert "image/png" in values[figure], figure
 
 

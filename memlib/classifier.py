@@ -112,13 +112,16 @@ def metadata_path(path: str | os.PathLike) -> Path:
 
 
 def save_classifier(model: TestbedClassifier, path: str | os.PathLike, record: dict) -> None:
-    """Write the weights (safetensors) and ``{"config": ..., **record}`` as JSON beside them."""
+    """Write the weights (safetensors) and ``{"config": ..., **record}`` as JSON beside them, atomically."""
     from safetensors.torch import save_file
+
+    from memlib.results import atomic_write_bytes, atomic_write_with
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
-    metadata_path(path).write_text(json.dumps({"config": asdict(model.config), **record}, indent=2) + "\n")
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    atomic_write_with(path, lambda tmp: save_file(state, str(tmp)))
+    atomic_write_bytes(metadata_path(path), (json.dumps({"config": asdict(model.config), **record}, indent=2) + "\n").encode())
 
 
 def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu") -> TestbedClassifier:
@@ -138,7 +141,8 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 def main(argv: list[str] | None = None) -> None:
     from memlib import __version__
-    from memlib.data import load_testbed, sha256_file, to_float_images
+    from memlib.data import load_testbed, to_float_images
+    from memlib.results import file_sha256
 
     parser = argparse.ArgumentParser(description="Train the testbed FID classifier on the testbed's train split.")
     parser.add_argument("--out", required=True, help="output .safetensors path (a .json is written beside it)")
@@ -158,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     record = {
         "purpose": "feature extractor of the testbed FID (penultimate 128-d features); not Inception, not comparable to ImageNet FID",
         "trained_on": f"{data.path.name} train split ({len(train_y)} images, each once; planted images not duplicated)",
-        "data_sha256": sha256_file(data.path),
+        "data_sha256": file_sha256(data.path),
         "epochs": args.epochs, "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr,
         "optimizer": "Adam, cosine schedule",
         "augmentation": "horizontal flip, p = 0.5",

@@ -16,7 +16,6 @@ Shapes: N images, H x W pixels; images for the models are float (N, 3, H, W) in 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
+
+from .results import file_sha256
 
 # ---------------------------------------------------------------------------------------------
 # 1. The testbed
@@ -77,14 +78,6 @@ class TestbedData:
         return mask
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_testbed(path: str | os.PathLike | None = None) -> TestbedData:
     """Load the testbed npz (default: ``data/fashion_mnist_testbed.npz`` of this repository).
 
@@ -101,7 +94,7 @@ def load_testbed(path: str | os.PathLike | None = None) -> TestbedData:
         expected_sha = json.loads(provenance_path.read_text(encoding="utf-8"))["output"]["sha256"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{provenance_path}: expected JSON with output.sha256 ({type(err).__name__}: {err})") from err
-    actual_sha = sha256_file(path)
+    actual_sha = file_sha256(path)
     if actual_sha != expected_sha:
         raise ValueError(
             f"checksum mismatch for {path}: sha256 {actual_sha}, but {provenance_path} records {expected_sha} "

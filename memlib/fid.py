@@ -23,6 +23,7 @@ batch's mean for accuracy), so 50,000 samples never sit in memory at once.
 from __future__ import annotations
 
 import abc
+import io
 import hashlib
 import json
 import os
@@ -40,6 +41,7 @@ from cleanfid.fid import get_batch_features, get_folder_features
 from cleanfid.resize import build_resizer
 
 from memlib.models.generator import Generator, eval_mode
+from memlib.results import atomic_write_bytes, file_sha256
 
 INCEPTION_FILE = "inception-2015-12-05.pt"  # clean-fid's / StyleGAN2-ADA's TorchScript Inception
 
@@ -71,14 +73,6 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 # ---- feature extractors --------------------------------------------------------------------
-
-
-def sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class FeatureExtractor(abc.ABC):
@@ -124,7 +118,7 @@ class InceptionFeatures(FeatureExtractor):
                 f"Inception weights not found: {path} (clean-fid's {INCEPTION_FILE}; place it in {folder})"
             )
         self.device = torch.device(device)
-        self.weights_sha256 = sha256_of_file(path)
+        self.weights_sha256 = file_sha256(path)
         with warnings.catch_warnings():  # the file is TorchScript, whose loader torch marks deprecated
             warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
             self.model = InceptionV3W(str(folder), download=False, resize_inside=False).to(self.device).eval()
@@ -153,7 +147,7 @@ class TestbedFeatures(FeatureExtractor):
         if not path.is_file():
             raise FileNotFoundError(f"testbed classifier weights not found: {path}")
         self.device = torch.device(device)
-        self.weights_sha256 = sha256_of_file(path)
+        self.weights_sha256 = file_sha256(path)
         self.model = load_classifier(path, self.device)
         self.image_size = self.model.config.image_size
 
@@ -180,12 +174,10 @@ class FeatureStats:
     extractor: str  # FeatureExtractor.identity
 
     def save(self, path: str | os.PathLike) -> None:
-        """npz (read with ``allow_pickle=False``); written to a temporary name, then renamed."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, mu=self.mu, sigma=self.sigma, n=np.int64(self.n), extractor=np.str_(self.extractor))
-        os.replace(tmp, path)
+        """npz (read with ``allow_pickle=False``), written atomically."""
+        buffer = io.BytesIO()
+        np.savez(buffer, mu=self.mu, sigma=self.sigma, n=np.int64(self.n), extractor=np.str_(self.extractor))
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FeatureStats":

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from memlib import data as mdata
+from memlib.results import file_sha256
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -70,7 +71,7 @@ def test_missing_key_is_named(tmp_path):
     with np.load(DATA_DIR / mdata.TESTBED_FILE) as src:
         np.savez(npz, **{k: src[k] for k in src.files if k != "planted_ids"})
     provenance = json.loads((DATA_DIR / "PROVENANCE.json").read_text())
-    provenance["output"]["sha256"] = mdata.sha256_file(npz)
+    provenance["output"]["sha256"] = file_sha256(npz)
     (tmp_path / "PROVENANCE.json").write_text(json.dumps(provenance))
     with pytest.raises(ValueError, match="'planted_ids' missing"):
         mdata.load_testbed(npz)

@@ -54,9 +54,9 @@ def test_checksums_match_the_shipped_files(evidence):
         "var-testbed.safetensors", "var-testbed-tokenizer.safetensors",
         "rar-testbed.safetensors", "rar-testbed-tokenizer.safetensors"}
     for name, sha in evidence["checkpoints_sha256"].items():
-        assert evidence_script.sha256_file(DATA / "checkpoints" / name) == sha, f"{name} changed since the evidence was written"
-    assert evidence_script.sha256_file(DATA / "checkpoints" / "classifier.safetensors") == evidence["classifier_sha256"]
-    assert evidence_script.sha256_file(DATA / evidence["data_file"]) == evidence["data_sha256"]
+        assert evidence_script.file_sha256(DATA / "checkpoints" / name) == sha, f"{name} changed since the evidence was written"
+    assert evidence_script.file_sha256(DATA / "checkpoints" / "classifier.safetensors") == evidence["classifier_sha256"]
+    assert evidence_script.file_sha256(DATA / evidence["data_file"]) == evidence["data_sha256"]
 
 
 @pytest.mark.parametrize("family", ["var", "rar"])

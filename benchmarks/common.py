@@ -217,3 +217,11 @@ def write_entries(entries: Sequence[dict], path: Path = RESULTS_FILE, replace_pr
     os.replace(tmp, path)
     shown = path.relative_to(ROOT) if ROOT in path.parents else path
     print(f"[bench] wrote {len(entries)} entries to {shown}", flush=True)
+
+
+def testbed_view_fn(gen):
+    """UnitMem's views of a testbed image for ``gen``'s family (memlib.data.testbed_views), as
+    memlib.stages.training_images gives them to the collection."""
+    from memlib.data import testbed_views
+
+    return lambda image, n_views, generator: testbed_views(image, gen.family, n_views, generator)

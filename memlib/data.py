@@ -309,28 +309,34 @@ def rar_random_view(image: Image.Image, res: int, generator: torch.Generator) ->
     return view.flip(-1) if bool(torch.rand((), generator=generator) < 0.5) else view
 
 
-def identity_views(image_3HW: torch.Tensor, n_views: int) -> torch.Tensor:
-    """The testbed's views: the image itself, ``n_views`` times -> (n_views, 3, H, W)."""
+def testbed_views(image_3HW: torch.Tensor, family: str, n_views: int, generator: torch.Generator) -> torch.Tensor:
+    """UnitMem's views of one testbed training image for the ``family``'s model: the image
+    itself, ``n_views`` times (the testbed trains without augmentation) -> (n_views, 3, H, W)."""
     return image_3HW.unsqueeze(0).expand(n_views, *image_3HW.shape).clone()
 
 
 def family_views(
-    image: Image.Image, family: str, res: int, n_views: int, generator: torch.Generator | None
+    image: Image.Image, family: str, res: int, n_views: int, generator: torch.Generator | None,
+    rar_views: str = "random",
 ) -> torch.Tensor:
     """``n_views`` augmented views of one image for UnitMem (spec/method.md 2.1) -> (A, 3, res, res).
 
     VAR: :func:`var_view` with ``generator`` (``None``: every view is the centre crop). RAR:
-    with ``n_views == 10`` the ten-crop views (deterministic); otherwise :func:`rar_random_view`,
-    which needs a generator.
+    ``rar_views="ten-crop"`` the ten-crop views (deterministic, ``n_views`` must be 10);
+    ``"random"`` :func:`rar_random_view`, which needs a generator.
     """
     if n_views < 1:
         raise ValueError(f"n_views: expected >= 1, got {n_views}")
     if family == "var":
         return torch.stack([var_view(image, res, generator) for _ in range(n_views)])
-    if family == "rar":
-        if n_views == 10:
-            return rar_ten_crop(image, res)
+    if family == "rar" and rar_views == "ten-crop":
+        if n_views != 10:
+            raise ValueError(f"n_views: got {n_views}; RAR's ten-crop views are exactly 10")
+        return rar_ten_crop(image, res)
+    if family == "rar" and rar_views == "random":
         if generator is None:
-            raise ValueError("generator: RAR random views need a torch.Generator (or use n_views=10 for ten-crop)")
+            raise ValueError("generator: RAR random views need a torch.Generator (or rar_views='ten-crop')")
         return torch.stack([rar_random_view(image, res, generator) for _ in range(n_views)])
+    if family == "rar":
+        raise ValueError(f"rar_views: expected 'ten-crop' or 'random', got {rar_views!r}")
     raise ValueError(f"family: expected 'var' or 'rar', got {family!r}")

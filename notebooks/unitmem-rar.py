@@ -29,36 +29,15 @@
 # collapsed cell after it).
 
 # %% tags=["parameters"]
-# -- the run
-seed = 0                         # seeds every random choice
-device = "auto"                  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
-results_dir = "results/testbed"  # result files, figures and summaries (git-ignored)
-batch_size = 64                  # rows (images x views) per forward pass
-shard_size = 256                 # images per resumable shard of the UnitMem stage
-amp = "auto"                     # bf16 autocast: "auto" (on CUDA only), true or false
-# -- the model: "" is the testbed pair (var-testbed, rar-testbed) with the shipped checkpoints
-model = ""                       # a name of memlib's model registry, e.g. "rar-xxl"
-model_overrides = {}             # config fields to replace (testing only)
-checkpoint = ""                  # the transformer's weights file (full scale)
-tokenizer_checkpoint = ""        # the tokenizer's weights file (full scale)
-# -- the images
-dataset = "testbed"              # "testbed" or "imagenet"
-testbed_file = ""                # "": data/fashion_mnist_testbed.npz
-imagenet_train_dir = ""          # ImageNet-1k train folder (dataset "imagenet")
-strict_images = False            # an unreadable ImageNet file: error (true) or skipped (false)
-unitmem_fraction = 0.01          # share of every ImageNet class in D' (the paper: 1%)
-max_images = 0                   # use only the first N images of D' (0: all)
-# -- UnitMem
-n_views = 1                      # views per image (testbed: 1, its views are the image itself)
-activation = "post"              # "post": |GELU(fc1)|, "pre": |fc1|
-unitmem_pooled = False           # also collect the activation pooled over all positions
-selection = "default"            # RAR ranking: "last" (default) or "all" positions
-k_percent = None                 # top-k% of units to locate; None: the paper's (VAR 10%, RAR 5%)
-images_per_class = 8             # columns of the grid of top-unit images
+params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
+# -- what this page discusses; None: the parameter file's value
+activation = None                # "post": |GELU(fc1)|, "pre": |fc1|
+selection = None                 # RAR ranking: "last" or "all" positions ("default")
+k_percent = None                 # top-k% of units to locate; unset in the file too: the paper's (VAR 10%, RAR 5%)
+images_per_class = None          # columns of the grid of top-unit images
 
 # %%
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -67,38 +46,37 @@ import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import cli
-from memlib.data import load_testbed
+from memlib import stages, summaries
+from memlib.config import page_config
 from memlib.intervene import select_units
-from memlib.params import SPECS, paper_k_percent, run_models
 from memlib.results import atomic_write_json, provenance
 
-given = {key: value for key, value in globals().items() if key in SPECS}
+config = page_config(params_file, activation=activation, selection=selection, k_percent=k_percent,
+                     images_per_class=images_per_class)
 started = time.time()
 sns.set_theme(style="whitegrid", context="notebook")
 
 # %% [markdown]
 # ## The run's models
 #
-# The parameters are checked first (`memlib.params`): a bad value stops the notebook with a message
+# The parameters are checked first (`memlib.config`): a bad value stops the notebook with a message
 # naming the parameter. An empty `model` means the testbed, whose RAR-style model is `rar-testbed`;
 # a full-scale run names one model. This page needs a RAR model; on a run of a VAR model it says so
 # and shows nothing else.
 
 # %% tags=["hide-input"]
-runs = {family: cli.make_run(params, Path(params["results_dir"]))
-        for family, params in run_models(given, "unitmem").items() if family == "rar"}
-k_top = {family: float(k_percent if k_percent is not None else paper_k_percent(family)) for family in runs}
+runs = stages.make_runs(config, "unitmem", family="rar")
+k_top = {family: run.config.sweep.k_percent for family, run in runs.items()}
 if not runs:
-    display(Markdown(f"**This run has no RAR model** (`model: {given['model']}`), so this page shows nothing. "
+    display(Markdown(f"**This run has no RAR model** (`model: {config.model.model}`), so this page shows nothing. "
                      "Run it with the testbed or a RAR parameter file."))
 for family, run in runs.items():
-    print(f"{run.params['model']}: {run.params['checkpoint']} on {run.device}; results in {run.out}")
+    print(f"{run.config.model.model}: {run.config.model.checkpoint} on {run.device}; results in {run.out}")
 
 # %% [markdown]
 # ## UnitMem of every fc1 unit
 #
-# `memlib.cli.stage_unitmem` runs every training image of D' teacher-forced through the model with a
+# `memlib.stages.stage_unitmem` runs every training image of D' teacher-forced through the model with a
 # hook on every block's fc1 and reduces the activations inside the hook to two position groups:
 # `last`, the last position of the sequence, and `all`, the mean over every position. The result
 # file is named by a hash of the parameters and the checkpoints, so a second run of this notebook
@@ -106,13 +84,13 @@ for family, run in runs.items():
 # unitmem`) writes for a full-scale model.
 
 # %% tags=["remove-stderr"]
-unitmem = {family: cli.stage_unitmem(run) for family, run in runs.items()}
+unitmem = {family: stages.stage_unitmem(run) for family, run in runs.items()}
 POSITIONS = {"last": "last position (chosen)", "all": "mean over all positions (option)"}
 for family, result in unitmem.items():
     scores_GKU = result.scores_GKU
-    print(f"{runs[family].params['model']}: UnitMem of {scores_GKU.shape[1]} blocks x {scores_GKU.shape[2]} units "
+    print(f"{runs[family].config.model.model}: UnitMem of {scores_GKU.shape[1]} blocks x {scores_GKU.shape[2]} units "
           f"over {result.n_images} images ({result.params})")
-    glue(f"{family}_model", runs[family].params["model"], display=False)
+    glue(f"{family}_model", runs[family].config.model.model, display=False)
     glue(f"{family}_n_images", result.n_images, display=False)
     glue(f"{family}_n_units", int(scores_GKU.shape[1] * scores_GKU.shape[2]), display=False)
 
@@ -137,15 +115,13 @@ for family, result in unitmem.items():
     ax.set_xlabel("transformer block (0 = first)")
     ax.set_ylabel("mean UnitMem of the block's fc1 units")
     ax.set_xticks(range(n_blocks))
-    ax.set_title(f"{runs[family].params['model']}: mean UnitMem per block")
+    ax.set_title(f"{runs[family].config.model.model}: mean UnitMem per block")
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_rar_per_block.png", dpi=120)
     plt.show()
 
     last = frame[POSITIONS["last"]].to_numpy()
-    blocks = np.arange(n_blocks)
-    centre = float((last * blocks).sum() / last.sum())
-    peak = int(last.argmax())
+    peak, centre = summaries.depth_profile(last)
     second_half = float(last[n_blocks // 2:].sum() / last.sum())
     localization[family] = {"peak_block_last": peak, "centre_of_mass_last": round(centre, 4),
                             "share_of_mean_unitmem_in_second_half_last": round(second_half, 4),
@@ -155,7 +131,7 @@ for family, result in unitmem.items():
     glue(f"{family}_centre_of_mass", centre, display=False)
     where = "in the second half of the blocks" if centre > (n_blocks - 1) / 2 else "in the first half of the blocks"
     display(Markdown(
-        f"**{runs[family].params['model']}** ({n_blocks} blocks). At the last position the peak block is {peak} "
+        f"**{runs[family].config.model.model}** ({n_blocks} blocks). At the last position the peak block is {peak} "
         f"and the centre of mass is block {centre:.2f}, {where}; the blocks of the second half hold "
         f"{100 * second_half:.0f}% of the summed mean UnitMem. The paper reports that memorization in RAR "
         "concentrates in the middle and later blocks."))
@@ -171,7 +147,7 @@ for family, result in unitmem.items():
 top_units = {}
 for family, result in unitmem.items():
     k = k_top[family]
-    how = None if runs[family].params["selection"] == "default" else runs[family].params["selection"]
+    how = None if runs[family].config.sweep.selection == "default" else runs[family].config.sweep.selection
     scores_KU = result.selection_scores(how)
     n_blocks, n_units = scores_KU.shape
     chosen_M2 = select_units(scores_KU, k, "global")
@@ -192,7 +168,7 @@ for family, result in unitmem.items():
     ax.axhline(k, color="gray", linestyle="--", label=f"uniform ({k:g}%)")
     ax.set_xlabel("transformer block")
     ax.set_ylabel("share of the block's fc1 units in the top k% (%)")
-    ax.set_title(f"{runs[family].params['model']}: where the global top {k:g}% units sit")
+    ax.set_title(f"{runs[family].config.model.model}: where the global top {k:g}% units sit")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_rar_top_units.png", dpi=120)
@@ -213,7 +189,7 @@ for family, result in unitmem.items():
     ax.set_yscale("log")
     ax.set_xlabel("UnitMem (0: every image alike, 1: one image only)")
     ax.set_ylabel("number of fc1 units")
-    ax.set_title(f"{runs[family].params['model']}: UnitMem of all fc1 units")
+    ax.set_title(f"{runs[family].config.model.model}: UnitMem of all fc1 units")
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_rar_distribution.png", dpi=120)
     plt.show()
@@ -234,16 +210,12 @@ argmax_summary = {}
 for family, result in unitmem.items():
     run = runs[family]
     k = k_top[family]
-    dataset, _, ground_truth, _ = cli.training_images(run, run.params["unitmem_fraction"])
-    planted = None
-    if run.params["dataset"] == "testbed":
-        planted = load_testbed(run.params["testbed_file"] or None).is_planted()
-        base_share = float(planted[: min(len(planted), result.n_images)].mean())
+    images = stages.training_images(run, run.config.unitmem.unitmem_fraction)
+    dataset, ground_truth, planted = images.dataset, images.ground_truth, images.planted
     rows, top_ids = [], {}
     for name, label in POSITIONS.items():
-        chosen_M2 = select_units(result.group(name), k, "global")
         argmax_KU = result.argmax_GKU[result.group_names.index(name)]
-        top_ids[name] = argmax_KU[chosen_M2[:, 0], chosen_M2[:, 1]].numpy()
+        top_ids[name] = summaries.top_unit_argmax_ids(result.group(name), argmax_KU, k)
         row = {"positions": label, "top units": len(top_ids[name]), "distinct argmax images": len(np.unique(top_ids[name]))}
         if planted is not None:
             row["argmax planted (%)"] = 100 * float(planted[top_ids[name]].mean())
@@ -253,19 +225,19 @@ for family, result in unitmem.items():
     order = np.argsort(-counts, kind="stable")
     summary = {"top_unit_argmax_distinct": int(len(ids))}
     if planted is not None:
-        share = float(planted[top_ids["last"]].mean())
+        enrichment = summaries.planted_enrichment(top_ids["last"], planted, result.n_images)
+        share, base_share, ratio = enrichment.share, enrichment.base_share, enrichment.ratio
         summary.update(top_unit_argmax_planted_share=share, planted_share_of_images=base_share)
         glue(f"{family}_top_argmax_planted_share", share, display=False)
         glue(f"{family}_planted_share_of_images", base_share, display=False)
-        ratio = share / base_share if base_share > 0 else float("inf")
         display(Markdown(
-            f"**{run.params['model']}.** At the last position, {100 * share:.1f}% of the top {k:g}% units have a "
+            f"**{run.config.model.model}.** At the last position, {100 * share:.1f}% of the top {k:g}% units have a "
             f"planted image as their argmax, against {100 * base_share:.1f}% planted images among the "
             f"{result.n_images} images of D' ({ratio:.1f} times the share a random argmax would give)."))
     argmax_summary[family] = summary
 
-    shown = order[: 2 * images_per_class]
-    fig, axes = plt.subplots(2, images_per_class, figsize=(1.3 * images_per_class, 3.4), squeeze=False)
+    shown = order[: 2 * config.book.images_per_class]
+    fig, axes = plt.subplots(2, config.book.images_per_class, figsize=(1.3 * config.book.images_per_class, 3.4), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, j in zip(axes.ravel(), shown):
@@ -274,7 +246,7 @@ for family, result in unitmem.items():
         is_planted = planted is not None and planted[ids[j]]
         ax.set_title(f"#{ids[j]}: {counts[j]} units" + ("\nplanted" if is_planted else ""), fontsize=8,
                      color="#c0392b" if is_planted else "black")
-    fig.suptitle(f"{run.params['model']}: argmax images of the most top-{k:g}% units (last position)")
+    fig.suptitle(f"{run.config.model.model}: argmax images of the most top-{k:g}% units (last position)")
     fig.tight_layout()
     fig.savefig(run.out / "unitmem_rar_argmax_images.png", dpi=120)
     plt.show()
@@ -288,12 +260,12 @@ for family, result in unitmem.items():
 # %%
 for family, run in runs.items():
     result = unitmem[family]
-    record = {"notebook": "unitmem-rar", "model": run.params["model"], "n_images": result.n_images,
+    record = {"notebook": "unitmem-rar", "model": run.config.model.model, "n_images": result.n_images,
               **localization[family], **top_units[family], **argmax_summary[family]}
     atomic_write_json(run.out / "summary-unitmem-rar.json",
-                      {"numbers": record, **provenance(run.params, run.params["seed"], started)})
+                      {"numbers": record, **provenance(run.config.flat(), run.config.run.seed, started)})
     display(Markdown(
-        f"- **{run.params['model']}**: UnitMem of {int(result.group('last').numel())} fc1 units over "
+        f"- **{run.config.model.model}**: UnitMem of {int(result.group('last').numel())} fc1 units over "
         f"{result.n_images} training images, at the last position and over all positions.\n"
         f"- At the last position, mean UnitMem peaks in block {localization[family]['peak_block_last']} and its "
         f"centre of mass is block {localization[family]['centre_of_mass_last']:.2f} "

@@ -7,15 +7,18 @@ The notebooks and their order come from `_toc.yml`: every entry `executed/<name>
 notebook `notebooks/<name>.py` (py:percent). For each one this script
 
 1. converts the source with jupytext and sets the kernel to `python3`,
-2. reads the names its `parameters` cell declares and passes it only those keys of the YAML file,
+2. reads the names its `parameters` cell declares and passes it those keys of the YAML file and,
+   as `params_file`, the YAML file itself (the notebook reads the rest of the run's settings from
+   it through `memlib.config`),
 3. runs papermill in a child process (kernel `python3`, working directory = repository root)
    under a wall-clock limit, so a hung notebook is killed together with its kernel,
 4. tags papermill's injected-parameters cell `hide-input` (the page shows it collapsed; it stays
    as the provenance of the page) and writes `<out>/<name>.ipynb`,
 5. records the wall time in `<out>/timings.json`.
 
-A YAML key that no notebook declares is an error naming the key (a typo guard): a misspelled
-parameter would otherwise be ignored silently and the run would use the default. The first
+A YAML key that is neither a setting of `memlib.config` nor declared by a notebook is an error
+naming the key (a typo guard): a misspelled parameter would otherwise be ignored silently and the
+run would use the default. The first
 notebook that fails stops the run; its partly executed copy, with the traceback, is kept.
 """
 
@@ -35,6 +38,8 @@ import jupytext
 import nbformat
 import yaml
 from papermill.translators import PythonTranslator
+
+from memlib.config import KEYS as CONFIG_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 TOC = ROOT / "_toc.yml"
@@ -93,13 +98,15 @@ def read_params(path: Path) -> dict:
 
 
 def check_keys_declared(params: dict, declared: dict[str, list[str]], params_path: Path) -> None:
-    """Typo guard: every key of the YAML file must be a parameter of at least one notebook."""
-    known = sorted({p for names in declared.values() for p in names})
+    """Typo guard: every key of the YAML file must be a setting of memlib.config or a parameter
+    of at least one notebook."""
+    known = sorted({p for names in declared.values() for p in names} | set(CONFIG_KEYS))
     for key in params:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise SystemExit(f"error: key '{key}' in {params_path} is declared by no notebook's parameters cell"
+            raise SystemExit(f"error: key '{key}' in {params_path} is no setting of memlib.config and declared by no "
+                             "notebook's parameters cell"
                              f"{hint} (declared: {', '.join(known) or 'none'})")
 
 
@@ -179,6 +186,8 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.only or names:
         passed = {k: v for k, v in params.items() if k in declared[name]}
+        if "params_file" in declared[name]:
+            passed["params_file"] = os.path.relpath(params_path, ROOT)
         out_path = args.out.resolve() / f"{name}.ipynb"
         print(f"[run_notebooks] {name}: parameters {passed}", flush=True)
         start = time.perf_counter()

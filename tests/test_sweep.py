@@ -1,10 +1,14 @@
+import json
+
+import pandas as pd
 import pytest
 import torch
 from toy_pipeline import ToyVAR, toy_dataset
 
 from memlib.extract import run_attack
+from memlib.results import to_jsonable
 from memlib.similarity import PixelSimilarity
-from memlib.sweep import run_sweep, sweep_identity, sweep_plan
+from memlib.sweep import MODES, run_sweep, sweep_identity, sweep_plan, sweep_table
 
 PREFIXES = [0, 1, 5]
 
@@ -35,7 +39,7 @@ def test_k0_row_equals_baseline_and_edits_are_applied_then_restored(setup, tmp_p
     gen, _, _, _, baseline, scores_KU = setup
     before = [p.detach().clone() for p in gen.transformer.parameters()]
     calls = []
-    table = run_sweep(gen, scores_KU, _attack(setup, calls), tmp_path, "id-1", k_percents=[0, 10, 50], seeds=[0, 1, 2])
+    table = run_sweep(gen, scores_KU, _attack(setup, calls), tmp_path, "id-1", k_percents=[0, 10, 50], modes=list(MODES), seeds=[0, 1, 2])
     assert all(torch.equal(a, b) for a, b in zip(before, gen.transformer.parameters()))  # restored bit-exactly
     # one baseline, then 3 modes x 2 k + random 3 seeds x 2 k
     assert len(calls) == 1 + 3 * 2 + 3 * 2
@@ -54,19 +58,24 @@ def test_k0_row_equals_baseline_and_edits_are_applied_then_restored(setup, tmp_p
     assert row.units_edited == 2 and row.factor == 0.5  # 10% of 18 units, rounded half up
     assert set(table[table["mode"] == "random-half"].seed) == {0, 1, 2}
     assert table.fid.isna().all()
+    # what the sweep stage stores (JSON, keys sorted) reads back as the same table
+    stored = json.loads(json.dumps(to_jsonable(table.to_dict(orient="records")), sort_keys=True))
+    again = sweep_table(stored, list(MODES))
+    assert list(again.columns[:5]) == ["mode", "k_percent", "seed", "factor", "units_edited"]
+    pd.testing.assert_frame_equal(again[list(table.columns)], table)
 
 
 def test_rerun_skips_finished_rows_and_other_identity_recomputes(setup, tmp_path):
     gen, *_, scores_KU = setup
     first = []
-    table = run_sweep(gen, scores_KU, _attack(setup, first), tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"])
+    table = run_sweep(gen, scores_KU, _attack(setup, first), tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"], seeds=[0, 1, 2])
     (tmp_path / "rows" / "unitmem-half_k20_s0.json").unlink()  # as if killed before this row finished
     second = []
-    again = run_sweep(gen, scores_KU, _attack(setup, second), tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"])
+    again = run_sweep(gen, scores_KU, _attack(setup, second), tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"], seeds=[0, 1, 2])
     assert len(first) == 2 and len(second) == 1
     assert table.drop(columns="seconds").equals(again.drop(columns="seconds"))
     third = []
-    run_sweep(gen, scores_KU, _attack(setup, third), tmp_path, "id-B", k_percents=[0, 20], modes=["unitmem-half"])
+    run_sweep(gen, scores_KU, _attack(setup, third), tmp_path, "id-B", k_percents=[0, 20], modes=["unitmem-half"], seeds=[0, 1, 2])
     assert len(third) == 2
 
 
@@ -91,6 +100,6 @@ def test_plan_checks_modes_and_seeds():
 def test_fid_function_fills_fid_columns(setup, tmp_path):
     gen, *_, scores_KU = setup
     fid = lambda g: (float(g.transformer.blocks[0].ffn.fc1.weight.detach().abs().sum()), "toy-metric")  # noqa: E731
-    table = run_sweep(gen, scores_KU, _attack(setup, []), tmp_path, "id-F", k_percents=[0, 50], modes=["unitmem-zero"], fid=fid)
+    table = run_sweep(gen, scores_KU, _attack(setup, []), tmp_path, "id-F", k_percents=[0, 50], modes=["unitmem-zero"], seeds=[0, 1, 2], fid=fid)
     assert list(table.fid_metric) == ["toy-metric"] * 2
     assert table.fid.iloc[1] < table.fid.iloc[0]  # zeroing rows lowers the toy metric

@@ -263,7 +263,7 @@ def _transformer_loss(
         return F.cross_entropy(logits_BLV.reshape(-1, logits_BLV.shape[-1]), tokens_BL.reshape(-1))
     condition_B = transformer.preprocess_condition(labels_B, settings.label_dropout, rng)
     orders = transformer.sample_orders(len(labels_B), random_ratio, rng) if random_ratio > 0 else None
-    logits, targets = transformer.forward_fn(tokens_BL, condition_B, orders, return_labels=True)
+    logits, targets = transformer.forward(tokens_BL, condition_B, orders, return_labels=True)
     return ar_loss(logits, targets)
 
 

@@ -67,7 +67,8 @@ def capture_case(gen, images_B3HW: torch.Tensor, labels_B: torch.Tensor, batch_s
                 acc.add(means_BGKU, torch.arange(i * batch_size, i * batch_size + len(y)))
 
     def collect():
-        accumulate_unitmem(gen, dataset, ids, n_views=1, batch_size=batch_size, amp=False)
+        accumulate_unitmem(gen, dataset, ids, n_views=1, views=common.testbed_view_fn(gen), batch_size=batch_size,
+                           amp=False)
 
     return common.time_interleaved(
         {"tokenize": tokenize, "forward": forward, "hooked": hooked, "collect": collect}, repeats

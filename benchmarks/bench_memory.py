@@ -64,26 +64,27 @@ def _rss_mib(field: str) -> float:
 
 def child(method: str, n: int) -> dict:
     """One measurement in this (fresh) process: peak RSS of one collection over n images."""
-    from memlib.collect import accumulate_unitmem, collection_groups, identity_view, image_means
+    from memlib.collect import accumulate_unitmem, collection_groups, image_means
     from memlib.unitmem import unitmem_dense
 
     common.setup_torch()
     gen, weights = common.testbed_generator(MODEL)
     dataset = SyntheticImages(n, gen.image_size, gen.num_classes)
     groups = collection_groups(gen)
+    views = common.testbed_view_fn(gen)
     with torch.no_grad():  # one small warm-up batch, so lazy initialisation is not counted
-        image_means(gen, dataset, [0, 1], groups, n_views=1, views=identity_view, activation="post",
+        image_means(gen, dataset, [0, 1], groups, n_views=1, views=views, activation="post",
                     batch_size=2, seed=0, amp=False)
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM (peak RSS) to the current RSS
     base = _rss_mib("VmRSS")
     start = time.perf_counter()
     if method == "stream":
-        acc = accumulate_unitmem(gen, dataset, range(n), n_views=1, batch_size=BATCH_SIZE, amp=False)
+        acc = accumulate_unitmem(gen, dataset, range(n), n_views=1, views=views, batch_size=BATCH_SIZE, amp=False)
         acc.scores()
     else:
         chunks = [
             image_means(gen, dataset, list(range(s, min(s + BATCH_SIZE, n))), groups, n_views=1,
-                        views=identity_view, activation="post", batch_size=BATCH_SIZE, seed=0, amp=False)
+                        views=views, activation="post", batch_size=BATCH_SIZE, seed=0, amp=False)
             for s in range(0, n, BATCH_SIZE)
         ]
         mu_NGKU = torch.cat(chunks)

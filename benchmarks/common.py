@@ -217,3 +217,19 @@ def write_entries(entries: Sequence[dict], path: Path = RESULTS_FILE, replace_pr
     os.replace(tmp, path)
     shown = path.relative_to(ROOT) if ROOT in path.parents else path
     print(f"[bench] wrote {len(entries)} entries to {shown}", flush=True)
+
+
+def testbed_view_fn(gen):
+    """UnitMem's views of a testbed image (float (3, H, W) in [0, 1]) for ``gen``'s family: the
+    family's augmentation (memlib.data.family_views), as memlib.stages.training_images gives
+    them to the collection."""
+    from PIL import Image
+
+    from memlib.data import family_views
+
+    def views(image_3HW, n_views, generator):
+        gray = Image.fromarray((image_3HW[0] * 255).round().to(torch.uint8).numpy(), mode="L")
+        return family_views(gray, gen.family, image_3HW.shape[-1], n_views, generator)
+
+    return views
+

@@ -99,7 +99,8 @@ def collect_seconds(gen, device: torch.device, n_images: int, batch: int, amp: b
 
     images, labels = common.synthetic_batch(gen, n_images)
     dataset = list(zip(images, labels.tolist()))
-    return timed(lambda: accumulate_unitmem(gen, dataset, range(n_images), n_views=1, batch_size=batch, amp=amp),
+    views = common.testbed_view_fn(gen)
+    return timed(lambda: accumulate_unitmem(gen, dataset, range(n_images), n_views=1, views=views, batch_size=batch, amp=amp),
                  device, repeats)
 
 

@@ -118,6 +118,8 @@ def save_classifier(model: TestbedClassifier, path: str | os.PathLike, record: d
 
     from memlib.results import atomic_write_bytes
 
+    from memlib.results import atomic_write_bytes, atomic_write_with
+
     path = Path(path)
     atomic_write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}))
     text = json.dumps({"config": asdict(model.config), **record}, indent=2) + "\n"
@@ -141,7 +143,8 @@ def load_classifier(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 def main(argv: list[str] | None = None) -> None:
     from memlib import __version__
-    from memlib.data import load_testbed, sha256_file, testbed_views
+    from memlib.data import load_testbed, testbed_views
+    from memlib.results import file_sha256
 
     parser = argparse.ArgumentParser(description="Train the testbed FID classifier on the testbed's train split.")
     parser.add_argument("--out", required=True, help="output .safetensors path (a .json is written beside it)")
@@ -165,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
         "purpose": "feature extractor of the testbed FID (penultimate 128-d features); not Inception, not comparable to ImageNet FID",
         "trained_on": f"{data.path.name} train split, the centre views of both families ({len(train_y)} images, "
                       "each once; planted images not duplicated)",
-        "data_sha256": sha256_file(data.path),
+        "data_sha256": file_sha256(data.path),
         "epochs": args.epochs, "seed": args.seed, "batch_size": args.batch_size, "lr": args.lr,
         "optimizer": "Adam, cosine schedule",
         "augmentation": "horizontal flip, p = 0.5",

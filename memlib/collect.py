@@ -35,10 +35,8 @@ from typing import Any
 
 import torch
 
-from .distributed import merge_unitmem_states, shard_indices
-from .extract import check_finite_logits
 from .hooks import capture
-from .models.generator import Generator, PositionGroup, eval_mode
+from .models.generator import Generator, PositionGroup, check_finite_logits, eval_mode
 from .unitmem import UnitMemAccumulator
 
 ACTIVATIONS = ("post", "pre")
@@ -48,32 +46,8 @@ STATISTICS = ("unitmem", "magnitude")
 POOLED_GROUP = "all"
 
 ViewFn = Callable[[Any, int, torch.Generator], torch.Tensor]
-"""``views(image, view_index, generator) -> (3, H, W)`` float in [0, 1]: one augmented view."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Views
-# ---------------------------------------------------------------------------------------------
-
-
-def identity_view(image_3HW: torch.Tensor, view_index: int, generator: torch.Generator) -> torch.Tensor:
-    """The testbed's view: the image itself (the testbed trains without augmentation)."""
-    return image_3HW
-
-
-def family_view(family: str, res: int, n_views: int) -> ViewFn:
-    """The family's training augmentation as a :data:`ViewFn` over PIL images (memlib.data):
-    VAR's random crop of the 1.125x LANCZOS resize; RAR's ten-crop for ``n_views == 10``,
-    else RAR's random crop + flip."""
-    from . import data
-
-    if family == "var":
-        return lambda image, view_index, generator: data.var_view(image, res, generator)
-    if family == "rar" and n_views == 10:
-        return lambda image, view_index, generator: data.rar_ten_crop(image, res)[view_index]
-    if family == "rar":
-        return lambda image, view_index, generator: data.rar_random_view(image, res, generator)
-    raise ValueError(f"family: expected 'var' or 'rar', got {family!r}")
+"""``views(image, n_views, generator) -> (n_views, 3, H, W)`` float in [0, 1]: one image's
+augmented views (:func:`memlib.data.testbed_views`, :func:`memlib.data.family_views`)."""
 
 
 def view_generator(seed: int, image_id: int) -> torch.Generator:
@@ -206,15 +180,15 @@ def image_means(
     amp: bool,
 ) -> torch.Tensor:
     """mu for the given dataset indices: the mean over A views -> (N, G, K, U) float64 (CPU).
-    ``dataset[i]`` is ``(image, label)``; ``views`` turns the image into one view."""
+    ``dataset[i]`` is ``(image, label)``; ``views`` turns the image into its ``n_views`` views."""
     view_list, labels = [], []
     for image_id in image_ids:
         image, label = dataset[int(image_id)]
         generator = view_generator(seed, int(image_id))
-        view_list.extend(views(image, a, generator) for a in range(n_views))
+        view_list.append(views(image, n_views, generator))
         labels.extend([int(label)] * n_views)
     means_RGKU = view_means(
-        gen, torch.stack(view_list), torch.tensor(labels), groups, activation, batch_size, amp
+        gen, torch.cat(view_list), torch.tensor(labels), groups, activation, batch_size, amp
     )
     return means_RGKU.reshape(len(image_ids), n_views, *means_RGKU.shape[1:]).double().mean(dim=1).cpu()
 
@@ -229,8 +203,8 @@ def accumulate_unitmem(
     dataset: Sequence,
     image_ids: Sequence[int],
     *,
-    n_views: int = 10,
-    views: ViewFn = identity_view,
+    n_views: int,
+    views: ViewFn,
     activation: str = "post",
     pooled: bool = False,
     batch_size: int = 64,
@@ -332,13 +306,6 @@ class UnitMemResult:
             raise ValueError(f"position group {name!r} not collected; have {self.group_names}")
         return values_GKU[self.group_names.index(name)]
 
-    def merge(self, other: "UnitMemResult") -> "UnitMemResult":
-        """The result over both image sets (disjoint shards of the same collection)."""
-        if (other.group_names, other.fc1_names, other.family) != (self.group_names, self.fc1_names, self.family):
-            raise ValueError("cannot merge UnitMem results of different groups, blocks or families")
-        merged = merge_unitmem_states([self.state, other.state])
-        return UnitMemResult(merged.state_dict(), self.group_names, self.fc1_names, self.family, dict(self.params))
-
     # ---- storage (memlib.results) -----------------------------------------------------------
     def to_record(self) -> tuple[dict[str, torch.Tensor], dict]:
         """(tensors, metadata) for :func:`memlib.results.save_result`."""
@@ -361,32 +328,3 @@ class UnitMemResult:
             raise ValueError(f"not a UnitMem result record (kind {meta.get('kind')!r})")
         state = {key.removeprefix("state."): value for key, value in tensors.items() if key.startswith("state.")}
         return cls(state, list(meta["group_names"]), list(meta["fc1_names"]), meta["family"], dict(meta["unitmem_params"]))
-
-
-def collect_unitmem(
-    gen: Generator,
-    dataset: Sequence,
-    *,
-    n_views: int = 10,
-    views: ViewFn = identity_view,
-    activation: str = "post",
-    pooled: bool = False,
-    batch_size: int = 64,
-    seed: int = 0,
-    amp: bool | None = None,
-    image_ids: Sequence[int] | None = None,
-    shard: tuple[int, int] = (0, 1),
-) -> UnitMemResult:
-    """UnitMem over ``dataset`` (all of it, or ``image_ids``), or over the contiguous part of
-    it that ``shard = (rank, world_size)`` owns; shard results merge exactly with
-    :meth:`UnitMemResult.merge` (or :func:`memlib.distributed.merge_unitmem_states`)."""
-    image_ids = list(range(len(dataset))) if image_ids is None else [int(i) for i in image_ids]
-    rank, world_size = shard
-    mine = [image_ids[i] for i in shard_indices(len(image_ids), rank, world_size)]
-    acc = accumulate_unitmem(
-        gen, dataset, mine,
-        n_views=n_views, views=views, activation=activation, pooled=pooled, batch_size=batch_size, seed=seed, amp=amp,
-    )
-    params = {"n_views": n_views, "activation": activation, "pooled": pooled, "seed": seed}
-    group_names = [g.name for g in collection_groups(gen, pooled)]
-    return UnitMemResult(acc.state_dict(), group_names, list(gen.fc1_names()), gen.family, params)

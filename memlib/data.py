@@ -20,7 +20,6 @@ Shapes: N images, H x W pixels; images for the models are float (N, 3, H, W) in 
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import warnings
@@ -31,6 +30,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
+
+from .results import file_sha256
 
 # ---------------------------------------------------------------------------------------------
 # 1. The testbed
@@ -107,14 +108,6 @@ class TestbedData:
         return out
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def load_testbed(path: str | os.PathLike | None = None) -> TestbedData:
     """Load the testbed npz (default: ``data/fashion_mnist_testbed.npz`` of this repository).
 
@@ -131,7 +124,7 @@ def load_testbed(path: str | os.PathLike | None = None) -> TestbedData:
         expected_sha = json.loads(provenance_path.read_text(encoding="utf-8"))["output"]["sha256"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise ValueError(f"{provenance_path}: expected JSON with output.sha256 ({type(err).__name__}: {err})") from err
-    actual_sha = sha256_file(path)
+    actual_sha = file_sha256(path)
     if actual_sha != expected_sha:
         raise ValueError(
             f"checksum mismatch for {path}: sha256 {actual_sha}, but {provenance_path} records {expected_sha} "
@@ -283,7 +276,7 @@ def imagenet_wnids() -> tuple[str, ...]:
     """The ImageNet-1k wnids: entry ``i`` is the class with official index ``i`` (0
     ``n01440764`` tench, 217 ``n02102040`` English springer, 999 ``n15075141`` toilet tissue).
     Read from ``memlib/imagenet_wnids.txt``, whose sha256 must match the recorded one."""
-    actual = sha256_file(IMAGENET_WNIDS_FILE)
+    actual = file_sha256(IMAGENET_WNIDS_FILE)
     if actual != IMAGENET_WNIDS_SHA256:
         raise ValueError(f"{IMAGENET_WNIDS_FILE}: sha256 {actual}, expected {IMAGENET_WNIDS_SHA256} "
                          "(a modified file; restore it from git)")
@@ -571,28 +564,28 @@ def rar_random_view(image: Image.Image, res: int, generator: torch.Generator | N
     return view.flip(-1) if bool(torch.rand((), generator=generator) < 0.5) else view
 
 
-def identity_views(image_3HW: torch.Tensor, n_views: int) -> torch.Tensor:
-    """The testbed's views: the image itself, ``n_views`` times -> (n_views, 3, H, W)."""
-    return image_3HW.unsqueeze(0).expand(n_views, *image_3HW.shape).clone()
-
-
 def family_views(
-    image: Image.Image, family: str, res: int, n_views: int, generator: torch.Generator | None
+    image: Image.Image, family: str, res: int, n_views: int, generator: torch.Generator | None,
+    rar_views: str = "random",
 ) -> torch.Tensor:
     """``n_views`` augmented views of one image for UnitMem (spec/method.md 2.1) -> (A, 3, res, res).
 
     VAR: :func:`var_view` with ``generator`` (``None``: every view is the centre crop). RAR:
-    with ``n_views == 10`` the ten-crop views (deterministic); otherwise :func:`rar_random_view`,
-    which needs a generator.
+    ``rar_views="ten-crop"`` the ten-crop views (deterministic, ``n_views`` must be 10);
+    ``"random"`` :func:`rar_random_view`, which needs a generator.
     """
     if n_views < 1:
         raise ValueError(f"n_views: expected >= 1, got {n_views}")
     if family == "var":
         return torch.stack([var_view(image, res, generator) for _ in range(n_views)])
-    if family == "rar":
-        if n_views == 10:
-            return rar_ten_crop(image, res)
+    if family == "rar" and rar_views == "ten-crop":
+        if n_views != 10:
+            raise ValueError(f"n_views: got {n_views}; RAR's ten-crop views are exactly 10")
+        return rar_ten_crop(image, res)
+    if family == "rar" and rar_views == "random":
         if generator is None:
-            raise ValueError("generator: RAR random views need a torch.Generator (or use n_views=10 for ten-crop)")
+            raise ValueError("generator: RAR random views need a torch.Generator (or rar_views='ten-crop')")
         return torch.stack([rar_random_view(image, res, generator) for _ in range(n_views)])
+    if family == "rar":
+        raise ValueError(f"rar_views: expected 'ten-crop' or 'random', got {rar_views!r}")
     raise ValueError(f"family: expected 'var' or 'rar', got {family!r}")

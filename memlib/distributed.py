@@ -6,7 +6,8 @@ size 1, so the same code serves a notebook, ``python -m memlib`` and
 
 Sharding is contiguous and deterministic (:func:`shard_indices`), and results merge exactly:
 UnitMem accumulators by sum, max and argmax with the accumulator's tie rule (smallest image
-id wins), everything else by gathering the per-rank pieces in rank order.
+id wins); the stages write each rank's shards to files and read all of them back in shard
+order after a :func:`barrier` (memlib.stages.run_shards).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
-from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -60,8 +60,6 @@ def get_world_size() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
 
 
-def is_main() -> bool:
-    return get_rank() == 0
 
 
 def barrier() -> None:
@@ -82,14 +80,6 @@ def shard_indices(n: int, rank: int, world_size: int) -> range:
     return range(n * rank // world_size, n * (rank + 1) // world_size)
 
 
-def all_gather_object(obj: Any) -> list[Any]:
-    """Every rank's ``obj`` in rank order (a one-element list without a process group).
-    Objects travel pickled between ranks of this run only; keep them small (tensors on CPU)."""
-    if not dist.is_initialized():
-        return [obj]
-    gathered: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, obj)
-    return gathered
 
 
 def merge_unitmem_states(states: Iterable[Mapping[str, torch.Tensor]]) -> UnitMemAccumulator:
@@ -102,9 +92,3 @@ def merge_unitmem_states(states: Iterable[Mapping[str, torch.Tensor]]) -> UnitMe
     if merged is None:
         raise ValueError("no UnitMem states to merge")
     return merged
-
-
-def all_reduce_unitmem(acc: UnitMemAccumulator) -> UnitMemAccumulator:
-    """The accumulator over all ranks' images, on every rank (gathered state dicts, merged
-    in rank order; exact for max and argmax, float64 sums)."""
-    return merge_unitmem_states(all_gather_object(acc.state_dict()))

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from memlib.models.generator import Generator, eval_mode
+from memlib.models.generator import Generator, check_finite_logits, eval_mode
 
 
 def _check_tokens_labels(tokens_NL: torch.Tensor, labels_N: torch.Tensor, gen: Generator) -> None:
@@ -48,17 +48,6 @@ def _resolve_span(span: tuple[int, int] | None, seq_len: int) -> tuple[int, int]
     if not 0 <= start < stop <= seq_len:
         raise ValueError(f"span: expected (start, stop) with 0 <= start < stop <= {seq_len}, got {span!r}")
     return int(start), int(stop)
-
-
-def check_finite_logits(gen: Generator, logits_BLV: torch.Tensor, where: str) -> None:
-    """Raise ``ValueError`` naming the transformer's output head (VAR ``head``, RAR ``lm_head``)
-    when the teacher-forced logits it produced hold NaN or inf. Tests the minimum and maximum
-    only (NaN propagates into both; an inf is one of them): a reduction, without the
-    logits-sized boolean tensor that ``isfinite(logits).all()`` would allocate."""
-    if not torch.isfinite(torch.stack(logits_BLV.detach().aminmax())).all():
-        heads = [name for name, _ in gen.transformer.named_modules() if name.split(".")[-1] in ("head", "lm_head")]
-        head = repr(heads[-1]) if heads else "of the transformer"
-        raise ValueError(f"non-finite teacher-forced logits (NaN or inf) from the output head {head} for {where}")
 
 
 # ---- A. score ------------------------------------------------------------------------------
@@ -195,16 +184,6 @@ class AttackResult:
 # ---- A-D -----------------------------------------------------------------------------------
 
 
-def shard_positions(num_items: int, rank: int, world_size: int) -> torch.Tensor:
-    """Positions ``rank, rank + world_size, ...`` of ``0 .. num_items - 1`` (strided, so every
-    rank gets candidates of every class)."""
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(f"world_size: expected a positive integer, got {world_size!r}")
-    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
-        raise ValueError(f"rank: expected an integer in [0, {world_size}), got {rank!r}")
-    return torch.arange(rank, num_items, world_size)
-
-
 def run_attack(
     gen: Generator,
     tokens_NL: torch.Tensor,
@@ -217,9 +196,6 @@ def run_attack(
     span: tuple[int, int] | None = None,
     batch_size: int = 64,
     candidates: torch.Tensor | None = None,
-    reference_images: torch.Tensor | None = None,
-    rank: int = 0,
-    world_size: int = 1,
     meta: dict | None = None,
 ) -> AttackResult:
     """The attack, stages A-D, on the N training images given as ground-truth tokens.
@@ -229,11 +205,10 @@ def run_attack(
       are skipped and the same candidates are regenerated; ``candidate_scores`` then holds the
       stage-A score of just those candidates under ``gen``.
     - Stage D compares each generation with the candidate's ground-truth tokens decoded by the
-      same tokenizer, or, when ``reference_images`` (N, 3, H, W) in [0, 1] is given, with
-      ``reference_images[candidate]`` (e.g. the original training image).
-    - ``rank``/``world_size``: this call handles only the candidates at positions
-      :func:`shard_positions` (stage A, if run, is computed in full on every rank so that all
-      ranks agree on the candidates); merge the shards with :func:`merge_attack_results`.
+      same tokenizer.
+    - Sharding (:func:`memlib.stages.stage_attack`): attack contiguous blocks of candidates,
+      set each result's ``candidate_ids`` and ``positions``, and join them with
+      :func:`merge_attack_results`.
     """
     _check_tokens_labels(tokens_NL, labels_N, gen)
     _check_batch_size(batch_size)
@@ -241,9 +216,6 @@ def run_attack(
     bad = [n for n in prefix_lengths if n not in valid]
     if not prefix_lengths or bad:
         raise ValueError(f"prefix_lengths: {list(prefix_lengths)} not all in the model's valid lengths {sorted(valid)}")
-    if reference_images is not None and len(reference_images) != len(tokens_NL):
-        raise ValueError(f"reference_images: expected {len(tokens_NL)} images (one per training image), "
-                         f"got {len(reference_images)}")
     if candidates is None:
         scores_N = score_images(gen, tokens_NL, labels_N, span=span, batch_size=batch_size)
         candidates = select_candidates(scores_N, labels_N, per_class=per_class)
@@ -253,10 +225,10 @@ def run_attack(
         if candidates.ndim != 1 or (len(candidates) and not 0 <= int(candidates.min()) <= int(candidates.max()) < len(tokens_NL)):
             raise ValueError(f"candidates: expected 1-D indices in [0, {len(tokens_NL)}), got shape {tuple(candidates.shape)}")
         all_scores = None
-    positions = shard_positions(len(candidates), rank, world_size)
-    ids_C = candidates[positions]
+    positions = torch.arange(len(candidates))
+    ids_C = candidates
     tokens_CL, labels_C = tokens_NL[ids_C], labels_N[ids_C]
-    scores_C = all_scores[positions] if all_scores is not None else score_images(
+    scores_C = all_scores if all_scores is not None else score_images(
         gen, tokens_CL, labels_C, span=span, batch_size=batch_size)
 
     # stages C and D, one batch of candidates at a time (bounded memory for large images)
@@ -264,8 +236,7 @@ def run_attack(
     generated_PCL = torch.zeros(len(prefix_lengths), len(ids_C), gen.seq_len, dtype=torch.int32)
     for i in range(0, len(ids_C), batch_size):
         batch = slice(i, i + batch_size)
-        targets = (reference_images[ids_C[batch]].float() if reference_images is not None
-                   else decode_images(gen, tokens_CL[batch], batch_size))
+        targets = decode_images(gen, tokens_CL[batch], batch_size)
         for p, n_prefix in enumerate(prefix_lengths):
             tokens_gen = generate_from_prefix(gen, tokens_CL[batch], labels_C[batch], n_prefix, batch_size)
             similarity_PC[p, batch] = similarity(decode_images(gen, tokens_gen, batch_size), targets)

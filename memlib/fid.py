@@ -35,6 +35,7 @@ detects accidents and stale files, not a forger who also rewrites the hash.)
 from __future__ import annotations
 
 import abc
+import io
 import hashlib
 import json
 import os
@@ -54,6 +55,7 @@ from cleanfid.resize import build_resizer
 from tqdm import tqdm  # plain text on stderr (tqdm.auto would draw widgets into notebooks)
 
 from memlib.models.generator import Generator, eval_mode
+from memlib.results import atomic_write_bytes, file_sha256
 
 INCEPTION_FILE = "inception-2015-12-05.pt"  # clean-fid's / StyleGAN2-ADA's name for its TorchScript Inception
 INCEPTION_DIM = 2048
@@ -89,14 +91,6 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
 
 
 # ---- feature extractors --------------------------------------------------------------------
-
-
-def sha256_of_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class FeatureExtractor(abc.ABC):
@@ -154,7 +148,7 @@ class InceptionFeatures(FeatureExtractor):
                                     f"{INCEPTION_FILE}; pass the file itself, under any name)")
         self.path = path
         self.device = torch.device(device)
-        self.weights_sha256 = sha256_of_file(path)
+        self.weights_sha256 = file_sha256(path)
         try:
             with warnings.catch_warnings():  # the file is TorchScript, whose loader torch marks deprecated
                 warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
@@ -193,7 +187,7 @@ class TestbedFeatures(FeatureExtractor):
         if not path.is_file():
             raise FileNotFoundError(f"testbed classifier weights not found: {path}")
         self.device = torch.device(device)
-        self.weights_sha256 = sha256_of_file(path)
+        self.weights_sha256 = file_sha256(path)
         self.model = load_classifier(path, self.device)
         self.image_size = self.model.config.image_size
 
@@ -234,14 +228,12 @@ class FeatureStats:
 
     def save(self, path: str | os.PathLike, key: str = "") -> None:
         """npz (read with ``allow_pickle=False``) holding the statistics, ``key`` and
-        :meth:`content_sha256`; written to a temporary name, then renamed."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, mu=np.asarray(self.mu, np.float64), sigma=np.asarray(self.sigma, np.float64),
+        :meth:`content_sha256`, written atomically (:func:`memlib.results.atomic_write_bytes`)."""
+        buffer = io.BytesIO()
+        np.savez(buffer, mu=np.asarray(self.mu, np.float64), sigma=np.asarray(self.sigma, np.float64),
                  n=np.int64(self.n), extractor=np.str_(self.extractor), source=np.str_(self.source),
                  key=np.str_(key), content_sha256=np.str_(self.content_sha256(key)))
-        os.replace(tmp, path)
+        atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: str | os.PathLike, key: str | None = None) -> "FeatureStats":
@@ -405,7 +397,7 @@ def reference_stats_from_npz(path: str | os.PathLike, extractor: FeatureExtracto
     if mode == "mu-sigma" and ADM_REFERENCE_STATISTICS not in extractor.comparable_statistics:
         raise ValueError(f"fid reference 'mu-sigma': the 'mu'/'sigma' of {path.name} are {ADM_REFERENCE_STATISTICS}, "
                          f"not comparable with {extractor.identity}; use mode 'recompute'")
-    file_sha = sha256_of_file(path)
+    file_sha = file_sha256(path)
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:

@@ -78,6 +78,21 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """Atomic write for writers that need a file name (``save_file(state, name)``):
+    ``write(tmp)`` fills a temporary file in the same folder, which then replaces ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(to_jsonable(obj), indent=1, sort_keys=True) + "\n").encode("utf-8"))
 
@@ -136,6 +151,8 @@ def git_commit(ignore: tuple[str, ...] = ()) -> str:
 
 
 def library_versions() -> dict[str, str]:
+    """The versions a result depends on: Python, torch, numpy, safetensors, CUDA, the platform
+    and torch's thread count."""
     import numpy
     import safetensors
 
@@ -145,6 +162,8 @@ def library_versions() -> dict[str, str]:
         "numpy": numpy.__version__,
         "safetensors": safetensors.__version__,
         "cuda": torch.version.cuda or "none",
+        "platform": platform.platform(),
+        "torch_threads": str(torch.get_num_threads()),
     }
 
 
@@ -298,30 +317,55 @@ def cache_key(
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-ComputeFn = Callable[[], tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]]
+ComputeFn = Callable[[Path], tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]]
+"""``compute(work) -> (tensors, info)``; ``work`` is the entry's folder (for partial results)."""
 
 
 def cached(
     stage: str,
-    params: Mapping[str, Any],
+    settings: Mapping[str, Any],
     compute_fn: ComputeFn,
     cache_dir: str | os.PathLike,
     inputs: Mapping[str, str | os.PathLike] | None = None,
     seed: int | None = None,
+    *,
+    latest: str | os.PathLike | None = None,
+    writer: bool = True,
+    wait: Callable[[], None] = lambda: None,
+    log: Callable[[str], None] = lambda message: None,
 ) -> Result:
-    """The stored result of ``stage`` for these parameters and inputs, or compute, store and
-    return it. ``compute_fn()`` returns ``(tensors, info)``; the file's metadata is
-    ``{"stage", "cache_key", "info", **provenance}``. A corrupt cached file is recomputed."""
+    """The stored result of ``stage`` for these settings and inputs, or compute, store and
+    return it: the one cache of memlib's stages and pages.
+
+    The entry is the folder ``cache_dir/<stage>-<key[:16]>`` (:func:`cache_key`) holding the
+    result ``<stage>`` and whatever ``compute_fn(folder)`` keeps there (a stage's shards). The
+    result's metadata is ``{"stage", "cache_key", "work_dir", "info", **provenance}`` with the
+    settings as its parameters. A damaged stored result is recomputed. Several processes
+    (``torchrun``) all call ``compute_fn``; only the ``writer`` saves, and everyone reads the
+    saved result after ``wait()`` (a barrier). With ``latest`` the result is also saved there.
+    """
     cache_dir = Path(cache_dir)
-    key = cache_key(stage, params, inputs, hash_store=cache_dir / "file-hashes.json")
-    path = cache_dir / f"{stage}-{key[:20]}"
-    if result_exists(path):
+    key = cache_key(stage, settings, inputs, hash_store=cache_dir / "file-hashes.json")
+    work = cache_dir / f"{stage}-{key[:16]}"
+    if result_exists(work / stage):
         try:
-            return load_result(path)
-        except ResultFileError:
-            pass  # recompute below and overwrite the damaged entry
+            result = load_result(work / stage)
+            log(f"{stage}: finished before, reading {result.path}")
+            return result
+        except ResultFileError as err:
+            log(f"{stage}: stored result damaged ({err}); recomputing")
     started = time.time()
-    tensors, info = compute_fn()
-    meta = {"stage": stage, "cache_key": key, "info": dict(info), **provenance(params, seed, started)}
-    save_result(path, tensors, meta)
-    return load_result(path)
+    tensors, info = compute_fn(work)
+    if writer:
+        meta = {"stage": stage, "cache_key": key, "work_dir": work.name, "info": dict(info),
+                **provenance(settings, seed, started)}
+        save_result(work / stage, tensors, meta)
+        if latest is not None:
+            save_result(latest, tensors, meta)
+    wait()
+    return load_result(work / stage)
+
+
+def text_sha256(text: str) -> str:
+    """sha256 (hex) of a text's UTF-8 bytes (an identity of a listing, not of a file)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -309,3 +309,35 @@ def later_blocks_share(scores_KU: np.ndarray, k_percent: float) -> tuple[Estimat
     share = wilson(later, int(top.sum()))
     effect = Estimate(share.value - 0.5, share.lo - 0.5, share.hi - 0.5, share.method)
     return effect, verdict(effect, "positive")
+
+
+def localization_by_group(
+    scores_SKU: np.ndarray, argmax_SKU: np.ndarray, k_percent: float, groups: Mapping[str, np.ndarray],
+    images: np.ndarray, seed: int = 0,
+) -> tuple[list[dict], list[dict]]:
+    """Does UnitMem point at the memorized images? Over the position groups ``S`` (VAR's image
+    scales, or RAR's reading position), for every image group:
+
+    - the share of the top-k% units (of each position group, pooled) whose argmax is in the
+      group, beside the group's share of D' (``images``), with the verdict that the share exceeds
+      that base rate (its Wilson interval lies above it);
+    - the AUC of the group's per-image score (its highest UnitMem over the units it is the argmax
+      of, across position groups) against the ordinary images of D', with its verdict (> 0.5).
+    """
+    scores_SKU, argmax_SKU = np.asarray(scores_SKU), np.asarray(argmax_SKU)
+    images = np.asarray(images)
+    argmax_M = np.concatenate([np.asarray(argmax_SKU[s])[top_units_mask(scores_SKU[s], k_percent)]
+                               for s in range(len(scores_SKU))])
+    shares = []
+    for name, ids in groups.items():
+        in_dprime = np.intersect1d(ids, images)
+        share = wilson(int(np.isin(argmax_M, in_dprime).sum()), int(argmax_M.size))
+        base = in_dprime.size / max(1, images.size)
+        effect = Estimate(share.value - base, share.lo - base, share.hi - base, share.method)
+        shares.append({"group": name, "units": int(argmax_M.size), "share": share.value, "share_lo": share.lo,
+                       "share_hi": share.hi, "base_rate": base, "enrichment": share.value / base if base else float("nan"),
+                       "verdict": verdict(effect, "positive")})
+    per_image = np.max([image_scores(scores_SKU[s], argmax_SKU[s], images) for s in range(len(scores_SKU))], axis=0)
+    special = np.concatenate([np.asarray(ids) for ids in groups.values()]) if groups else np.array([], int)
+    ordinary = np.setdiff1d(images, special)
+    return shares, auc_by_group(per_image, images, groups, ordinary, seed=seed)

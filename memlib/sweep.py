@@ -41,8 +41,6 @@ MODES = {  # mode -> (select_units mode, factor, ranking statistic)
     "per-block-half": ("per-block", 0.5, "unitmem"),
     "magnitude-half": ("global", 0.5, "magnitude"),
 }
-DEFAULT_K_PERCENTS = (0, 1, 2, 5, 10, 20)
-DEFAULT_SEEDS = (0, 1, 2)
 BASELINE = ("baseline", 0, 0)
 
 AttackFn = Callable[[Generator], object]
@@ -141,9 +139,9 @@ def run_sweep(
     out_dir: str | Path,
     identity: str,
     *,
-    k_percents: Sequence[float] = DEFAULT_K_PERCENTS,
-    modes: Sequence[str] = tuple(MODES),
-    seeds: Sequence[int] = DEFAULT_SEEDS,
+    k_percents: Sequence[float],
+    modes: Sequence[str],
+    seeds: Sequence[int],
     fid: FidFn | None = None,
     fid_modes: Sequence[str] | None = None,
     rank: int = 0,
@@ -160,8 +158,6 @@ def run_sweep(
     identity is recomputed, never reused);
     ``fid_modes``: the modes whose rows get FID (and the k = 0 row); ``None``: every mode.
     """
-    import pandas as pd
-
     plan = sweep_plan(k_percents, modes, seeds)
     for i, (mode, k, seed) in enumerate(plan):
         if i % world_size != rank:
@@ -187,8 +183,17 @@ def run_sweep(
         if 0 in k_percents:
             table.extend({**rows[BASELINE], "mode": mode, "seed": int(s)} for s in (seeds if mode == "random-half" else [0]))
         table.extend(rows[(m, k, s)] for (m, k, s) in plan if m == mode)
-    table.sort(key=lambda row: (list(modes).index(row["mode"]), row["k_percent"], row["seed"]))
-    frame = pd.DataFrame(table)
+    return sweep_table(table, modes)
+
+
+def sweep_table(rows: Sequence[Mapping], modes: Sequence[str]):
+    """The sweep's rows as a DataFrame sorted by (mode in ``modes`` order, k%, seed), columns
+    ``mode, k_percent, seed, factor, units_edited, extracted@<n> ..., fid, fid_metric``, then
+    the others (as :func:`run_sweep` returns it, and as a stored sweep result reads back)."""
+    import pandas as pd
+
+    rows = sorted(rows, key=lambda row: (list(modes).index(row["mode"]), row["k_percent"], row["seed"]))
+    frame = pd.DataFrame(rows)
     first = ["mode", "k_percent", "seed", "factor", "units_edited"] + sorted(
         (c for c in frame.columns if c.startswith("extracted@")), key=lambda c: int(c.split("@")[1])
     ) + ["fid", "fid_metric"]

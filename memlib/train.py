@@ -50,8 +50,6 @@ import copy
 import dataclasses
 import json
 import math
-import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -68,6 +66,7 @@ from memlib.models.generator import Generator, eval_mode
 from memlib.models.loading import load_strict, read_state_dict
 from memlib.models.rar import ar_loss
 from memlib.models.registry import build_generator, get_config
+from memlib.results import atomic_write_bytes, atomic_write_with, file_sha256, library_versions
 
 STAGES = ("var-tokenizer", "var", "rar-tokenizer", "rar")
 MODEL_NAMES = {"var": "var-testbed", "rar": "rar-testbed"}
@@ -113,39 +112,15 @@ def lr_at(step: int, total: int, warmup: int, peak: float) -> float:
     return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def library_versions() -> dict[str, str]:
-    import safetensors
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "safetensors": safetensors.__version__,
-        "platform": platform.platform(),
-        "torch_threads": str(torch.get_num_threads()),
-    }
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_checkpoint(module: torch.nn.Module, weights_path: Path, record: dict) -> dict:
     """Write ``module``'s state dict as safetensors and ``record`` (+ the file's sha256) as JSON
     beside it (same stem), both atomically. Returns the record as written."""
     weights_path = Path(weights_path)
     weights_path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in module.state_dict().items()}
-    _atomic_write(weights_path, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
-    record = {**record, "weights_file": weights_path.name, "weights_sha256": mdata.sha256_file(weights_path)}
-    text = json.dumps(record, indent=2) + "\n"
-    _atomic_write(weights_path.with_suffix(".json"), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write_with(weights_path, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+    record = {**record, "weights_file": weights_path.name, "weights_sha256": file_sha256(weights_path)}
+    atomic_write_bytes(weights_path.with_suffix(".json"), (json.dumps(record, indent=2) + "\n").encode("utf-8"))
     return record
 
 
@@ -299,7 +274,7 @@ def _transformer_loss(
         return F.cross_entropy(logits_BLV.reshape(-1, logits_BLV.shape[-1]), tokens_BL.reshape(-1))
     condition_B = transformer.preprocess_condition(labels_B, settings.label_dropout, rng)
     orders = transformer.sample_orders(len(labels_B), random_ratio, rng) if random_ratio > 0 else None
-    logits, targets = transformer.forward_fn(tokens_BL, condition_B, orders, return_labels=True)
+    logits, targets = transformer.forward(tokens_BL, condition_B, orders, return_labels=True)
     return ar_loss(logits, targets)
 
 
@@ -479,7 +454,7 @@ def _record(stage: str, config, settings, seed: int, data: mdata.TestbedData, wa
         "settings": dataclasses.asdict(settings),
         "seed": seed,
         "data_file": data.path.name,
-        "data_sha256": mdata.sha256_file(data.path),
+        "data_sha256": file_sha256(data.path),
         "train_images": int(len(data.train_labels)),
         "wall_seconds": round(wall, 1),
         "versions": library_versions(),
@@ -549,7 +524,7 @@ def run_generator_stage(
         **_record(family, config, settings, seed, data, train_seconds, command),
         **result,
         "tokenizer_file": tokenizer_path.name,
-        "tokenizer_sha256": mdata.sha256_file(tokenizer_path),
+        "tokenizer_sha256": file_sha256(tokenizer_path),
         "memorization_check": check,
         "check_seconds": round(time.time() - start - train_seconds, 1),
     }

@@ -33,36 +33,17 @@
 # threshold. The cell below holds the parameters; papermill replaces them.
 
 # %% tags=["parameters"]
-# -- the run
-seed = 0                         # seeds every random choice
-device = "auto"                  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
-results_dir = "results/testbed"  # result files, figures and summaries (git-ignored)
-batch_size = 64                  # images per forward pass
-shard_size = 256                 # images (stage A) or candidates (C-D) per resumable shard
-amp = "auto"                     # bf16 autocast: "auto" (on CUDA only), true or false
-# -- the model: "" is the testbed pair (var-testbed, rar-testbed) with the shipped checkpoints
-model = ""                       # a name of memlib's model registry, e.g. "var-d30"
-model_overrides = {}             # config fields to replace (testing only)
-checkpoint = ""                  # the transformer's weights file (full scale)
-tokenizer_checkpoint = ""        # the tokenizer's weights file (full scale)
-# -- the images
-dataset = "testbed"              # "testbed" or "imagenet"
-testbed_file = ""                # "": data/fashion_mnist_testbed.npz
-imagenet_train_dir = ""          # ImageNet-1k train folder (dataset "imagenet")
-strict_images = False            # an unreadable ImageNet file: error (true) or skipped (false)
-max_images = 0                   # attack only the first N training images (0: all)
-# -- the attack
-similarity = "pixel"             # "pixel" (testbed) or "sscd" (the paper)
-sscd_torchscript = ""            # sscd_disc_mixup.torchscript.pt (similarity "sscd")
-threshold = 0.99                 # extracted when similarity > threshold (the paper, SSCD: 0.75)
-prefix_lengths = [0, 1, 5, 8]     # prefix lengths in tokens; each model uses those it accepts
-per_class = 10                   # candidates per class (the paper: 5)
-score_span = None                # stage A positions [start, stop]; None: the whole sequence
-images_per_class = 8             # columns of the image grids
+params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
+# -- what this page discusses; None: the parameter file's value
+similarity = None                # "pixel" (testbed) or "sscd" (the paper)
+threshold = None                 # extracted when similarity > threshold (the paper, SSCD: 0.75)
+prefix_lengths = None            # prefix lengths in tokens; each model uses those it accepts
+per_class = None                 # candidates per class (the paper: 5)
+score_span = None                # stage A positions [start, stop]; None: the parameter file's (null: the whole sequence)
+images_per_class = None          # columns of the image grids
 
 # %%
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -72,14 +53,16 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import cli
-from memlib.data import load_testbed, to_float_images
-from memlib.extract import decode_images, score_images
-from memlib.params import SPECS, run_models
+from memlib import stages
+from memlib.config import page_config
+from memlib import study
+from memlib.data import load_testbed, testbed_views
+from memlib.extract import decode_images
 from memlib.results import atomic_write_json, cached, provenance
 from memlib.similarity import PixelSimilarity, calibrate_threshold
 
-given = {key: value for key, value in globals().items() if key in SPECS}
+config = page_config(params_file, similarity=similarity, threshold=threshold, prefix_lengths=prefix_lengths,
+                     per_class=per_class, score_span=score_span, images_per_class=images_per_class)
 started = time.time()
 sns.set_theme(style="whitegrid", context="notebook")
 FAMILY_NAMES = {"var": "VAR (next-scale)", "rar": "RAR (next-token)"}
@@ -87,41 +70,40 @@ FAMILY_NAMES = {"var": "VAR (next-scale)", "rar": "RAR (next-token)"}
 # %% [markdown]
 # ## The run's models
 #
-# The parameters are checked first (`memlib.params`): a bad value stops the notebook with a message
+# The parameters are checked first (`memlib.config`): a bad value stops the notebook with a message
 # naming the parameter. An empty `model` means the testbed pair `var-testbed` and `rar-testbed`; a
 # full-scale run names one model. Each model uses the prefix lengths of `prefix_lengths` it can
 # start from: every integer up to the sequence length for RAR, only the scale boundaries for VAR
-# (the testbed's VAR: 0, 1, 5, 21 and 85 tokens).
+# (the testbed's VAR: 0, 1, 5, 14, 30, 66 and 130 tokens for its scales 1, 2, 3, 4, 6 and 8).
 
 # %% tags=["hide-input"]
-models = run_models(given, "attack", filter_prefixes=True)
-runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in models.items()}
-headline = {family: max(run.params["prefix_lengths"]) for family, run in runs.items()}
+runs = stages.make_runs(config, "attack", usable_prefixes=True)
+headline = {family: max(run.config.attack.prefix_lengths) for family, run in runs.items()}
 for family, run in runs.items():
-    print(f"{run.params['model']}: {run.params['checkpoint']} on {run.device}; prefix lengths "
-          f"{run.params['prefix_lengths']}; results in {run.out}")
+    print(f"{run.config.model.model}: {run.config.model.checkpoint} on {run.device}; prefix lengths "
+          f"{run.config.attack.prefix_lengths}; results in {run.out}")
 
 # %% [markdown]
 # ## The attack on the unedited models
 #
-# `memlib.cli.stage_attack` runs stages A to D. Its result file is named by a hash of the
+# `memlib.stages.stage_attack` runs stages A to D. Its result file is named by a hash of the
 # parameters, the checkpoints and the data, so a second run of this notebook (and the sweep of
 # {doc}`mitigation`) reads it back; the same file is what `python -m memlib attack` (or `torchrun ...
 # -m memlib attack`) writes for a full-scale model. This book reports the count at each model's
 # **longest prefix** of the run (the paper: 30 tokens).
 
 # %% tags=["remove-stderr"]
-attacks, candidate_tokens = {}, {}
-for family, run in runs.items():
-    attacks[family], candidate_tokens[family] = cli.stage_attack(run)
+outcomes = {family: stages.stage_attack(run) for family, run in runs.items()}
+attacks = {family: outcome.result for family, outcome in outcomes.items()}
+candidate_tokens = {family: outcome.candidate_tokens_CL for family, outcome in outcomes.items()}
 
-testbed = {family: load_testbed(run.params["testbed_file"] or None)
-           for family, run in runs.items() if run.params["dataset"] == "testbed"}
+testbed = {family: load_testbed(run.config.data.testbed_file)
+           for family, run in runs.items() if run.config.data.dataset == "testbed"}
 rows = []
 for family, attack in attacks.items():
     planted = testbed[family].is_planted()[attack.candidate_ids.numpy()] if family in testbed else None
     for n, hit in zip(attack.prefix_lengths, attack.extracted.numpy()):
-        row = {"model": runs[family].params["model"], "prefix (tokens)": n, "candidates": len(hit),
+        row = {"model": runs[family].config.model.model, "prefix (tokens)": n, "candidates": len(hit),
                "extracted": int(hit.sum())}
         if planted is not None:
             row["extracted, planted"] = int((hit & planted).sum())
@@ -134,16 +116,16 @@ display(counts.style.hide(axis="index"))
 for family, attack in attacks.items():
     n = headline[family]
     count = attack.counts[n]
-    glue(f"{family}_model", runs[family].params["model"], display=False)
+    glue(f"{family}_model", runs[family].config.model.model, display=False)
     glue(f"{family}_prefix", n, display=False)
     glue(f"{family}_candidates", attack.num_candidates_total, display=False)
     glue(f"{family}_extracted", count, display=False)
-    text = (f"**{runs[family].params['model']}.** From a prefix of {n} tokens the attack extracts {count} of its "
+    text = (f"**{runs[family].config.model.model}.** From a prefix of {n} tokens the attack extracts {count} of its "
             f"{attack.num_candidates_total} candidates ({attack.similarity_name} > {attack.threshold:g})")
     if family in testbed:
         planted = testbed[family].is_planted()[attack.candidate_ids.numpy()]
         hit = attack.extracted[attack.prefix_lengths.index(n)].numpy()
-        n_planted_total = int(testbed[family].is_planted()[: runs[family].params["max_images"] or None].sum())
+        n_planted_total = int(testbed[family].is_planted()[: runs[family].config.data.max_images or None].sum())
         glue(f"{family}_extracted_planted", int((hit & planted).sum()), display=False)
         glue(f"{family}_extracted_not_planted", int((hit & ~planted).sum()), display=False)
         n_other = int((hit & ~planted).sum())
@@ -152,6 +134,60 @@ for family, attack in attacks.items():
     display(Markdown(text + "."))
 
 # %% [markdown]
+# ## Extraction against duplication level
+#
+# The testbed's answer key: which images were planted, at how many copies per epoch, and which
+# were chosen alike but seen once (the control group). Below, the share of each group the attack
+# extracts from the longest prefix, with its 95% Wilson interval; the verdict compares the most
+# duplicated level with the control group (`memlib.study.dose_response`).
+
+# %% tags=["hide-input"]
+if testbed:
+    dose_rows, fig, axes = [], *plt.subplots(1, len(testbed), figsize=(5.2 * len(testbed), 3.6), squeeze=False)
+    for ax, family in zip(axes[0], testbed):
+        data, attack = testbed[family], attacks[family]
+        n_read = runs[family].config.data.max_images or len(data.train_labels)
+        groups = {name: ids[ids < n_read] for name, ids in data.groups().items()}
+        hit = attack.extracted[attack.prefix_lengths.index(headline[family])].numpy()
+        extracted_ids = attack.candidate_ids.numpy()[hit]
+        table = pd.DataFrame(study.extraction_by_group(extracted_ids, groups))
+        candidates = set(attack.candidate_ids.tolist())
+        table["candidates"] = [sum(int(i) in candidates for i in ids) for ids in groups.values()]
+        effect, word = study.dose_response(extracted_ids, groups)
+        glue(f"{family}_dose_verdict", word, display=False)
+        glue(f"{family}_dose_effect", effect.text(".2f"), display=False)
+        top = table.iloc[-1]
+        glue(f"{family}_top_level_extracted", int(top["extracted"]), display=False)
+        glue(f"{family}_top_level_images", int(top["images"]), display=False)
+        glue(f"{family}_control_extracted", int(table.iloc[0]["extracted"]), display=False)
+        x = np.arange(len(table))
+        ax.bar(x, table["share"], color=["#999999"] + list(plt.cm.Reds(np.linspace(0.35, 0.9, len(table) - 1))))
+        ax.errorbar(x, table["share"], yerr=[table["share"] - table["share_lo"], table["share_hi"] - table["share"]],
+                    fmt="none", ecolor="black", capsize=3)
+        ax.set_xticks(x, table["group"])
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("group (copies per epoch)")
+        ax.set_ylabel("share extracted")
+        ax.set_title(f"{FAMILY_NAMES[family]}, prefix {headline[family]} tokens", fontsize=10)
+        dose_rows.append(table.assign(model=runs[family].config.model.model))
+        display(Markdown(f"**{runs[family].config.model.model}.** Extracted: "
+                         + ", ".join(f"{r.group} {r.extracted}/{r.images}" for r in table.itertuples())
+                         + f". More duplicated images are extracted more often (top level minus control "
+                         f"{effect.text('.2f')}): **{word}**."))
+    fig.tight_layout()
+    glue("fig_dose_response", fig, display=False)
+    plt.close(fig)
+    dose_table = pd.concat(dose_rows)[["model", "group", "images", "candidates", "extracted", "share", "share_lo", "share_hi"]]
+    display(dose_table.style.hide(axis="index").format({"share": "{:.2f}", "share_lo": "{:.2f}", "share_hi": "{:.2f}"}))
+
+# %% [markdown]
+# ```{glue:figure} fig_dose_response
+# :name: fig-dose-response
+#
+# The dose response of the unedited testbed models: share of each group extracted from the longest
+# prefix, with 95% Wilson intervals (control: seen once; 2x to 32x: copies per epoch).
+# ```
+#
 # ## Stage A: does the score single out the memorized images?
 #
 # On the testbed every training image is scored (the same function and span as the attack's stage
@@ -160,35 +196,31 @@ for family, attack in attacks.items():
 # precision of stage A.
 
 # %%
-def testbed_tokens(run) -> dict:
-    """Ground-truth tokens, stage-A scores and decoded reconstructions (gray) of every training
-    image of the testbed, cached by the model's checkpoints and the testbed file."""
-    gen, p = run.generator(), run.params
-    data = load_testbed(p["testbed_file"] or None)
-    span = None if p["score_span"] is None else tuple(p["score_span"])
+def testbed_reconstructions(run) -> torch.Tensor:
+    """The tokenizer's reconstructions (gray, (N, H, W)) of the training images the attack
+    read, cached by the model's checkpoints and the testbed file."""
+    gen, cfg = run.generator(), run.config
+    data = load_testbed(cfg.data.testbed_file)
+    n_images = min(len(data.train_labels), cfg.data.max_images or len(data.train_labels))
+    batch = cfg.run.batch_size
 
-    n_images = min(len(data.train_labels), p["max_images"] or len(data.train_labels))
-
-    def compute():
-        images = to_float_images(data.train_images[:n_images])
+    def compute(work):
+        images = testbed_views(data.train_images[:n_images], gen.family)  # the centre views the attack tokenizes
         with torch.no_grad():
-            tokens_NL = torch.cat([gen.images_to_tokens(images[i : i + p["batch_size"]].to(gen.device)).cpu()
-                                   for i in range(0, len(images), p["batch_size"])])
-        labels_N = torch.as_tensor(data.train_labels[:n_images])
-        scores_N = score_images(gen, tokens_NL, labels_N, span=span, batch_size=p["batch_size"])
-        recon_NHW = decode_images(gen, tokens_NL, p["batch_size"]).mean(dim=1)
-        return {"tokens_NL": tokens_NL.to(torch.int32), "scores_N": scores_N, "reconstructions_NHW": recon_NHW}, {}
+            tokens_NL = torch.cat([gen.images_to_tokens(images[i : i + batch].to(gen.device)).cpu()
+                                   for i in range(0, len(images), batch)])
+        return {"reconstructions_NHW": decode_images(gen, tokens_NL, batch).mean(dim=1)}, {}
 
-    settings = {**run.model_params(), "score_span": p["score_span"], "batch_size": p["batch_size"], "images": n_images}
+    settings = {**run.settings(), "images": n_images}
     inputs = {**run.model_inputs(), "testbed": data.path}
-    return cached("testbed-tokens", settings, compute, run.out / "cache", inputs=inputs, seed=p["seed"]).tensors
+    return cached("testbed-reconstructions", settings, compute, run.out / "cache", inputs=inputs,
+                  seed=cfg.run.seed).tensors["reconstructions_NHW"]
 
 
-train_records = {family: testbed_tokens(runs[family]) for family in testbed}
 stage_a = {}
-for family, record in train_records.items():
+for family in testbed:
     data, attack = testbed[family], attacks[family]
-    scores = record["scores_N"].numpy()
+    scores = outcomes[family].scores_N.numpy()
     n = len(scores)
     planted = data.is_planted()[:n]
     frame = pd.DataFrame({"stage-A score": scores, "image": np.where(planted, "planted", "not planted")})
@@ -205,12 +237,12 @@ for family, record in train_records.items():
     ax.axvline(cutoff, color="black", linestyle=":", label="lowest candidate score")
     ax.set_xlabel("stage-A score (fraction of tokens predicted correctly, teacher-forced)")
     ax.set_ylabel("density (per group)")
-    ax.set_title(f"{runs[family].params['model']}: stage-A scores of all {n} training images")
+    ax.set_title(f"{runs[family].config.model.model}: stage-A scores of all {n} training images")
     fig.tight_layout()
     fig.savefig(runs[family].out / "extraction_stage_a.png", dpi=120)
     plt.show()
     display(Markdown(
-        f"**{runs[family].params['model']}.** Median stage-A score {stage_a[family]['median_score_planted']:.3f} "
+        f"**{runs[family].config.model.model}.** Median stage-A score {stage_a[family]['median_score_planted']:.3f} "
         f"for planted images and {stage_a[family]['median_score_not_planted']:.3f} for the others; "
         f"{100 * precision:.0f}% of the {attack.num_candidates_total} candidates are planted images."))
 
@@ -227,7 +259,7 @@ for family, record in train_records.items():
 fig, (ax_tokens, ax_share) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
 for family, attack in attacks.items():
     seq_len = runs[family].generator().seq_len
-    label = f"{runs[family].params['model']} ({FAMILY_NAMES[family]})"
+    label = f"{runs[family].config.model.model} ({FAMILY_NAMES[family]})"
     counts_P = [attack.counts[n] for n in attack.prefix_lengths]
     ax_tokens.plot(attack.prefix_lengths, counts_P, marker="o", label=label)
     ax_share.plot([100 * n / seq_len for n in attack.prefix_lengths], counts_P, marker="o", label=label)
@@ -255,11 +287,11 @@ def candidate_grid(family: str, which: np.ndarray, title: str, file_name: str) -
     run, attack = runs[family], attacks[family]
     gen = run.generator()
     p_index = attack.prefix_lengths.index(headline[family])
-    dataset, _, ground_truth, _ = attacked_images[family]
+    dataset, ground_truth = attacked_images[family].dataset, attacked_images[family].ground_truth
     tokens = attack.generated_tokens[p_index][which].long()
-    generated = decode_images(gen, tokens, run.params["batch_size"])
-    reconstructed = decode_images(gen, candidate_tokens[family][which], run.params["batch_size"])
-    fig, axes = plt.subplots(3, images_per_class, figsize=(1.3 * images_per_class, 4.6), squeeze=False)
+    generated = decode_images(gen, tokens, run.config.run.batch_size)
+    reconstructed = decode_images(gen, candidate_tokens[family][which], run.config.run.batch_size)
+    fig, axes = plt.subplots(3, config.book.images_per_class, figsize=(1.3 * config.book.images_per_class, 4.6), squeeze=False)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
@@ -275,19 +307,19 @@ def candidate_grid(family: str, which: np.ndarray, title: str, file_name: str) -
         axes[row, 0].set_ylabel(label, fontsize=9)
     for ax in axes[:, len(which):].ravel():
         ax.axis("off")
-    fig.suptitle(f"{run.params['model']}, prefix {headline[family]} tokens: {title}", fontsize=11)
+    fig.suptitle(f"{run.config.model.model}, prefix {headline[family]} tokens: {title}", fontsize=11)
     fig.tight_layout()
     fig.savefig(run.out / file_name, dpi=120)
     plt.show()
 
 
-attacked_images = {family: cli.training_images(run, 1.0) for family, run in runs.items()}
+attacked_images = {family: stages.training_images(run, 1.0) for family, run in runs.items()}
 for family, attack in attacks.items():
     p_index = attack.prefix_lengths.index(headline[family])
     sims, hit = attack.similarity[p_index].numpy(), attack.extracted[p_index].numpy()
     by_similarity = np.argsort(-sims, kind="stable")
-    extracted_ids = by_similarity[hit[by_similarity]][:images_per_class]
-    missed_ids = by_similarity[~hit[by_similarity]][:images_per_class]
+    extracted_ids = by_similarity[hit[by_similarity]][:config.book.images_per_class]
+    missed_ids = by_similarity[~hit[by_similarity]][:config.book.images_per_class]
     if len(extracted_ids):
         candidate_grid(family, extracted_ids, "extracted candidates", "extraction_grid_extracted.png")
     if len(missed_ids):
@@ -306,15 +338,15 @@ for family, attack in attacks.items():
 # %%
 calibration = {}
 measure = PixelSimilarity()
-for family, record in train_records.items():
+for family in testbed:
     run, attack = runs[family], attacks[family]
     if attack.similarity_name != measure.name:
-        print(f"{run.params['model']}: the attack used {attack.similarity_name}; the calibration needs the pixel measure")
+        print(f"{run.config.model.model}: the attack used {attack.similarity_name}; the calibration needs the pixel measure")
         continue
     gen = run.generator()
     p_index = attack.prefix_lengths.index(headline[family])
-    generated = decode_images(gen, attack.generated_tokens[p_index].long(), run.params["batch_size"])
-    recon_N3HW = record["reconstructions_NHW"].unsqueeze(1).expand(-1, 3, -1, -1)
+    generated = decode_images(gen, attack.generated_tokens[p_index].long(), run.config.run.batch_size)
+    recon_N3HW = testbed_reconstructions(run).unsqueeze(1).expand(-1, 3, -1, -1)
     sims_CN = measure.pairwise(generated, recon_N3HW)
     own = attack.similarity[p_index].double()
     sims_CN[torch.arange(len(own)), attack.candidate_ids] = -np.inf  # leave out the source itself
@@ -336,13 +368,13 @@ for family, record in train_records.items():
     ax.axvline(result.threshold, color="gray", linestyle=":", label=f"calibrated {result.threshold:.3f}")
     ax.set_xlabel(f"similarity of a generation ({measure.name})")
     ax.set_ylabel("generations")
-    ax.set_title(f"{run.params['model']}: generations at prefix {headline[family]} tokens")
+    ax.set_title(f"{run.config.model.model}: generations at prefix {headline[family]} tokens")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(run.out / "extraction_threshold_calibration.png", dpi=120)
     plt.show()
     display(Markdown(
-        f"**{run.params['model']}.** The balanced-accuracy threshold is {result.threshold:.3f} (true-positive rate "
+        f"**{run.config.model.model}.** The balanced-accuracy threshold is {result.threshold:.3f} (true-positive rate "
         f"{result.true_positive_rate:.2f}, false-positive rate {result.false_positive_rate:.2f}). At the threshold "
         f"this run used, {attack.threshold:g}, {100 * used_tpr:.0f}% of the generations count as copies of their "
         f"source and {100 * used_fpr:.0f}% would count as copies of another training image."))
@@ -357,7 +389,7 @@ for family, record in train_records.items():
 lines = []
 for family, run in runs.items():
     attack = attacks[family]
-    record = {"notebook": "extraction", "model": run.params["model"], "prefix_lengths": attack.prefix_lengths,
+    record = {"notebook": "extraction", "model": run.config.model.model, "prefix_lengths": attack.prefix_lengths,
               "counts": {str(n): c for n, c in attack.counts.items()}, "headline_prefix": headline[family],
               "extracted": attack.counts[headline[family]], "candidates": attack.num_candidates_total,
               "similarity": attack.similarity_name, "threshold": attack.threshold,
@@ -366,10 +398,10 @@ for family, run in runs.items():
         planted = testbed[family].is_planted()[attack.candidate_ids.numpy()]
         hit = attack.extracted[attack.prefix_lengths.index(headline[family])].numpy()
         record.update(extracted_planted=int((hit & planted).sum()), extracted_not_planted=int((hit & ~planted).sum()),
-                      planted_images=int(testbed[family].is_planted()[: run.params["max_images"] or None].sum()))
+                      planted_images=int(testbed[family].is_planted()[: run.config.data.max_images or None].sum()))
     atomic_write_json(run.out / "summary-extraction.json",
-                      {"numbers": record, **provenance(run.params, run.params["seed"], started)})
-    lines.append(f"- **{run.params['model']}**: {record['extracted']} of {record['candidates']} candidates extracted "
+                      {"numbers": record, **provenance(run.config.flat(), run.config.run.seed, started)})
+    lines.append(f"- **{run.config.model.model}**: {record['extracted']} of {record['candidates']} candidates extracted "
                  f"from a {headline[family]}-token prefix"
                  + (f" ({record['extracted_planted']} planted, {record['extracted_not_planted']} not planted)"
                     if family in testbed else "") + ".")

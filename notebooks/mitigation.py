@@ -29,50 +29,13 @@
 # holds the parameters; papermill replaces them.
 
 # %% tags=["parameters"]
-# -- the run
-seed = 0                         # seeds every random choice (the random units use random_seeds)
-device = "auto"                  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
-results_dir = "results/testbed"  # result files, figures and summaries (git-ignored)
-batch_size = 64                  # rows per forward pass
-shard_size = 256                 # images or candidates per resumable shard
-amp = "auto"                     # bf16 autocast: "auto" (on CUDA only), true or false
-# -- the model: "" is the testbed pair (var-testbed, rar-testbed) with the shipped checkpoints
-model = ""                       # a name of memlib's model registry, e.g. "var-d30"
-model_overrides = {}             # config fields to replace (testing only)
-checkpoint = ""                  # the transformer's weights file (full scale)
-tokenizer_checkpoint = ""        # the tokenizer's weights file (full scale)
-# -- the images
-dataset = "testbed"              # "testbed" or "imagenet"
-testbed_file = ""                # "": data/fashion_mnist_testbed.npz
-imagenet_train_dir = ""          # ImageNet-1k train folder (dataset "imagenet")
-strict_images = False            # an unreadable ImageNet file: error (true) or skipped (false)
-unitmem_fraction = 0.01          # share of every ImageNet class in D' (the paper: 1%)
-max_images = 0                   # use only the first N training images (0: all)
-# -- UnitMem (as in the UnitMem pages)
-n_views = 1                      # views per image (testbed: 1, its views are the image itself)
-activation = "post"              # "post": |GELU(fc1)|, "pre": |fc1|
-unitmem_pooled = False           # also collect the activation pooled over all positions
-selection = "default"            # ranking score: VAR "mean"/"max"/"pooled", RAR "last"/"all"
-# -- the attack (as in the extraction page)
-similarity = "pixel"             # "pixel" (testbed) or "sscd" (the paper)
-sscd_torchscript = ""            # sscd_disc_mixup.torchscript.pt (similarity "sscd")
-threshold = 0.99                 # extracted when similarity > threshold (the paper, SSCD: 0.75)
-prefix_lengths = [0, 1, 5, 8]     # prefix lengths in tokens; each model uses those it accepts
-per_class = 10                   # candidates per class (the paper: 5)
-score_span = None                # stage A positions [start, stop]; None: the whole sequence
-# -- the intervention sweep
-k_percent = None                 # the k% this page reports; None: the paper's (VAR 10%, RAR 5%)
-k_percents = [0, 1, 5, 10, 20]  # every k% the sweep edits (0: the unedited model)
-sweep_modes = ["unitmem-half", "random-half", "unitmem-zero"]  # how units are chosen and scaled
-random_seeds = [0, 1, 2]         # seeds of the random-unit control (at least 3)
-sweep_fid = True                 # measure FID (testbed: "testbed FID") for every sweep row
-# -- FID
-fid_feature = "testbed"          # "testbed" (the testbed classifier) or "inception"
-fid_samples_per_class = 20       # class-conditional samples per class (the paper: 50)
-inception_torchscript = ""       # clean-fid's inception-2015-12-05.pt (fid_feature "inception")
-fid_reference_npz = ""           # reference statistics (full scale: the ADM ImageNet 256 batch)
-classifier_checkpoint = "data/checkpoints/classifier.safetensors"  # the testbed FID's classifier
-sampling_kwargs = {}             # Generator.sample keywords for FID ({}: the family's defaults)
+params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
+# -- what this page discusses; None: the parameter file's value
+k_percent = None                 # the k% this page reports; unset in the file too: the paper's (VAR 10%, RAR 5%)
+k_percents = None                # every k% the sweep edits (0: the unedited model)
+sweep_modes = None               # how units are chosen and scaled ("unitmem-half", "random-half", ...)
+random_seeds = None              # seeds of the random-unit control (at least 3)
+sweep_fid = None                 # measure FID (testbed: "testbed FID") for every sweep row
 
 # %%
 import time
@@ -85,42 +48,39 @@ import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import cli
-from memlib.data import load_testbed
-from memlib.params import SPECS, paper_k_percent, run_models
+from memlib import stages, study, summaries
+from memlib.config import page_config
 from memlib.results import atomic_write_json, provenance
 
-given = {key: value for key, value in globals().items() if key in SPECS}
+config = page_config(params_file, k_percent=k_percent, k_percents=k_percents, sweep_modes=sweep_modes,
+                     random_seeds=random_seeds, sweep_fid=sweep_fid)
 started = time.time()
 sns.set_theme(style="whitegrid", context="notebook")
-MODE_LABELS = {"baseline": "unedited", "unitmem-half": "top UnitMem, halved", "random-half": "random units, halved",
-               "unitmem-zero": "top UnitMem, zeroed", "per-block-half": "top UnitMem per block, halved"}
 
 # %% [markdown]
 # ## The run's models
 #
-# The parameters are checked first (`memlib.params`): a bad value stops the notebook with a message
+# The parameters are checked first (`memlib.config`): a bad value stops the notebook with a message
 # naming the parameter. An empty `model` means the testbed pair `var-testbed` and `rar-testbed`; a
 # full-scale run names one model. The k% this page reports must be one of the sweep's `k_percents`.
 
 # %% tags=["hide-input"]
-models = run_models(given, "sweep", filter_prefixes=True)
-runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in models.items()}
-headline = {family: max(run.params["prefix_lengths"]) for family, run in runs.items()}
-k_report = {family: float(k_percent if k_percent is not None else paper_k_percent(family)) for family in runs}
+runs = stages.make_runs(config, "sweep", usable_prefixes=True)
+headline = {family: max(run.config.attack.prefix_lengths) for family, run in runs.items()}
+k_report = {family: run.config.sweep.k_percent for family, run in runs.items()}
 for family, run in runs.items():
-    if k_report[family] not in run.params["k_percents"]:
-        raise ValueError(f"k_percent: the page reports k = {k_report[family]:g}% for {run.params['model']}, which "
-                         f"k_percents {run.params['k_percents']} does not contain; add it there")
-    if "unitmem-half" not in run.params["sweep_modes"]:
-        raise ValueError(f"sweep_modes: got {run.params['sweep_modes']}; this page needs 'unitmem-half'")
-    print(f"{run.params['model']}: k = {k_report[family]:g}%, prefix {headline[family]} tokens, "
-          f"sweep {run.params['sweep_modes']} at k% {run.params['k_percents']}")
+    if k_report[family] not in run.config.sweep.k_percents:
+        raise ValueError(f"k_percent: the page reports k = {k_report[family]:g}% for {run.config.model.model}, which "
+                         f"k_percents {run.config.sweep.k_percents} does not contain; add it there")
+    if "unitmem-half" not in run.config.sweep.sweep_modes:
+        raise ValueError(f"sweep_modes: got {run.config.sweep.sweep_modes}; this page needs 'unitmem-half'")
+    print(f"{run.config.model.model}: k = {k_report[family]:g}%, prefix {headline[family]} tokens, "
+          f"sweep {run.config.sweep.sweep_modes} at k% {run.config.sweep.k_percents}")
 
 # %% [markdown]
 # ## The sweep
 #
-# `memlib.cli.stage_sweep` reads (or computes) UnitMem and the unedited attack, then edits the model
+# `memlib.stages.stage_sweep` reads (or computes) UnitMem and the unedited attack, then edits the model
 # for every (mode, k%, seed), reruns stages C and D of the attack on the same candidates and, with
 # `sweep_fid`, measures FID. Each row is written to its own file as it finishes, named by a hash of
 # everything the row depends on, so a second run of this notebook and {doc}`tradeoff` read the rows
@@ -129,10 +89,10 @@ for family, run in runs.items():
 # testbed classifier's features, not FID in the paper's sense.
 
 # %% tags=["remove-stderr"]
-sweeps = {family: cli.stage_sweep(run) for family, run in runs.items()}
+sweeps = {family: stages.stage_sweep(run) for family, run in runs.items()}
 for family, table in sweeps.items():
     columns = ["mode", "k_percent", "seed", "units_edited"] + [c for c in table if c.startswith("extracted@")] + ["fid"]
-    display(Markdown(f"**{runs[family].params['model']}**: {len(table)} rows (all columns: `sweep.csv` in "
+    display(Markdown(f"**{runs[family].config.model.model}**: {len(table)} rows (all columns: `sweep.csv` in "
                      f"`{runs[family].out}`); FID column: {table['fid_metric'].dropna().iloc[0] if table['fid'].notna().any() else 'not measured'}"))
     display(table[columns].style.format({"fid": "{:.2f}"}, na_rep="—").hide(axis="index"))
 
@@ -143,60 +103,27 @@ for family, table in sweeps.items():
 # control is shown as the mean over its seeds, with each seed as a dot.
 
 # %%
-def at_k(table: pd.DataFrame, family: str) -> pd.DataFrame:
-    """The rows of the unedited model and of every mode at the reported k, with the count."""
-    column = f"extracted@{headline[family]}"
-    base = table[table["k_percent"] == 0].iloc[[0]].assign(mode="baseline")
-    rows = pd.concat([base, table[table["k_percent"] == k_report[family]]], ignore_index=True)
-    return rows.assign(extracted=rows[column], model=runs[family].params["model"])
-
-
-results, summaries = {}, {}
+results, page_numbers = {}, {}
 for family, table in sweeps.items():
-    rows = at_k(table, family)
+    rows = summaries.rows_at_k(table, k_report[family], headline[family]).assign(model=runs[family].config.model.model)
     results[family] = rows
-    before = int(rows.loc[rows["mode"] == "baseline", "extracted"].iloc[0])
-    grouped = rows.groupby("mode", sort=False)["extracted"]
-    summary = {"k_percent": k_report[family], "prefix": headline[family], "extracted_before": before,
-               "units_edited": int(rows.loc[rows["mode"] == "unitmem-half", "units_edited"].iloc[0]),
-               "candidates": int(rows["candidates"].iloc[0])}
-    for mode, values in grouped:
-        if mode == "baseline":
-            continue
-        key = mode.replace("-", "_")
-        summary[f"{key}_extracted_mean"] = float(values.mean())
-        if mode == "random-half":
-            summary.update(random_half_extracted_sd=float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                           random_half_extracted_min=int(values.min()), random_half_extracted_max=int(values.max()),
-                           random_half_seeds=int(len(values)))
-    if rows["fid"].notna().any():
-        fid_by_mode = rows.groupby("mode", sort=False)["fid"].mean()
-        summary.update(fid_metric=str(rows["fid_metric"].dropna().iloc[0]), fid_before=float(fid_by_mode["baseline"]),
-                       fid_after=float(fid_by_mode["unitmem-half"]))
-        if "random-half" in fid_by_mode:
-            random_fid = rows.loc[rows["mode"] == "random-half", "fid"]
-            summary.update(random_half_fid_min=float(random_fid.min()), random_half_fid_max=float(random_fid.max()))
-    summaries[family] = summary
-
-    after = summary["unitmem_half_extracted_mean"]
+    summary = page_numbers[family] = summaries.mitigation_summary(rows, k_report[family], headline[family])
+    before, after = summary["extracted_before"], summary["unitmem_half_extracted_mean"]
     glue(f"{family}_k_percent", k_report[family], display=False)
     glue(f"{family}_extracted_before", before, display=False)
     glue(f"{family}_extracted_after", int(after), display=False)
-    text = (f"**{runs[family].params['model']}, top {k_report[family]:g}% ({summary['units_edited']} units).** "
+    text = (f"**{runs[family].config.model.model}, top {k_report[family]:g}% ({summary['units_edited']} units).** "
             f"Halving the top UnitMem units changes the count from {before} to {int(after)}")
-    if before:
-        change = (after - before) / before
-        summary["extracted_change"] = change
-        glue(f"{family}_extracted_change", change, display=False)
-        text += f" ({100 * change:+.0f}%)"
+    if "extracted_change" in summary:
+        glue(f"{family}_extracted_change", summary["extracted_change"], display=False)
+        text += f" ({100 * summary['extracted_change']:+.0f}%)"
     if "random_half_extracted_mean" in summary:
         glue(f"{family}_random_extracted_mean", summary["random_half_extracted_mean"], display=False)
         text += (f"; halving as many random units gives {summary['random_half_extracted_mean']:.1f} on average "
                  f"(from {summary['random_half_extracted_min']} to {summary['random_half_extracted_max']} over "
                  f"{summary['random_half_seeds']} seeds)")
-        verdict = ("fewer images extractable than any random seed" if after < summary["random_half_extracted_min"] else
-                   "more images extractable than any random seed" if after > summary["random_half_extracted_max"] else
-                   "a count within the range of the random seeds")
+        verdict = summaries.random_control_verdict(after, summary["random_half_extracted_min"],
+                                                   summary["random_half_extracted_max"])
         text += f", so the UnitMem edit leaves {verdict}"
     if "unitmem_zero_extracted_mean" in summary:
         glue(f"{family}_zero_extracted", int(summary["unitmem_zero_extracted_mean"]), display=False)
@@ -212,36 +139,110 @@ for family, table in sweeps.items():
     display(Markdown(text + "."))
 
 if results:
-    frame = pd.concat(results.values(), ignore_index=True).assign(edit=lambda f: f["mode"].map(MODE_LABELS))
+    frame = pd.concat(results.values(), ignore_index=True).assign(edit=lambda f: f["mode"].map(summaries.MODE_LABELS))
     grid = sns.catplot(data=frame, x="edit", y="extracted", col="model", kind="bar", errorbar=("pi", 100),
                        color="#9bb7d4", sharey=False, height=4, aspect=1.2)
     grid.map_dataframe(sns.stripplot, x="edit", y="extracted", color="black", size=5)
     grid.set_axis_labels("", "extracted candidates")
     for ax, (family, rows) in zip(grid.axes.flat, results.items()):
-        ax.set_title(f"{runs[family].params['model']}: top/random {k_report[family]:g}%, prefix {headline[family]}")
+        ax.set_title(f"{runs[family].config.model.model}: top/random {k_report[family]:g}%, prefix {headline[family]}")
         ax.tick_params(axis="x", labelrotation=20)
     grid.figure.suptitle("Extraction after editing fc1 units (bar: mean; line: range over seeds)", y=1.03)
-    grid.figure.savefig(Path(results_dir) / "mitigation_at_k.png", dpi=120, bbox_inches="tight")
+    grid.figure.savefig(Path(config.run.results_dir) / "mitigation_at_k.png", dpi=120, bbox_inches="tight")
     plt.show()
 
 # %% [markdown]
-# ## Which images stay extractable
+# ## Edits against their controls, by duplication level
 #
-# On the testbed, the extracted candidates split into planted images and others. An edit that
-# targets memorization should remove planted images first.
+# Every mode of the sweep at every k, on the testbed's answer key. Left: the extracted count against
+# k for the UnitMem edit, its zeroing and per-block variants, the **magnitude baseline** (the top-k%
+# units by mean activation, halved: does UnitMem add anything over "large units"?) and the random
+# units (mean and range over the seeds). Right: at the reported k, what each edit leaves extracted
+# in each group; an edit that targets memorization should act first on the barely memorized images.
+# The verdicts below are computed (`memlib.study`): a paired bootstrap over the candidates for two
+# deterministic edits, the range over seeds for the random control, a t interval over sampling seeds
+# for FID.
 
-# %%
-for family, rows in results.items():
-    if runs[family].params["dataset"] != "testbed":
+# %% tags=["hide-input"]
+verdicts = {}
+for family, table in sweeps.items():
+    run = runs[family]
+    if run.config.data.dataset != "testbed":
         continue
-    planted = load_testbed(runs[family].params["testbed_file"] or None).is_planted()
-    split = []
-    for _, row in rows.iterrows():
-        ids = np.asarray(row["extracted_ids"][str(headline[family])], dtype=int)
-        split.append({"edit": MODE_LABELS[row["mode"]], "seed": row["seed"], "extracted": len(ids),
-                      "planted": int(planted[ids].sum()), "not planted": int((~planted[ids]).sum())})
-    display(Markdown(f"**{runs[family].params['model']}**, top {k_report[family]:g}%:"))
-    display(pd.DataFrame(split).style.hide(axis="index"))
+    testbed = stages.training_images(run, 1.0).testbed
+    n_read = run.config.data.max_images or len(testbed.train_labels)
+    groups = {name: ids[ids < n_read] for name, ids in testbed.groups().items()}
+    prefix, k = str(headline[family]), k_report[family]
+    long = pd.DataFrame([{"mode": row["mode"], "k_percent": row["k_percent"], "seed": row["seed"], "group": group, "extracted": n}
+                         for _, row in table.iterrows()
+                         for group, n in study.extracted_by_group(row["extracted_ids"][prefix], groups).items()])
+    fig, (ax_k, ax_group) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 1.25]})
+    everything = long[long["group"] == "all"]
+    for mode, rows in everything.groupby("mode", sort=False):
+        by_k = rows.groupby("k_percent")["extracted"]
+        ax_k.plot(by_k.mean().index, by_k.mean().values, marker="o", label=summaries.MODE_LABELS.get(mode, mode))
+        if mode == "random-half":
+            ax_k.fill_between(by_k.min().index, by_k.min().values, by_k.max().values, alpha=0.2)
+    ax_k.set_xlabel("k (% of fc1 units edited)")
+    ax_k.set_ylabel("extracted candidates")
+    ax_k.legend(fontsize=8)
+    at_k = long[(long["k_percent"] == k) & (long["group"] != "all")]
+    sns.barplot(data=at_k, x="group", y="extracted", hue=at_k["mode"].map(lambda m: summaries.MODE_LABELS.get(m, m)),
+                errorbar=("pi", 100), ax=ax_group)
+    ax_group.set_xlabel("group (copies per epoch)")
+    ax_group.set_ylabel(f"extracted after the edit, k = {k:g}%")
+    ax_group.legend(fontsize=7)
+    fig.suptitle(f"{run.config.model.model}: extraction after each edit (prefix {prefix} tokens)")
+    fig.tight_layout()
+    glue(f"fig_{family}_mitigation_baselines", fig, display=False)
+    plt.close(fig)
+
+    rows_k = table[table["k_percent"] == k]
+    baseline = table[table["k_percent"] == 0].iloc[0]
+    candidates = [int(c) for c in baseline["extracted_ids"][prefix]] + [int(i) for i in
+                  set().union(*(set(r["extracted_ids"][prefix]) for _, r in table.iterrows()))]
+    candidates = sorted(set(candidates))
+    ids_of = lambda mode: rows_k[rows_k["mode"] == mode].iloc[0]["extracted_ids"][prefix]  # noqa: E731
+    found = {}
+    if "unitmem-half" in set(rows_k["mode"]):
+        effect, word = study.reduction(baseline["extracted_ids"][prefix], ids_of("unitmem-half"), candidates, seed=config.run.seed)
+        found["the UnitMem edit reduces extraction"] = (effect, word)
+        if "random-half" in set(rows_k["mode"]):
+            random_counts = rows_k[rows_k["mode"] == "random-half"][f"extracted@{prefix}"].tolist()
+            found["it beats random units of the same number"] = study.edit_vs_control(len(ids_of("unitmem-half")), random_counts)
+        if "magnitude-half" in set(rows_k["mode"]):
+            found["it beats the largest units (magnitude baseline)"] = study.reduction(
+                ids_of("magnitude-half"), ids_of("unitmem-half"), candidates, seed=config.run.seed)
+        if "unitmem-zero" in set(rows_k["mode"]):
+            found["zeroing removes more than halving"] = study.reduction(
+                ids_of("unitmem-half"), ids_of("unitmem-zero"), candidates, seed=config.run.seed)
+        edited = rows_k[rows_k["mode"] == "unitmem-half"].iloc[0]
+        if baseline["fid_by_seed"] is not None and edited["fid_by_seed"] is not None and len(baseline["fid_by_seed"]) >= 2:
+            found[f"the edit raises the {baseline['fid_metric']}"] = study.fid_change(baseline["fid_by_seed"], edited["fid_by_seed"])
+    verdicts[family] = {claim: {"effect": e.value, "lo": e.lo, "hi": e.hi, "interval": e.method, "verdict": w}
+                        for claim, (e, w) in found.items()}
+    for i, (claim, (e, w)) in enumerate(found.items()):
+        glue(f"{family}_verdict_{i}", w, display=False)
+    display(pd.DataFrame([{"claim (k = %g%%)" % k: claim, "effect": e.value, "95% interval": f"[{e.lo:.2f}, {e.hi:.2f}]",
+                           "how": e.method, "verdict": w} for claim, (e, w) in found.items()])
+            .style.format({"effect": "{:.2f}"}).hide(axis="index"))
+    per_group = at_k.groupby(["mode", "group"], sort=False)["extracted"].mean().unstack()[list(groups)]
+    per_group.index = [summaries.MODE_LABELS.get(m, m) for m in per_group.index]
+    display(per_group.style.format("{:.1f}"))
+
+# %% [markdown]
+# ```{glue:figure} fig_var_mitigation_baselines
+# :name: fig-var-mitigation-baselines
+#
+# VAR: extracted candidates against k for every edit (random units: mean and range over seeds), and
+# by group at the reported k.
+# ```
+#
+# ```{glue:figure} fig_rar_mitigation_baselines
+# :name: fig-rar-mitigation-baselines
+#
+# RAR: the same.
+# ```
 
 # %% [markdown]
 # ## The count against the prefix length, before and after the edit
@@ -252,15 +253,15 @@ for family, rows in results.items():
 if results:
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 3.8), squeeze=False)
     for ax, (family, rows) in zip(axes[0], results.items()):
-        prefixes = runs[family].params["prefix_lengths"]
+        prefixes = runs[family].config.attack.prefix_lengths
         for mode, group in rows.groupby("mode", sort=False):
-            ax.plot(prefixes, [group[f"extracted@{n}"].mean() for n in prefixes], marker="o", label=MODE_LABELS[mode])
+            ax.plot(prefixes, [group[f"extracted@{n}"].mean() for n in prefixes], marker="o", label=summaries.MODE_LABELS[mode])
         ax.set_xlabel("prefix length (tokens)")
         ax.set_ylabel("extracted candidates")
-        ax.set_title(f"{runs[family].params['model']}, k = {k_report[family]:g}%")
+        ax.set_title(f"{runs[family].config.model.model}, k = {k_report[family]:g}%")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(Path(results_dir) / "mitigation_vs_prefix.png", dpi=120)
+    fig.savefig(Path(config.run.results_dir) / "mitigation_vs_prefix.png", dpi=120)
     plt.show()
 
 # %% [markdown]
@@ -272,11 +273,12 @@ if results:
 # %%
 lines = []
 for family, run in runs.items():
-    summary = summaries[family]
+    summary = page_numbers[family]
     atomic_write_json(run.out / "summary-mitigation.json",
-                      {"numbers": {"notebook": "mitigation", "model": run.params["model"], **summary},
-                       **provenance(run.params, run.params["seed"], started)})
-    line = (f"- **{run.params['model']}**, top {summary['k_percent']:g}% halved: {summary['extracted_before']} → "
+                      {"numbers": {"notebook": "mitigation", "model": run.config.model.model, **summary,
+                                   "verdicts": verdicts.get(family)},
+                       **provenance(run.config.flat(), run.config.run.seed, started)})
+    line = (f"- **{run.config.model.model}**, top {summary['k_percent']:g}% halved: {summary['extracted_before']} → "
             f"{int(summary['unitmem_half_extracted_mean'])} extracted")
     if "random_half_extracted_mean" in summary:
         line += f" (random units: {summary['random_half_extracted_mean']:.1f} on average)"

@@ -37,9 +37,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
 
-from memlib.params import validate_params
+from memlib.config import make_config
 
-results_path = Path(validate_params({"benchmark_results": benchmark_results})["benchmark_results"])
+results_path = Path(make_config(benchmark_results=benchmark_results).book.benchmark_results)
 entries = json.loads(results_path.read_text())["entries"]
 
 

@@ -24,66 +24,23 @@
 # parameters; papermill replaces them.
 
 # %% tags=["parameters"]
-# -- the run
-seed = 0                         # seeds every random choice (the random units use random_seeds)
-device = "auto"                  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
-results_dir = "results/testbed"  # result files, figures and summaries (git-ignored)
-batch_size = 64                  # rows per forward pass
-shard_size = 256                 # images or candidates per resumable shard
-amp = "auto"                     # bf16 autocast: "auto" (on CUDA only), true or false
-# -- the model: "" is the testbed pair (var-testbed, rar-testbed) with the shipped checkpoints
-model = ""                       # a name of memlib's model registry, e.g. "var-d30"
-model_overrides = {}             # config fields to replace (testing only)
-checkpoint = ""                  # the transformer's weights file (full scale)
-tokenizer_checkpoint = ""        # the tokenizer's weights file (full scale)
-# -- the images
-dataset = "testbed"              # "testbed" or "imagenet"
-testbed_file = ""                # "": data/fashion_mnist_testbed.npz
-imagenet_train_dir = ""          # ImageNet-1k train folder (dataset "imagenet")
-strict_images = False            # an unreadable ImageNet file: error (true) or skipped (false)
-unitmem_fraction = 0.01          # share of every ImageNet class in D' (the paper: 1%)
-max_images = 0                   # use only the first N training images (0: all)
-# -- UnitMem (as in the UnitMem pages)
-n_views = 1                      # views per image (testbed: 1, its views are the image itself)
-activation = "post"              # "post": |GELU(fc1)|, "pre": |fc1|
-unitmem_pooled = False           # also collect the activation pooled over all positions
-selection = "default"            # ranking score: VAR "mean"/"max"/"pooled", RAR "last"/"all"
-# -- the attack (as in the extraction page)
-similarity = "pixel"             # "pixel" (testbed) or "sscd" (the paper)
-sscd_torchscript = ""            # sscd_disc_mixup.torchscript.pt (similarity "sscd")
-threshold = 0.99                 # extracted when similarity > threshold (the paper, SSCD: 0.75)
-prefix_lengths = [0, 1, 5, 8]     # prefix lengths in tokens; each model uses those it accepts
-per_class = 10                   # candidates per class (the paper: 5)
-score_span = None                # stage A positions [start, stop]; None: the whole sequence
-# -- the intervention sweep
-k_percent = None                 # the k% the mitigation page reported; None: the paper's (VAR 10%, RAR 5%)
-k_percents = [0, 1, 5, 10, 20]  # every k% the sweep edits (0: the unedited model)
-sweep_modes = ["unitmem-half", "random-half", "unitmem-zero"]  # how units are chosen and scaled
-random_seeds = [0, 1, 2]         # seeds of the random-unit control (at least 3)
-sweep_fid = True                 # measure FID (testbed: "testbed FID") for every sweep row
-# -- FID
-fid_feature = "testbed"          # "testbed" (the testbed classifier) or "inception"
-fid_samples_per_class = 20       # class-conditional samples per class (the paper: 50)
-inception_torchscript = ""       # clean-fid's inception-2015-12-05.pt (fid_feature "inception")
-fid_reference_npz = ""           # reference statistics (full scale: the ADM ImageNet 256 batch)
-classifier_checkpoint = "data/checkpoints/classifier.safetensors"  # the testbed FID's classifier
-sampling_kwargs = {}             # Generator.sample keywords for FID ({}: the family's defaults)
+params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
+k_percent = None                 # the k% the mitigation page reported; None: the parameter file's (unset: the paper's)
 
 # %%
 import json
 import math
 import time
-from pathlib import Path
 
 import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import cli
-from memlib.params import REPO_ROOT, SPECS, paper_k_percent, paper_numbers, run_models
+from memlib import stages
+from memlib.config import REPO_ROOT, page_config, paper_numbers
 from memlib.results import atomic_write_json, provenance, read_json, to_jsonable
 
-given = {key: value for key, value in globals().items() if key in SPECS}
+config = page_config(params_file, k_percent=k_percent)
 started = time.time()
 PAPER_FILE = REPO_ROOT / "book" / "paper_numbers.yaml"
 PAPER = paper_numbers()
@@ -91,14 +48,13 @@ PAPER = paper_numbers()
 # %% [markdown]
 # ## The run's models
 #
-# The parameters are checked first (`memlib.params`): a bad value stops the notebook with a message
+# The parameters are checked first (`memlib.config`): a bad value stops the notebook with a message
 # naming the parameter. An empty `model` means the testbed pair `var-testbed` and `rar-testbed`; a
 # full-scale run names one model.
 
 # %% tags=["hide-input"]
-models = run_models(given, "sweep", filter_prefixes=True)
-runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in models.items()}
-k_report = {family: float(k_percent if k_percent is not None else paper_k_percent(family)) for family in runs}
+runs = stages.make_runs(config, "sweep", usable_prefixes=True)
+k_report = {family: run.config.sweep.k_percent for family, run in runs.items()}
 
 # %% [markdown]
 # ## This run's result files
@@ -127,7 +83,7 @@ def read_summary(run, page: str, keys: list[str]) -> dict:
         raise FileNotFoundError(f"{path} not found: run the page '{page}' with these parameters first "
                                 f"(scripts/run_notebooks.py runs every page in book order)")
     record = read_json(path)
-    mine = to_jsonable(run.params)
+    mine = to_jsonable(run.config.flat())
     differ = [key for key in keys if record["params"].get(key) != mine.get(key)]
     if differ:
         key = differ[0]
@@ -142,8 +98,8 @@ for family, run in runs.items():
     summaries[family] = {page: read_summary(run, page, keys) for page, keys in pages.items()}
     if summaries[family]["mitigation"]["k_percent"] != k_report[family]:
         raise ValueError(f"k_percent: the mitigation page reported k = {summaries[family]['mitigation']['k_percent']:g}% "
-                         f"for {run.params['model']}, this page has {k_report[family]:g}%")
-    print(f"{run.params['model']}: read " + ", ".join(f"summary-{page}.json" for page in pages))
+                         f"for {run.config.model.model}, this page has {k_report[family]:g}%")
+    print(f"{run.config.model.model}: read " + ", ".join(f"summary-{page}.json" for page in pages))
 
 # %% [markdown]
 # ## What can be compared
@@ -152,14 +108,14 @@ for family, run in runs.items():
 
 # %%
 def run_kind(run) -> dict:
-    p = run.params
-    return {"testbed": p["dataset"] == "testbed", "sscd": p["similarity"] == "sscd",
-            "inception": p["fid_feature"] == "inception", "paper_model": p["model"] in PAPER["models"]}
+    cfg = run.config
+    return {"testbed": cfg.data.dataset == "testbed", "sscd": cfg.attack.similarity == "sscd",
+            "inception": cfg.fid.fid_feature == "inception", "paper_model": cfg.model.model in PAPER["models"]}
 
 
 def comparability(family: str) -> str:
     run, kind = runs[family], run_kind(runs[family])
-    name = run.params["model"]
+    name = run.config.model.model
     if kind["testbed"]:
         return (f"**{name} is a testbed model.** It is a small model trained on Fashion-MNIST with planted "
                 "duplicates, its copy decision is a pixel-space similarity rather than SSCD and its image-quality "
@@ -172,9 +128,9 @@ def comparability(family: str) -> str:
         issues.append("the copy decision is not SSCD")
     if not kind["inception"]:
         issues.append("the image-quality distance is not Inception FID")
-    if run.params["per_class"] != 5 or run.params["threshold"] != PAPER["attack"]["threshold"]:
+    if run.config.attack.per_class != 5 or run.config.attack.threshold != PAPER["attack"]["threshold"]:
         issues.append("the attack's candidates per class or threshold differ from the paper's (5, 0.75)")
-    if run.params["fid_samples_per_class"] != 50:
+    if run.config.fid.fid_samples_per_class != 50:
         issues.append("FID uses another number of samples than the paper's 50,000")
     if not issues and kind["paper_model"]:
         return (f"**{name} is one of the paper's models**, measured with the paper's attack settings, SSCD and "
@@ -225,7 +181,7 @@ for family in ("var", "rar"):
         random = (f"{m['random_half_extracted_mean']:.1f} ({m['random_half_extracted_min']}–"
                   f"{m['random_half_extracted_max']}, {m['random_half_seeds']} seeds)"
                   if "random_half_extracted_mean" in m else "—")
-        rows.append({"source": "this run", "model": run.params["model"],
+        rows.append({"source": "this run", "model": run.config.model.model,
                      "units halved": f"top {m['k_percent']:g}% ({m['units_edited']} units)",
                      "extracted before → after (change)": f"{before} → {after:g} ({change(before, after)})",
                      "random units, halved": random,
@@ -256,7 +212,7 @@ def yes_no(flag: bool) -> str:
 
 findings = []
 for family, run in runs.items():
-    name, s = run.params["model"], summaries[family]
+    name, s = run.config.model.model, summaries[family]
     m = s["mitigation"]
     if family == "var":
         u = s["unitmem-var"]
@@ -310,7 +266,7 @@ for family, run in runs.items():
     t = summaries[family]["tradeoff"]
     for point in t["curves"]:
         if point["mode"] in ("baseline", "unitmem-half"):
-            sweep_rows.append({"source": "this run", "model": run.params["model"], "k (%)": point["k_percent"],
+            sweep_rows.append({"source": "this run", "model": run.config.model.model, "k (%)": point["k_percent"],
                                "extracted": point["extracted"], "distance": point["fid"],
                                "distance is": t["fid_metric"] or "not measured"})
 sweep_table = pd.DataFrame(sweep_rows)
@@ -330,7 +286,7 @@ base_rows = [{"source": "the paper", "model": name, "FID": paper["fid_official"]
              for name, paper in PAPER["models"].items()]
 for family, run in runs.items():
     m, e = summaries[family]["mitigation"], summaries[family]["extraction"]
-    base_rows.append({"source": "this run", "model": run.params["model"], "FID": m.get("fid_before"),
+    base_rows.append({"source": "this run", "model": run.config.model.model, "FID": m.get("fid_before"),
                       "extracted": e["extracted"], "extracted (attack paper)": None})
     if m.get("fid_metric"):
         base_rows[-1]["model"] += f" ({m['fid_metric']})"
@@ -347,7 +303,7 @@ display(pd.DataFrame(base_rows).style.format({"FID": lambda v: fmt(v, ".2f"), "e
 SHOWN = ["model", "checkpoint", "tokenizer_checkpoint", "dataset", "max_images", "n_views", "activation", "selection",
          "similarity", "threshold", "prefix_lengths", "per_class", "score_span", "k_percents", "sweep_modes",
          "random_seeds", "sweep_fid", "fid_feature", "fid_samples_per_class", "seed"]
-parameter_table = pd.DataFrame({run.params["model"]: {key: json.dumps(to_jsonable(run.params[key])) for key in SHOWN}
+parameter_table = pd.DataFrame({run.config.model.model: {key: json.dumps(to_jsonable(run.config.flat()[key])) for key in SHOWN}
                                 for run in runs.values()})
 parameter_table.index.name = "parameter"
 if runs:
@@ -363,16 +319,16 @@ lines = []
 for family, run in runs.items():
     m = summaries[family]["mitigation"]
     before, after = m["extracted_before"], m["unitmem_half_extracted_mean"]
-    line = (f"- **{run.params['model']}** ({'testbed' if run_kind(run)['testbed'] else 'full scale'}): halving the top "
+    line = (f"- **{run.config.model.model}** ({'testbed' if run_kind(run)['testbed'] else 'full scale'}): halving the top "
             f"{m['k_percent']:g}% UnitMem units takes extraction from {before} to {after:g}")
     line += f" ({change(before, after)})" if before else ""
     if "fid_before" in m:
         line += f"; {m['fid_metric']} {m['fid_before']:.2f} → {m['fid_after']:.2f}"
     lines.append(line + ".")
     atomic_write_json(run.out / "summary-reproduction.json",
-                      {"numbers": {"notebook": "reproduction", "model": run.params["model"],
+                      {"numbers": {"notebook": "reproduction", "model": run.config.model.model,
                                    "mitigation_table": mitigation_table.to_dict(orient="records"),
-                                   "findings": [f for f in findings if f["model"] == run.params["model"]]},
-                       **provenance(run.params, run.params["seed"], started)})
+                                   "findings": [f for f in findings if f["model"] == run.config.model.model]},
+                       **provenance(run.config.flat(), run.config.run.seed, started)})
 lines.append(f"- The paper's numbers: `{PAPER_FILE.relative_to(REPO_ROOT)}` ({PAPER['source']}).")
 display(Markdown("\n".join(lines)))

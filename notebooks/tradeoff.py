@@ -28,49 +28,13 @@
 # the paper's. The cell below holds the parameters; papermill replaces them.
 
 # %% tags=["parameters"]
-# -- the run
-seed = 0                         # seeds every random choice (the random units use random_seeds)
-device = "auto"                  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
-results_dir = "results/testbed"  # result files, figures and summaries (git-ignored)
-batch_size = 64                  # rows per forward pass
-shard_size = 256                 # images or candidates per resumable shard
-amp = "auto"                     # bf16 autocast: "auto" (on CUDA only), true or false
-# -- the model: "" is the testbed pair (var-testbed, rar-testbed) with the shipped checkpoints
-model = ""                       # a name of memlib's model registry, e.g. "var-d30"
-model_overrides = {}             # config fields to replace (testing only)
-checkpoint = ""                  # the transformer's weights file (full scale)
-tokenizer_checkpoint = ""        # the tokenizer's weights file (full scale)
-# -- the images
-dataset = "testbed"              # "testbed" or "imagenet"
-testbed_file = ""                # "": data/fashion_mnist_testbed.npz
-imagenet_train_dir = ""          # ImageNet-1k train folder (dataset "imagenet")
-strict_images = False            # an unreadable ImageNet file: error (true) or skipped (false)
-unitmem_fraction = 0.01          # share of every ImageNet class in D' (the paper: 1%)
-max_images = 0                   # use only the first N training images (0: all)
-# -- UnitMem (as in the UnitMem pages)
-n_views = 1                      # views per image (testbed: 1, its views are the image itself)
-activation = "post"              # "post": |GELU(fc1)|, "pre": |fc1|
-unitmem_pooled = False           # also collect the activation pooled over all positions
-selection = "default"            # ranking score: VAR "mean"/"max"/"pooled", RAR "last"/"all"
-# -- the attack (as in the extraction page)
-similarity = "pixel"             # "pixel" (testbed) or "sscd" (the paper)
-sscd_torchscript = ""            # sscd_disc_mixup.torchscript.pt (similarity "sscd")
-threshold = 0.99                 # extracted when similarity > threshold (the paper, SSCD: 0.75)
-prefix_lengths = [0, 1, 5, 8]     # prefix lengths in tokens; each model uses those it accepts
-per_class = 10                   # candidates per class (the paper: 5)
-score_span = None                # stage A positions [start, stop]; None: the whole sequence
-# -- the intervention sweep
-k_percents = [0, 1, 5, 10, 20]  # every k% the sweep edits (0: the unedited model)
-sweep_modes = ["unitmem-half", "random-half", "unitmem-zero"]  # how units are chosen and scaled
-random_seeds = [0, 1, 2]         # seeds of the random-unit control (at least 3)
-sweep_fid = True                 # measure FID (testbed: "testbed FID") for every sweep row
-# -- FID
-fid_feature = "testbed"          # "testbed" (the testbed classifier) or "inception"
-fid_samples_per_class = 20       # class-conditional samples per class (the paper: 50)
-inception_torchscript = ""       # clean-fid's inception-2015-12-05.pt (fid_feature "inception")
-fid_reference_npz = ""           # reference statistics (full scale: the ADM ImageNet 256 batch)
-classifier_checkpoint = "data/checkpoints/classifier.safetensors"  # the testbed FID's classifier
-sampling_kwargs = {}             # Generator.sample keywords for FID ({}: the family's defaults)
+params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
+# -- what this page discusses; None: the parameter file's value
+k_percents = None                # every k% the sweep edits (0: the unedited model)
+sweep_modes = None               # how units are chosen and scaled ("unitmem-half", "random-half", ...)
+sweep_fid = None                 # measure FID (testbed: "testbed FID") for every sweep row
+fid_feature = None               # "testbed" (the testbed classifier) or "inception"
+fid_samples_per_class = None     # class-conditional samples per class (the paper: 50)
 
 # %%
 import time
@@ -83,39 +47,37 @@ import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import cli
-from memlib.params import SPECS, run_models
+from memlib import stages, summaries
+from memlib.config import page_config
 from memlib.results import atomic_write_json, provenance
 
-given = {key: value for key, value in globals().items() if key in SPECS}
+config = page_config(params_file, k_percents=k_percents, sweep_modes=sweep_modes, sweep_fid=sweep_fid,
+                     fid_feature=fid_feature, fid_samples_per_class=fid_samples_per_class)
 started = time.time()
 sns.set_theme(style="whitegrid", context="notebook")
-MODE_LABELS = {"baseline": "unedited", "unitmem-half": "top UnitMem, halved", "random-half": "random units, halved",
-               "unitmem-zero": "top UnitMem, zeroed", "per-block-half": "top UnitMem per block, halved"}
 
 # %% [markdown]
 # ## The run's models
 #
-# The parameters are checked first (`memlib.params`): a bad value stops the notebook with a message
+# The parameters are checked first (`memlib.config`): a bad value stops the notebook with a message
 # naming the parameter. An empty `model` means the testbed pair `var-testbed` and `rar-testbed`; a
 # full-scale run names one model.
 
 # %% tags=["hide-input"]
-models = run_models(given, "sweep", filter_prefixes=True)
-runs = {family: cli.make_run(params, Path(params["results_dir"])) for family, params in models.items()}
-headline = {family: max(run.params["prefix_lengths"]) for family, run in runs.items()}
+runs = stages.make_runs(config, "sweep", usable_prefixes=True)
+headline = {family: max(run.config.attack.prefix_lengths) for family, run in runs.items()}
 for family, run in runs.items():
-    print(f"{run.params['model']}: prefix {headline[family]} tokens, sweep {run.params['sweep_modes']} "
-          f"at k% {run.params['k_percents']}, FID {'on' if run.params['sweep_fid'] else 'off'}")
+    print(f"{run.config.model.model}: prefix {headline[family]} tokens, sweep {run.config.sweep.sweep_modes} "
+          f"at k% {run.config.sweep.k_percents}, FID {'on' if run.config.sweep.sweep_fid else 'off'}")
 
 # %% [markdown]
 # ## The sweep
 #
-# `memlib.cli.stage_sweep` returns the table of {doc}`mitigation`; with the same parameters it reads
+# `memlib.stages.stage_sweep` returns the table of {doc}`mitigation`; with the same parameters it reads
 # every row back from the files that page wrote.
 
 # %% tags=["remove-stderr"]
-sweeps = {family: cli.stage_sweep(run) for family, run in runs.items()}
+sweeps = {family: stages.stage_sweep(run) for family, run in runs.items()}
 
 
 def by_mode(table: pd.DataFrame, family: str) -> pd.DataFrame:
@@ -132,7 +94,7 @@ curves = {family: by_mode(table, family) for family, table in sweeps.items()}
 has_fid = {family: bool(curve["fid"].notna().all()) for family, curve in curves.items()}
 metric = {family: (str(sweeps[family]["fid_metric"].dropna().iloc[0]) if has_fid[family] else None) for family in sweeps}
 for family, curve in curves.items():
-    display(Markdown(f"**{runs[family].params['model']}** (count at prefix {headline[family]} tokens; "
+    display(Markdown(f"**{runs[family].config.model.model}** (count at prefix {headline[family]} tokens; "
                      f"{metric[family] or 'no FID measured'}):"))
     shown = curve[["mode", "k_percent", "seeds", "extracted", "extracted_min", "extracted_max", "fid"]]
     display(shown.style.format({"extracted": "{:.1f}", "fid": "{:.2f}"}, na_rep="—").hide(axis="index"))
@@ -146,7 +108,7 @@ for family, curve in curves.items():
 # %%
 def plot_against_k(ax, curve: pd.DataFrame, column: str) -> None:
     for mode, group in curve.groupby("mode", sort=False):
-        ax.plot(group["k_percent"], group[column], marker="o", label=MODE_LABELS[mode])
+        ax.plot(group["k_percent"], group[column], marker="o", label=summaries.MODE_LABELS[mode])
         if (group["seeds"] > 1).any():
             ax.fill_between(group["k_percent"], group[f"{column}_min"], group[f"{column}_max"], alpha=0.2)
 
@@ -157,7 +119,7 @@ if curves:
     for j, (family, curve) in enumerate(curves.items()):
         plot_against_k(axes[0, j], curve, "extracted")
         axes[0, j].set_ylabel(f"extracted candidates (prefix {headline[family]})")
-        axes[0, j].set_title(runs[family].params["model"])
+        axes[0, j].set_title(runs[family].config.model.model)
         axes[0, j].legend(fontsize=8)
         if n_rows == 2:
             if has_fid[family]:
@@ -167,7 +129,7 @@ if curves:
                 axes[1, j].axis("off")
         axes[-1, j].set_xlabel("k: share of fc1 units edited (%)")
     fig.tight_layout()
-    fig.savefig(Path(results_dir) / "tradeoff_vs_k.png", dpi=120)
+    fig.savefig(Path(config.run.results_dir) / "tradeoff_vs_k.png", dpi=120)
     plt.show()
 
 # %% [markdown]
@@ -196,7 +158,7 @@ if with_fid:
         points = pd.concat([unedited, curve[curve["k_percent"] > 0]], ignore_index=True)
         front = pareto_front(points)
         fronts[family] = points[front]
-        sns.scatterplot(data=points.assign(edit=points["mode"].map(MODE_LABELS)), x="fid", y="extracted",
+        sns.scatterplot(data=points.assign(edit=points["mode"].map(summaries.MODE_LABELS)), x="fid", y="extracted",
                         hue="edit", style="edit", s=70, ax=ax)
         ax.scatter(points.loc[front, "fid"], points.loc[front, "extracted"], s=240, facecolors="none",
                    edgecolors="black", linewidths=1, label="Pareto front")
@@ -205,10 +167,10 @@ if with_fid:
                         xytext=(5, 4), fontsize=8)
         ax.set_xlabel(f"{metric[family]} (lower is better)")
         ax.set_ylabel(f"extracted candidates (prefix {headline[family]})")
-        ax.set_title(runs[family].params["model"])
+        ax.set_title(runs[family].config.model.model)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(Path(results_dir) / "tradeoff_pareto.png", dpi=120)
+    fig.savefig(Path(config.run.results_dir) / "tradeoff_pareto.png", dpi=120)
     plt.show()
 elif curves:
     display(Markdown("This run measured no FID (`sweep_fid: false`), so there is no Pareto plot."))
@@ -231,12 +193,12 @@ for family, curve in curves.items():
     half = curve[curve["mode"] == "unitmem-half"].sort_values("k_percent")
     before = float(curve.loc[curve["k_percent"] == 0, "extracted"].iloc[0])
     halved = half[half["extracted"] <= before / 2]
-    record = {"notebook": "tradeoff", "model": run.params["model"], "prefix": headline[family],
+    record = {"notebook": "tradeoff", "model": run.config.model.model, "prefix": headline[family],
               "fid_metric": metric[family], "curves": records(curve),
               "pareto_front": records(fronts[family]) if family in fronts else None}
     atomic_write_json(run.out / "summary-tradeoff.json",
-                      {"numbers": record, **provenance(run.params, run.params["seed"], started)})
-    line = f"- **{run.params['model']}**: unedited, {before:g} candidates are extracted. "
+                      {"numbers": record, **provenance(run.config.flat(), run.config.run.seed, started)})
+    line = f"- **{run.config.model.model}**: unedited, {before:g} candidates are extracted. "
     if before > 0 and len(halved):
         first = halved.iloc[0]
         glue(f"{family}_k_halving_count", float(first["k_percent"]), display=False)
@@ -252,7 +214,7 @@ for family, curve in curves.items():
     if k_max > 0 and "unitmem-half" in at_max.index:
         glue(f"{family}_k_max", k_max, display=False)
         glue(f"{family}_extracted_at_k_max", float(at_max.loc["unitmem-half", "extracted"]), display=False)
-        parts = [f"{MODE_LABELS[mode]}: {row['extracted']:.3g}" + (f" ({metric[family]} {row['fid']:.2f})" if has_fid[family] else "")
+        parts = [f"{summaries.MODE_LABELS[mode]}: {row['extracted']:.3g}" + (f" ({metric[family]} {row['fid']:.2f})" if has_fid[family] else "")
                  for mode, row in at_max.iterrows()]
         line += f" At the largest k of the sweep, {k_max:g}%, the counts are " + "; ".join(parts) + "."
     lines.append(line)

@@ -20,45 +20,28 @@
 # most activating training image exceeds its mean activation on the other images: 0 when every
 # image drives the unit equally, 1 when exactly one image does ({doc}`../book/method`). RAR
 # {cite:p}`yu2024rar` predicts an image token by token in raster order. The paper
-# {cite:p}`kasliwal2025localizing` takes the activation at the **last position** of the
-# teacher-forced sequence (**chosen** here too) and reports that memorization concentrates in the
-# middle and later blocks. This page also shows the **option** of averaging over all positions.
+# {cite:p}`kasliwal2025localizing` takes the "last-token activation" of the teacher-forced sequence
+# and reports that memorization concentrates in the middle and later blocks. "Last token" has two
+# readings, shown side by side on this page: **T-2**, the position whose output predicts the last
+# image token (**chosen**), and **T-1**, the position of the last input token. The book chooses T-2
+# because the model never uses what it computes at T-1: that output predicts nothing, its training
+# loss is discarded and generation never computes it; at T-2 the unit's activation takes part in
+# producing the image. This page also shows the **option** of averaging over all positions.
 #
 # On the testbed the planted images are known, so the images that drive the top units can be
 # checked against them. The cell below holds the parameters; papermill replaces them (see the
 # collapsed cell after it).
 
 # %% tags=["parameters"]
-# -- the run
-seed = 0                         # seeds every random choice
-device = "auto"                  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
-results_dir = "results/testbed"  # result files, figures and summaries (git-ignored)
-batch_size = 64                  # rows (images x views) per forward pass
-shard_size = 256                 # images per resumable shard of the UnitMem stage
-amp = "auto"                     # bf16 autocast: "auto" (on CUDA only), true or false
-# -- the model: "" is the testbed pair (var-testbed, rar-testbed) with the shipped checkpoints
-model = ""                       # a name of memlib's model registry, e.g. "rar-xxl"
-model_overrides = {}             # config fields to replace (testing only)
-checkpoint = ""                  # the transformer's weights file (full scale)
-tokenizer_checkpoint = ""        # the tokenizer's weights file (full scale)
-# -- the images
-dataset = "testbed"              # "testbed" or "imagenet"
-testbed_file = ""                # "": data/fashion_mnist_testbed.npz
-imagenet_train_dir = ""          # ImageNet-1k train folder (dataset "imagenet")
-strict_images = False            # an unreadable ImageNet file: error (true) or skipped (false)
-unitmem_fraction = 0.01          # share of every ImageNet class in D' (the paper: 1%)
-max_images = 0                   # use only the first N images of D' (0: all)
-# -- UnitMem
-n_views = 1                      # views per image (testbed: 1, its views are the image itself)
-activation = "post"              # "post": |GELU(fc1)|, "pre": |fc1|
-unitmem_pooled = False           # also collect the activation pooled over all positions
-selection = "default"            # RAR ranking: "last" (default) or "all" positions
-k_percent = None                 # top-k% of units to locate; None: the paper's (VAR 10%, RAR 5%)
-images_per_class = 8             # columns of the grid of top-unit images
+params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
+# -- what this page discusses; None: the parameter file's value
+activation = None                # "post": |GELU(fc1)|, "pre": |fc1|
+selection = None                 # RAR ranking: "predicts-last" (T-2), "last" (T-1) or "all" positions ("default": T-2)
+k_percent = None                 # top-k% of units to locate; unset in the file too: the paper's (VAR 10%, RAR 5%)
+images_per_class = None          # columns of the grid of top-unit images
 
 # %%
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -67,38 +50,37 @@ import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import cli
-from memlib.data import load_testbed
+from memlib import stages, study, summaries
+from memlib.config import page_config
 from memlib.intervene import select_units
-from memlib.params import SPECS, paper_k_percent, run_models
 from memlib.results import atomic_write_json, provenance
 
-given = {key: value for key, value in globals().items() if key in SPECS}
+config = page_config(params_file, activation=activation, selection=selection, k_percent=k_percent,
+                     images_per_class=images_per_class)
 started = time.time()
 sns.set_theme(style="whitegrid", context="notebook")
 
 # %% [markdown]
 # ## The run's models
 #
-# The parameters are checked first (`memlib.params`): a bad value stops the notebook with a message
+# The parameters are checked first (`memlib.config`): a bad value stops the notebook with a message
 # naming the parameter. An empty `model` means the testbed, whose RAR-style model is `rar-testbed`;
 # a full-scale run names one model. This page needs a RAR model; on a run of a VAR model it says so
 # and shows nothing else.
 
 # %% tags=["hide-input"]
-runs = {family: cli.make_run(params, Path(params["results_dir"]))
-        for family, params in run_models(given, "unitmem").items() if family == "rar"}
-k_top = {family: float(k_percent if k_percent is not None else paper_k_percent(family)) for family in runs}
+runs = stages.make_runs(config, "unitmem", family="rar")
+k_top = {family: run.config.sweep.k_percent for family, run in runs.items()}
 if not runs:
-    display(Markdown(f"**This run has no RAR model** (`model: {given['model']}`), so this page shows nothing. "
+    display(Markdown(f"**This run has no RAR model** (`model: {config.model.model}`), so this page shows nothing. "
                      "Run it with the testbed or a RAR parameter file."))
 for family, run in runs.items():
-    print(f"{run.params['model']}: {run.params['checkpoint']} on {run.device}; results in {run.out}")
+    print(f"{run.config.model.model}: {run.config.model.checkpoint} on {run.device}; results in {run.out}")
 
 # %% [markdown]
 # ## UnitMem of every fc1 unit
 #
-# `memlib.cli.stage_unitmem` runs every training image of D' teacher-forced through the model with a
+# `memlib.stages.stage_unitmem` runs every training image of D' teacher-forced through the model with a
 # hook on every block's fc1 and reduces the activations inside the hook to two position groups:
 # `last`, the last position of the sequence, and `all`, the mean over every position. The result
 # file is named by a hash of the parameters and the checkpoints, so a second run of this notebook
@@ -106,13 +88,15 @@ for family, run in runs.items():
 # unitmem`) writes for a full-scale model.
 
 # %% tags=["remove-stderr"]
-unitmem = {family: cli.stage_unitmem(run) for family, run in runs.items()}
-POSITIONS = {"last": "last position (chosen)", "all": "mean over all positions (option)"}
+unitmem = {family: stages.stage_unitmem(run) for family, run in runs.items()}
+POSITIONS = {"predicts-last": "T-2, predicts the last token (chosen)", "last": "T-1, last input token (option)",
+             "all": "mean over all positions (option)"}
+CHOSEN = "predicts-last"
 for family, result in unitmem.items():
     scores_GKU = result.scores_GKU
-    print(f"{runs[family].params['model']}: UnitMem of {scores_GKU.shape[1]} blocks x {scores_GKU.shape[2]} units "
+    print(f"{runs[family].config.model.model}: UnitMem of {scores_GKU.shape[1]} blocks x {scores_GKU.shape[2]} units "
           f"over {result.n_images} images ({result.params})")
-    glue(f"{family}_model", runs[family].params["model"], display=False)
+    glue(f"{family}_model", runs[family].config.model.model, display=False)
     glue(f"{family}_n_images", result.n_images, display=False)
     glue(f"{family}_n_units", int(scores_GKU.shape[1] * scores_GKU.shape[2]), display=False)
 
@@ -137,15 +121,13 @@ for family, result in unitmem.items():
     ax.set_xlabel("transformer block (0 = first)")
     ax.set_ylabel("mean UnitMem of the block's fc1 units")
     ax.set_xticks(range(n_blocks))
-    ax.set_title(f"{runs[family].params['model']}: mean UnitMem per block")
+    ax.set_title(f"{runs[family].config.model.model}: mean UnitMem per block")
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_rar_per_block.png", dpi=120)
     plt.show()
 
-    last = frame[POSITIONS["last"]].to_numpy()
-    blocks = np.arange(n_blocks)
-    centre = float((last * blocks).sum() / last.sum())
-    peak = int(last.argmax())
+    last = frame[POSITIONS[CHOSEN]].to_numpy()
+    peak, centre = summaries.depth_profile(last)
     second_half = float(last[n_blocks // 2:].sum() / last.sum())
     localization[family] = {"peak_block_last": peak, "centre_of_mass_last": round(centre, 4),
                             "share_of_mean_unitmem_in_second_half_last": round(second_half, 4),
@@ -155,7 +137,7 @@ for family, result in unitmem.items():
     glue(f"{family}_centre_of_mass", centre, display=False)
     where = "in the second half of the blocks" if centre > (n_blocks - 1) / 2 else "in the first half of the blocks"
     display(Markdown(
-        f"**{runs[family].params['model']}** ({n_blocks} blocks). At the last position the peak block is {peak} "
+        f"**{runs[family].config.model.model}** ({n_blocks} blocks). At the chosen position (T-2) the peak block is {peak} "
         f"and the centre of mass is block {centre:.2f}, {where}; the blocks of the second half hold "
         f"{100 * second_half:.0f}% of the summed mean UnitMem. The paper reports that memorization in RAR "
         "concentrates in the middle and later blocks."))
@@ -163,15 +145,17 @@ for family, result in unitmem.items():
 # %% [markdown]
 # ## Where the top units sit
 #
-# The intervention ranks all units by one selection score (**chosen**: UnitMem at the last
-# position; parameter `selection`) and takes the global top k%. The bars show which share of each
-# block's units that global top k% contains, for the chosen ranking and for the all-positions one.
+# The intervention ranks all units by one selection score (**chosen**: UnitMem at T-2; parameter
+# `selection`) and takes the global top k%. The bars show which share of each block's units that
+# global top k% contains, for both readings of "last token" and for the all-positions ranking. The
+# verdict on the paper's claim ("middle and later blocks") reads the share of the chosen top k% in
+# the later half of the blocks against one half (`memlib.study.later_blocks_share`).
 
 # %%
 top_units = {}
 for family, result in unitmem.items():
     k = k_top[family]
-    how = None if runs[family].params["selection"] == "default" else runs[family].params["selection"]
+    how = None if runs[family].config.sweep.selection == "default" else runs[family].config.sweep.selection
     scores_KU = result.selection_scores(how)
     n_blocks, n_units = scores_KU.shape
     chosen_M2 = select_units(scores_KU, k, "global")
@@ -181,10 +165,20 @@ for family, result in unitmem.items():
         for name, label in POSITIONS.items()
     })
     shares.index.name = "block"
-    top_units[family] = {"k_percent": k, "selection": how or "last", "units": int(len(chosen_M2)),
+    top_units[family] = {"k_percent": k, "selection": how or CHOSEN, "units": int(len(chosen_M2)),
                          "per_block": per_block.tolist()}
     glue(f"{family}_k_percent", k, display=False)
     glue(f"{family}_top_units", int(len(chosen_M2)), display=False)
+    later, later_word = study.later_blocks_share(scores_KU.numpy(), k)
+    shared = study.shared_top_units(result.group("predicts-last").numpy(), result.group("last").numpy(), k)
+    glue(f"{family}_later_verdict", later_word, display=False)
+    glue(f"{family}_later_share", later.value + 0.5, display=False)
+    glue(f"{family}_readings_shared", shared, display=False)
+    display(Markdown(
+        f"**{runs[family].config.model.model}.** {100 * (later.value + 0.5):.0f}% of the top {k:g}% units (T-2) sit in "
+        f"the later half of the blocks (95% interval {100 * (later.lo + 0.5):.0f}-{100 * (later.hi + 0.5):.0f}%): the "
+        f"paper's claim that memorization concentrates in the middle and later blocks **{later_word}**. The two "
+        f"readings of \"last token\" share {100 * shared:.0f}% of their top {k:g}% units."))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.barplot(data=shares.reset_index().melt("block", var_name="ranking by", value_name="share"),
@@ -192,7 +186,7 @@ for family, result in unitmem.items():
     ax.axhline(k, color="gray", linestyle="--", label=f"uniform ({k:g}%)")
     ax.set_xlabel("transformer block")
     ax.set_ylabel("share of the block's fc1 units in the top k% (%)")
-    ax.set_title(f"{runs[family].params['model']}: where the global top {k:g}% units sit")
+    ax.set_title(f"{runs[family].config.model.model}: where the global top {k:g}% units sit")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_rar_top_units.png", dpi=120)
@@ -213,7 +207,7 @@ for family, result in unitmem.items():
     ax.set_yscale("log")
     ax.set_xlabel("UnitMem (0: every image alike, 1: one image only)")
     ax.set_ylabel("number of fc1 units")
-    ax.set_title(f"{runs[family].params['model']}: UnitMem of all fc1 units")
+    ax.set_title(f"{runs[family].config.model.model}: UnitMem of all fc1 units")
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_rar_distribution.png", dpi=120)
     plt.show()
@@ -234,38 +228,35 @@ argmax_summary = {}
 for family, result in unitmem.items():
     run = runs[family]
     k = k_top[family]
-    dataset, _, ground_truth, _ = cli.training_images(run, run.params["unitmem_fraction"])
-    planted = None
-    if run.params["dataset"] == "testbed":
-        planted = load_testbed(run.params["testbed_file"] or None).is_planted()
-        base_share = float(planted[: min(len(planted), result.n_images)].mean())
+    images = stages.training_images(run, run.config.unitmem.unitmem_fraction)
+    dataset, ground_truth = images.dataset, images.ground_truth
+    planted = images.testbed.is_planted() if images.testbed is not None else None
     rows, top_ids = [], {}
     for name, label in POSITIONS.items():
-        chosen_M2 = select_units(result.group(name), k, "global")
         argmax_KU = result.argmax_GKU[result.group_names.index(name)]
-        top_ids[name] = argmax_KU[chosen_M2[:, 0], chosen_M2[:, 1]].numpy()
+        top_ids[name] = summaries.top_unit_argmax_ids(result.group(name), argmax_KU, k)
         row = {"positions": label, "top units": len(top_ids[name]), "distinct argmax images": len(np.unique(top_ids[name]))}
         if planted is not None:
             row["argmax planted (%)"] = 100 * float(planted[top_ids[name]].mean())
         rows.append(row)
     display(pd.DataFrame(rows).style.format({"argmax planted (%)": "{:.1f}"}).hide(axis="index"))
-    ids, counts = np.unique(top_ids["last"], return_counts=True)
+    ids, counts = np.unique(top_ids[CHOSEN], return_counts=True)
     order = np.argsort(-counts, kind="stable")
     summary = {"top_unit_argmax_distinct": int(len(ids))}
     if planted is not None:
-        share = float(planted[top_ids["last"]].mean())
+        enrichment = summaries.planted_enrichment(top_ids[CHOSEN], planted, result.n_images)
+        share, base_share, ratio = enrichment.share, enrichment.base_share, enrichment.ratio
         summary.update(top_unit_argmax_planted_share=share, planted_share_of_images=base_share)
         glue(f"{family}_top_argmax_planted_share", share, display=False)
         glue(f"{family}_planted_share_of_images", base_share, display=False)
-        ratio = share / base_share if base_share > 0 else float("inf")
         display(Markdown(
-            f"**{run.params['model']}.** At the last position, {100 * share:.1f}% of the top {k:g}% units have a "
+            f"**{run.config.model.model}.** At T-2, {100 * share:.1f}% of the top {k:g}% units have a "
             f"planted image as their argmax, against {100 * base_share:.1f}% planted images among the "
             f"{result.n_images} images of D' ({ratio:.1f} times the share a random argmax would give)."))
     argmax_summary[family] = summary
 
-    shown = order[: 2 * images_per_class]
-    fig, axes = plt.subplots(2, images_per_class, figsize=(1.3 * images_per_class, 3.4), squeeze=False)
+    shown = order[: 2 * config.book.images_per_class]
+    fig, axes = plt.subplots(2, config.book.images_per_class, figsize=(1.3 * config.book.images_per_class, 3.4), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, j in zip(axes.ravel(), shown):
@@ -274,12 +265,83 @@ for family, result in unitmem.items():
         is_planted = planted is not None and planted[ids[j]]
         ax.set_title(f"#{ids[j]}: {counts[j]} units" + ("\nplanted" if is_planted else ""), fontsize=8,
                      color="#c0392b" if is_planted else "black")
-    fig.suptitle(f"{run.params['model']}: argmax images of the most top-{k:g}% units (last position)")
+    fig.suptitle(f"{run.config.model.model}: argmax images of the most top-{k:g}% units (T-2)")
     fig.tight_layout()
     fig.savefig(run.out / "unitmem_rar_argmax_images.png", dpi=120)
     plt.show()
 
 # %% [markdown]
+# ## Localization against the planted ground truth, at both readings
+#
+# For the top k% units at each reading of "last token", the left panel gives the share whose argmax
+# is in each group (control, then the duplication levels), beside that group's share of D' (black
+# marks); the right panel the AUC of each group's images against the ordinary images of D', each
+# image scored by its highest UnitMem over the units it is the argmax of (95% intervals).
+
+# %% tags=["hide-input"]
+localization_by_level = {}
+for family, result in unitmem.items():
+    run = runs[family]
+    testbed = stages.training_images(run, run.config.unitmem.unitmem_fraction).testbed
+    if testbed is None:
+        continue
+    k = k_top[family]
+    frames = {}
+    for name in ("predicts-last", "last"):
+        g = result.group_names.index(name)
+        shares, aucs = study.localization_by_group(result.scores_GKU[[g]].numpy(), result.argmax_GKU[[g]].numpy(), k,
+                                                   testbed.groups(), np.array(result.params["images"]), seed=config.run.seed)
+        frames[POSITIONS[name]] = (pd.DataFrame(shares), pd.DataFrame(aucs))
+    fig, (ax_share, ax_auc) = plt.subplots(1, 2, figsize=(12, 3.8))
+    width = 0.38
+    for offset, (label, (shares, aucs)) in zip((-width / 2, width / 2), frames.items()):
+        x = np.arange(len(shares)) + offset
+        ax_share.bar(x, shares["share"], width, label=label)
+        ax_share.errorbar(x, shares["share"], yerr=[shares["share"] - shares["share_lo"], shares["share_hi"] - shares["share"]],
+                          fmt="none", ecolor="black", capsize=2)
+        ax_auc.bar(x, aucs["auc"], width, label=label)
+        ax_auc.errorbar(x, aucs["auc"], yerr=[aucs["auc"] - aucs["auc_lo"], aucs["auc_hi"] - aucs["auc"]],
+                        fmt="none", ecolor="black", capsize=2)
+    shares, aucs = frames[POSITIONS[CHOSEN]]
+    ax_share.scatter(np.arange(len(shares)), shares["base_rate"], marker="_", s=400, color="black", label="share of D'")
+    ax_share.set_xticks(range(len(shares)), shares["group"])
+    ax_share.set_ylabel(f"share of top-{k:g}% units' argmax")
+    ax_share.set_xlabel("group (copies per epoch)")
+    ax_share.legend(fontsize=8)
+    ax_auc.axhline(0.5, color="gray", linestyle="--")
+    ax_auc.set_xticks(range(len(aucs)), aucs["group"])
+    ax_auc.set_ylim(0, 1.05)
+    ax_auc.set_ylabel("AUC against ordinary images")
+    ax_auc.set_xlabel("group (copies per epoch)")
+    fig.suptitle(f"{run.config.model.model}: do the top units point at the memorized images?")
+    fig.tight_layout()
+    glue(f"fig_{family}_localization", fig, display=False)
+    plt.close(fig)
+    top, auc_top = shares.iloc[-1], aucs.iloc[-1]
+    glue(f"{family}_loc_top_share", float(top["share"]), display=False)
+    glue(f"{family}_loc_top_base", float(top["base_rate"]), display=False)
+    glue(f"{family}_loc_top_verdict", top["verdict"], display=False)
+    glue(f"{family}_loc_top_auc", float(auc_top["auc"]), display=False)
+    glue(f"{family}_loc_top_auc_verdict", auc_top["verdict"], display=False)
+    localization_by_level[family] = {label: {"shares": sh.to_dict(orient="records"), "auc": au.to_dict(orient="records")}
+                                     for label, (sh, au) in frames.items()}
+    display(pd.concat({label: sh.set_index("group")[["share", "base_rate", "enrichment", "verdict"]]
+                       for label, (sh, _) in frames.items()}, axis=1).style.format(precision=3))
+    display(Markdown(
+        f"**{run.config.model.model}, {top['group']} images, T-2.** {100 * top['share']:.1f}% of the top {k:g}% units "
+        f"have one of them as their argmax, against {100 * top['base_rate']:.1f}% of D' (interval "
+        f"{100 * top['share_lo']:.1f}-{100 * top['share_hi']:.1f}%): the claim that the top units point at memorized "
+        f"images **{top['verdict']}**. AUC against ordinary images {auc_top['auc']:.2f} "
+        f"[{auc_top['auc_lo']:.2f}, {auc_top['auc_hi']:.2f}]: **{auc_top['verdict']}**."))
+
+# %% [markdown]
+# ```{glue:figure} fig_rar_localization
+# :name: fig-rar-localization
+#
+# RAR: share of the top units' argmax images in each group beside the group's share of D' (black
+# marks), and the AUC of each group against ordinary images, at T-2 (chosen) and T-1 (95% intervals).
+# ```
+#
 # ## Summary
 #
 # The numbers of this page, with the parameters that produced them, are written to
@@ -288,12 +350,13 @@ for family, result in unitmem.items():
 # %%
 for family, run in runs.items():
     result = unitmem[family]
-    record = {"notebook": "unitmem-rar", "model": run.params["model"], "n_images": result.n_images,
-              **localization[family], **top_units[family], **argmax_summary[family]}
+    record = {"notebook": "unitmem-rar", "model": run.config.model.model, "n_images": result.n_images,
+              **localization[family], **top_units[family], **argmax_summary[family],
+              "localization_by_level": localization_by_level.get(family)}
     atomic_write_json(run.out / "summary-unitmem-rar.json",
-                      {"numbers": record, **provenance(run.params, run.params["seed"], started)})
+                      {"numbers": record, **provenance(run.config.flat(), run.config.run.seed, started)})
     display(Markdown(
-        f"- **{run.params['model']}**: UnitMem of {int(result.group('last').numel())} fc1 units over "
+        f"- **{run.config.model.model}**: UnitMem of {int(result.group('last').numel())} fc1 units over "
         f"{result.n_images} training images, at the last position and over all positions.\n"
         f"- At the last position, mean UnitMem peaks in block {localization[family]['peak_block_last']} and its "
         f"centre of mass is block {localization[family]['centre_of_mass_last']:.2f} "

@@ -34,36 +34,15 @@
 # collapsed cell after it).
 
 # %% tags=["parameters"]
-# -- the run
-seed = 0                         # seeds every random choice
-device = "auto"                  # "auto" (CUDA when available), "cpu", "cuda" or "cuda:N"
-results_dir = "results/testbed"  # result files, figures and summaries (git-ignored)
-batch_size = 64                  # rows (images x views) per forward pass
-shard_size = 256                 # images per resumable shard of the UnitMem stage
-amp = "auto"                     # bf16 autocast: "auto" (on CUDA only), true or false
-# -- the model: "" is the testbed pair (var-testbed, rar-testbed) with the shipped checkpoints
-model = ""                       # a name of memlib's model registry, e.g. "var-d30"
-model_overrides = {}             # config fields to replace (testing only)
-checkpoint = ""                  # the transformer's weights file (full scale)
-tokenizer_checkpoint = ""        # the tokenizer's weights file (full scale)
-# -- the images
-dataset = "testbed"              # "testbed" or "imagenet"
-testbed_file = ""                # "": data/fashion_mnist_testbed.npz
-imagenet_train_dir = ""          # ImageNet-1k train folder (dataset "imagenet")
-strict_images = False            # an unreadable ImageNet file: error (true) or skipped (false)
-unitmem_fraction = 0.01          # share of every ImageNet class in D' (the paper: 1%)
-max_images = 0                   # use only the first N images of D' (0: all)
-# -- UnitMem
-n_views = 1                      # views per image (testbed: 1, its views are the image itself)
-activation = "post"              # "post": |GELU(fc1)|, "pre": |fc1|
-unitmem_pooled = False           # also collect the activation pooled over all positions
-selection = "default"            # VAR ranking: "mean" (default) / "max" over scales, or "pooled"
-k_percent = None                 # top-k% of units to locate; None: the paper's (VAR 10%, RAR 5%)
-images_per_class = 8             # columns of the grid of top-unit images
+params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
+# -- what this page discusses; None: the parameter file's value
+activation = None                # "post": |GELU(fc1)|, "pre": |fc1|
+selection = None                 # VAR ranking: "mean" / "max" over scales, or "pooled" ("default")
+k_percent = None                 # top-k% of units to locate; unset in the file too: the paper's (VAR 10%, RAR 5%)
+images_per_class = None          # columns of the grid of top-unit images
 
 # %%
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -73,38 +52,37 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import cli
-from memlib.data import load_testbed
+from memlib import stages, study, summaries
+from memlib.config import page_config
 from memlib.intervene import select_units
-from memlib.params import SPECS, paper_k_percent, run_models
 from memlib.results import atomic_write_json, provenance
 
-given = {key: value for key, value in globals().items() if key in SPECS}
+config = page_config(params_file, activation=activation, selection=selection, k_percent=k_percent,
+                     images_per_class=images_per_class)
 started = time.time()
 sns.set_theme(style="whitegrid", context="notebook")
 
 # %% [markdown]
 # ## The run's models
 #
-# The parameters are checked first (`memlib.params`): a bad value stops the notebook with a message
+# The parameters are checked first (`memlib.config`): a bad value stops the notebook with a message
 # naming the parameter. An empty `model` means the testbed, whose VAR-style model is `var-testbed`;
 # a full-scale run names one model. This page needs a VAR model; on a run of a RAR model it says so
 # and shows nothing else.
 
 # %% tags=["hide-input"]
-runs = {family: cli.make_run(params, Path(params["results_dir"]))
-        for family, params in run_models(given, "unitmem").items() if family == "var"}
-k_top = {family: float(k_percent if k_percent is not None else paper_k_percent(family)) for family in runs}
+runs = stages.make_runs(config, "unitmem", family="var")
+k_top = {family: run.config.sweep.k_percent for family, run in runs.items()}
 if not runs:
-    display(Markdown(f"**This run has no VAR model** (`model: {given['model']}`), so this page shows nothing. "
+    display(Markdown(f"**This run has no VAR model** (`model: {config.model.model}`), so this page shows nothing. "
                      "Run it with the testbed or a VAR parameter file."))
 for family, run in runs.items():
-    print(f"{run.params['model']}: {run.params['checkpoint']} on {run.device}; results in {run.out}")
+    print(f"{run.config.model.model}: {run.config.model.checkpoint} on {run.device}; results in {run.out}")
 
 # %% [markdown]
 # ## UnitMem of every fc1 unit
 #
-# `memlib.cli.stage_unitmem` runs every training image of D' teacher-forced through the model with a
+# `memlib.stages.stage_unitmem` runs every training image of D' teacher-forced through the model with a
 # hook on every block's fc1, reduces the activations to per-scale means inside the hook and streams
 # them into a UnitMem accumulator. The result file is named by a hash of the parameters and the
 # checkpoints, so a second run of this notebook reads it back instead of recomputing it; the same
@@ -112,16 +90,16 @@ for family, run in runs.items():
 # full-scale model.
 
 # %% tags=["remove-stderr"]
-unitmem = {family: cli.stage_unitmem(run) for family, run in runs.items()}
+unitmem = {family: stages.stage_unitmem(run) for family, run in runs.items()}
 scales = {}
 for family, result in unitmem.items():
     gen = runs[family].generator()
     groups = [g for g in gen.position_groups()]
     scales[family] = [f"{i} ({int(round(g.size ** 0.5))}x{int(round(g.size ** 0.5))})" for i, g in enumerate(groups)]
     scores_GKU = result.scores_GKU
-    print(f"{runs[family].params['model']}: UnitMem of {scores_GKU.shape[1]} blocks x {scores_GKU.shape[2]} units "
+    print(f"{runs[family].config.model.model}: UnitMem of {scores_GKU.shape[1]} blocks x {scores_GKU.shape[2]} units "
           f"at {len(groups)} scales over {result.n_images} images ({result.params})")
-    glue(f"{family}_model", runs[family].params["model"], display=False)
+    glue(f"{family}_model", runs[family].config.model.model, display=False)
     glue(f"{family}_n_images", result.n_images, display=False)
     glue(f"{family}_n_units", int(scores_GKU.shape[1] * scores_GKU.shape[2]), display=False)
 
@@ -152,7 +130,7 @@ for family, result in unitmem.items():
     ax.set_xlabel("transformer block (0 = first)")
     ax.set_ylabel("mean UnitMem of the block's fc1 units")
     ax.set_xticks(range(frame.shape[1]))
-    ax.set_title(f"{runs[family].params['model']}: mean UnitMem per block and scale")
+    ax.set_title(f"{runs[family].config.model.model}: mean UnitMem per block and scale")
     ax.legend(title="scale (tokens)", bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_var_per_block.png", dpi=120)
@@ -163,7 +141,7 @@ for family, result in unitmem.items():
                 cbar_kws={"label": "mean UnitMem"})
     ax.set_xlabel("transformer block")
     ax.set_ylabel("scale (tokens)")
-    ax.set_title(f"{runs[family].params['model']}: mean UnitMem, scale x block")
+    ax.set_title(f"{runs[family].config.model.model}: mean UnitMem, scale x block")
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_var_heatmap.png", dpi=120)
     plt.show()
@@ -177,17 +155,17 @@ for family, result in unitmem.items():
 # %%
 localization = {}
 for family, m_SK in mean_SK.items():
-    blocks = np.arange(m_SK.shape[1])
+    peaks, centres_S = zip(*(summaries.depth_profile(m_K) for m_K in m_SK))
     table = pd.DataFrame({
         "scale": scales[family],
-        "peak block": m_SK.argmax(axis=1),
-        "centre of mass (block)": (m_SK * blocks).sum(axis=1) / m_SK.sum(axis=1),
+        "peak block": peaks,
+        "centre of mass (block)": centres_S,
         "mean UnitMem (all blocks)": m_SK.mean(axis=1),
     })
     display(table.style.format({"centre of mass (block)": "{:.2f}", "mean UnitMem (all blocks)": "{:.3f}"}).hide(axis="index"))
     image_scales = table.iloc[1:]  # scale 0 measures class selectivity
     centres = image_scales["centre of mass (block)"].to_numpy()
-    moves_deeper = bool(len(centres) > 1 and np.all(np.diff(centres) > 0))
+    moves_deeper = summaries.centre_moves_deeper(centres)
     localization[family] = {
         "peak_block_by_scale": table["peak block"].tolist(),
         "centre_of_mass_by_scale": [round(float(c), 4) for c in table["centre of mass (block)"]],
@@ -199,7 +177,7 @@ for family, m_SK in mean_SK.items():
     verdict = ("rises with every finer scale, as the paper reports for VAR" if moves_deeper else
                "does not rise with every finer scale, so this run does not show the paper's VAR pattern cleanly")
     display(Markdown(
-        f"**{runs[family].params['model']}.** Leaving out scale 0, the centre of mass of mean UnitMem moves from "
+        f"**{runs[family].config.model.model}.** Leaving out scale 0, the centre of mass of mean UnitMem moves from "
         f"block {centres[0]:.2f} at scale 1 to block {centres[-1]:.2f} at the finest scale; it {verdict}. "
         f"Peak blocks by scale (scale 0 first): {', '.join(str(b) for b in table['peak block'])}."))
 
@@ -215,7 +193,7 @@ for family, m_SK in mean_SK.items():
 top_units = {}
 for family, result in unitmem.items():
     k = k_top[family]
-    how = None if runs[family].params["selection"] == "default" else runs[family].params["selection"]
+    how = None if runs[family].config.sweep.selection == "default" else runs[family].config.sweep.selection
     scores_KU = result.selection_scores(how)
     n_blocks, n_units = scores_KU.shape
     chosen_M2 = select_units(scores_KU, k, "global")
@@ -241,7 +219,7 @@ for family, result in unitmem.items():
     sns.heatmap(frame, annot=n_blocks <= 16, fmt=".1f", cmap="rocket_r", ax=ax_scale,
                 cbar_kws={"label": "share of the block's units (%)"})
     ax_scale.set_title(f"top {k:g}% by the UnitMem of each scale")
-    fig.suptitle(f"{runs[family].params['model']}: where the global top {k:g}% units sit")
+    fig.suptitle(f"{runs[family].config.model.model}: where the global top {k:g}% units sit")
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_var_top_units.png", dpi=120)
     plt.show()
@@ -264,7 +242,7 @@ for family, result in unitmem.items():
     ax.set_yscale("log")
     ax.set_xlabel("UnitMem (0: every image alike, 1: one image only)")
     ax.set_ylabel("number of fc1 units")
-    ax.set_title(f"{runs[family].params['model']}: UnitMem of all fc1 units, per scale")
+    ax.set_title(f"{runs[family].config.model.model}: UnitMem of all fc1 units, per scale")
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_var_distribution.png", dpi=120)
     plt.show()
@@ -286,18 +264,14 @@ argmax_summary = {}
 for family, result in unitmem.items():
     run = runs[family]
     k = k_top[family]
-    dataset, _, ground_truth, _ = cli.training_images(run, run.params["unitmem_fraction"])
+    images = stages.training_images(run, run.config.unitmem.unitmem_fraction)
+    dataset, ground_truth = images.dataset, images.ground_truth
+    planted = images.testbed.is_planted() if images.testbed is not None else None
     scores_SKU, argmax_SKU = scale_scores(result), result.argmax_GKU[[i for i, n in enumerate(result.group_names)
                                                                      if n.startswith("scale")]]
-    planted = None
-    if run.params["dataset"] == "testbed":
-        planted = load_testbed(run.params["testbed_file"] or None).is_planted()
-        n_seen = min(len(planted), result.n_images)
-        base_share = float(planted[:n_seen].mean())
     rows, top_ids = [], []
     for s in range(1, len(scores_SKU)):
-        chosen_M2 = select_units(scores_SKU[s], k, "global")
-        ids = argmax_SKU[s][chosen_M2[:, 0], chosen_M2[:, 1]].numpy()
+        ids = summaries.top_unit_argmax_ids(scores_SKU[s], argmax_SKU[s], k)
         top_ids.append(ids)
         row = {"scale": scales[family][s], "top units": len(ids), "distinct argmax images": len(np.unique(ids))}
         if planted is not None:
@@ -309,19 +283,19 @@ for family, result in unitmem.items():
     order = np.argsort(-counts, kind="stable")
     summary = {"top_unit_argmax_distinct": int(len(ids))}
     if planted is not None:
-        share = float(planted[np.concatenate(top_ids)].mean())
+        enrichment = summaries.planted_enrichment(np.concatenate(top_ids), planted, result.n_images)
+        share, base_share, ratio = enrichment.share, enrichment.base_share, enrichment.ratio
         summary.update(top_unit_argmax_planted_share=share, planted_share_of_images=base_share)
         glue(f"{family}_top_argmax_planted_share", share, display=False)
         glue(f"{family}_planted_share_of_images", base_share, display=False)
-        ratio = share / base_share if base_share > 0 else float("inf")
         display(Markdown(
-            f"**{run.params['model']}.** Over the image scales, {100 * share:.1f}% of the top {k:g}% units have a "
+            f"**{run.config.model.model}.** Over the image scales, {100 * share:.1f}% of the top {k:g}% units have a "
             f"planted image as their argmax, against {100 * base_share:.1f}% planted images among the "
             f"{result.n_images} images of D' ({ratio:.1f} times the share a random argmax would give)."))
     argmax_summary[family] = summary
 
-    shown = order[: 2 * images_per_class]
-    fig, axes = plt.subplots(2, images_per_class, figsize=(1.3 * images_per_class, 3.4), squeeze=False)
+    shown = order[: 2 * config.book.images_per_class]
+    fig, axes = plt.subplots(2, config.book.images_per_class, figsize=(1.3 * config.book.images_per_class, 3.4), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, j in zip(axes.ravel(), shown):
@@ -330,10 +304,110 @@ for family, result in unitmem.items():
         is_planted = planted is not None and planted[ids[j]]
         ax.set_title(f"#{ids[j]}: {counts[j]} units" + ("\nplanted" if is_planted else ""), fontsize=8,
                      color="#c0392b" if is_planted else "black")
-    fig.suptitle(f"{run.params['model']}: argmax images of the most top-{k:g}% units (scales 1+)")
+    fig.suptitle(f"{run.config.model.model}: argmax images of the most top-{k:g}% units (scales 1+)")
     fig.tight_layout()
     fig.savefig(run.out / "unitmem_var_argmax_images.png", dpi=120)
     plt.show()
+
+# %% [markdown]
+# ## Localization against the planted ground truth
+#
+# The testbed knows which images were memorized. For the top k% units of every image scale, the left
+# panel gives the share whose argmax is in each group (control, then the duplication levels), beside
+# that group's share of D' (the dashed marks: what a unit with a random argmax would give). The
+# right panel asks per image: scored by its highest UnitMem over the units it is the argmax of, how
+# well are a group's images separated from the ordinary images of D' (AUC; 0.5 = not at all)? Both
+# are shown for the run's ten augmented views and for one view (`n_views: 1`), so the difference the
+# views make is visible. Intervals are 95% (Wilson; stratified bootstrap for the AUC).
+
+# %% tags=["hide-input", "remove-stderr"]
+def localization_frames(result, testbed, k):
+    """(shares, aucs) DataFrames of memlib.study.localization_by_group over the image scales."""
+    keep = [i for i, name in enumerate(result.group_names) if name.startswith("scale")][1:]
+    shares, aucs = study.localization_by_group(result.scores_GKU[keep].numpy(), result.argmax_GKU[keep].numpy(), k,
+                                               testbed.groups(), np.array(result.params["images"]), seed=config.run.seed)
+    return pd.DataFrame(shares), pd.DataFrame(aucs)
+
+
+localization_by_level = {}
+for family, run in runs.items():
+    testbed = stages.training_images(run, run.config.unitmem.unitmem_fraction).testbed
+    if testbed is None:
+        continue
+    k = k_top[family]
+    one_view = stages.stage_unitmem(stages.make_run(run.config.replace(n_views=1)))
+    frames = {f"{run.config.unitmem.n_views} views": localization_frames(unitmem[family], testbed, k),
+              "1 view": localization_frames(one_view, testbed, k)}
+    fig, (ax_share, ax_auc) = plt.subplots(1, 2, figsize=(12, 3.8))
+    width = 0.38
+    for offset, (label, (shares, aucs)) in zip((-width / 2, width / 2), frames.items()):
+        x = np.arange(len(shares)) + offset
+        ax_share.bar(x, shares["share"], width, label=label)
+        ax_share.errorbar(x, shares["share"], yerr=[shares["share"] - shares["share_lo"], shares["share_hi"] - shares["share"]],
+                          fmt="none", ecolor="black", capsize=2)
+        ax_auc.bar(x, aucs["auc"], width, label=label)
+        ax_auc.errorbar(x, aucs["auc"], yerr=[aucs["auc"] - aucs["auc_lo"], aucs["auc_hi"] - aucs["auc"]],
+                        fmt="none", ecolor="black", capsize=2)
+    shares, aucs = frames[f"{run.config.unitmem.n_views} views"]
+    ax_share.scatter(np.arange(len(shares)), shares["base_rate"], marker="_", s=400, color="black", label="share of D'")
+    ax_share.set_xticks(range(len(shares)), shares["group"])
+    ax_share.set_ylabel(f"share of top-{k:g}% units' argmax")
+    ax_share.set_xlabel("group (copies per epoch)")
+    ax_share.legend(fontsize=8)
+    ax_auc.axhline(0.5, color="gray", linestyle="--")
+    ax_auc.set_xticks(range(len(aucs)), aucs["group"])
+    ax_auc.set_ylim(0, 1.05)
+    ax_auc.set_ylabel("AUC against ordinary images")
+    ax_auc.set_xlabel("group (copies per epoch)")
+    fig.suptitle(f"{run.config.model.model}: do the top units point at the memorized images?")
+    fig.tight_layout()
+    glue(f"fig_{family}_localization", fig, display=False)
+    plt.close(fig)
+    top = shares.iloc[-1]
+    auc_top = aucs.iloc[-1]
+    glue(f"{family}_loc_top_share", float(top["share"]), display=False)
+    glue(f"{family}_loc_top_base", float(top["base_rate"]), display=False)
+    glue(f"{family}_loc_top_verdict", top["verdict"], display=False)
+    glue(f"{family}_loc_top_auc", float(auc_top["auc"]), display=False)
+    glue(f"{family}_loc_top_auc_verdict", auc_top["verdict"], display=False)
+    localization_by_level[family] = {label: {"shares": sh.to_dict(orient="records"), "auc": au.to_dict(orient="records")}
+                                     for label, (sh, au) in frames.items()}
+    display(pd.concat({label: sh.set_index("group")[["share", "base_rate", "enrichment", "verdict"]]
+                       for label, (sh, _) in frames.items()}, axis=1).style.format(precision=3))
+    display(Markdown(
+        f"**{run.config.model.model}, {top['group']} images.** {100 * top['share']:.1f}% of the top {k:g}% units of the "
+        f"image scales have one of them as their argmax, against {100 * top['base_rate']:.1f}% of D' "
+        f"(interval {100 * top['share_lo']:.1f}-{100 * top['share_hi']:.1f}%): the claim that the top units point at "
+        f"memorized images **{top['verdict']}**. Their AUC against ordinary images is {auc_top['auc']:.2f} "
+        f"[{auc_top['auc_lo']:.2f}, {auc_top['auc_hi']:.2f}]: **{auc_top['verdict']}**."))
+
+# %% [markdown]
+# ```{glue:figure} fig_var_localization
+# :name: fig-var-localization
+#
+# VAR: share of the top units' argmax images in each group beside the group's share of D' (black
+# marks), and the AUC of each group against ordinary images, for ten views and for one view (95%
+# intervals).
+# ```
+#
+# ### Scale 0 in the ranking
+#
+# Scale 0 sees only the class label, so its UnitMem is class selectivity, not memorization of an
+# image. The chosen selection score averages all scales; leaving scale 0 out (`selection:
+# mean-from-s1`) changes the ranking by this much:
+
+# %% tags=["hide-input"]
+for family, result in unitmem.items():
+    k = k_top[family]
+    with_s0, without_s0 = result.selection_scores("mean").numpy(), result.selection_scores("mean-from-s1").numpy()
+    shared = study.shared_top_units(with_s0, without_s0, k)
+    glue(f"{family}_scale0_shared", shared, display=False)
+    frame = pd.DataFrame({"with scale 0 (chosen)": study.top_units_per_block(with_s0, k),
+                          "without scale 0": study.top_units_per_block(without_s0, k)})
+    frame.index.name = "block"
+    display(frame.T.style.format("{:.1%}"))
+    display(Markdown(f"**{runs[family].config.model.model}.** {100 * shared:.0f}% of the top {k:g}% units are the same "
+                     "with and without scale 0; the table gives the share of the top units in each block."))
 
 # %% [markdown]
 # ## Summary
@@ -346,16 +420,17 @@ for family, run in runs.items():
     result = unitmem[family]
     record = {
         "notebook": "unitmem-var",
-        "model": run.params["model"],
+        "model": run.config.model.model,
         "n_images": result.n_images,
         "scales": scales[family],
         "mean_unitmem_by_scale_block": mean_SK[family].round(6).tolist(),
         **localization[family], **top_units[family], **argmax_summary[family],
+        "localization_by_level": localization_by_level.get(family),
     }
     atomic_write_json(run.out / "summary-unitmem-var.json",
-                      {"numbers": record, **provenance(run.params, run.params["seed"], started)})
+                      {"numbers": record, **provenance(run.config.flat(), run.config.run.seed, started)})
     display(Markdown(
-        f"- **{run.params['model']}**: UnitMem of {int(scale_scores(result)[0].numel())} fc1 units at "
+        f"- **{run.config.model.model}**: UnitMem of {int(scale_scores(result)[0].numel())} fc1 units at "
         f"{len(scales[family])} scales over {result.n_images} training images.\n"
         f"- Scale 0 depends only on the class label; its UnitMem is class selectivity.\n"
         f"- Peak block per scale: {', '.join(map(str, localization[family]['peak_block_by_scale']))}; the centre of "

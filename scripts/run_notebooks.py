@@ -7,7 +7,9 @@ The notebooks and their order come from `_toc.yml`: every entry `executed/<name>
 notebook `notebooks/<name>.py` (py:percent). For each one this script
 
 1. converts the source with jupytext and sets the kernel to `python3`,
-2. reads the names its `parameters` cell declares and passes it only those keys of the YAML file,
+2. reads the names its `parameters` cell declares and passes it those keys of the YAML file and,
+   as `params_file`, the YAML file itself (the notebook reads the rest of the run's settings from
+   it through `memlib.config`),
 3. runs papermill in a child process (kernel `python3`, working directory = repository root)
    under a wall-clock limit, so a hung notebook is killed together with its kernel,
 4. tags papermill's injected-parameters cell `hide-input` (the page shows it collapsed; it stays
@@ -15,11 +17,11 @@ notebook `notebooks/<name>.py` (py:percent). For each one this script
 5. records the wall time in `<out>/timings.json`.
 
 Before any notebook runs, the parameter file is read with `memlib.yamlsafe` (a duplicate key,
-`1:30`, a non-UTF-8 or invalid file is one line naming the file), a YAML key that no notebook
-declares is an error naming the key (a typo guard: a misspelled parameter would otherwise be
-ignored silently and the run would use the default), and the values of EVERY notebook of the book
-(its defaults with the file's values over them) are checked as the notebook will check them;
-one message names every bad key.
+`1:30`, a non-UTF-8 or invalid file is one line naming the file), a YAML key that is neither a
+setting of `memlib.config` nor declared by a notebook is an error naming the key (a typo guard: a
+misspelled parameter would otherwise be ignored silently and the run would use the default), and
+the run of EVERY notebook of the book (the file's settings with its page values over them, and
+the models it runs) is checked as the notebook will check it; one message names every bad key.
 
 Papermill writes into a hidden temporary file beside `<out>/<name>.ipynb`, which is replaced
 only when the notebook completed, so `<out>/<name>.ipynb` is always the last complete execution.
@@ -36,6 +38,7 @@ import datetime
 import difflib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,6 +52,7 @@ from papermill.translators import PythonTranslator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the memlib the notebooks import (they run in ROOT)
+from memlib.config import KEYS as CONFIG_KEYS  # noqa: E402
 from memlib.yamlsafe import ParameterFileError, load_yaml  # noqa: E402
 
 TOC = ROOT / "_toc.yml"
@@ -106,12 +110,13 @@ def read_params(path: Path) -> dict:
 
 def check_keys_declared(params: dict, declared: dict[str, list[str]], params_path: Path) -> None:
     """Typo guard: every key of the YAML file must be a parameter of at least one notebook."""
-    known = sorted({p for names in declared.values() for p in names})
+    known = sorted({p for names in declared.values() for p in names} | set(CONFIG_KEYS))
     for key in params:
         if key not in known:
             close = difflib.get_close_matches(key, known, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
-            raise SystemExit(f"error: key '{key}' in {params_path} is declared by no notebook's parameters cell"
+            raise SystemExit(f"error: key '{key}' in {params_path} is no setting of memlib.config and declared by no "
+                             "notebook's parameters cell"
                              f"{hint} (declared: {', '.join(known) or 'none'})")
 
 
@@ -127,35 +132,40 @@ def notebook_defaults(nb: nbformat.NotebookNode) -> dict:
     return defaults
 
 
-def value_problems(values: dict) -> list[str]:
-    """The problems memlib's checks find in one notebook's parameter values, one line each
-    (`key: got ...; expected ...`), [] when there are none. THE one call into memlib's checks:
-    the keys memlib knows are checked as the notebooks check them, with `run_models` for a
-    notebook that runs models (every model's prefix lengths included; the keys every stage needs,
-    and the FID files for a notebook that has `sweep_fid`), else with `validate_params`."""
-    from memlib.params import SPECS, run_models, validate_params
+RUNS_CALL = re.compile(r"stages\.make_runs\(config,\s*\"(\w+)\"([^)]*)\)")
 
-    known = {key: value for key, value in values.items() if key in SPECS}
+
+def value_problems(values: dict, nb: nbformat.NotebookNode) -> list[str]:
+    """The problems memlib's checks find in one notebook's run, one line each (`key: got ...;
+    expected ...`), [] when there are none. THE one call into memlib's checks: the run's config
+    (:func:`memlib.config.make_config` of the file's settings with the page's values over them),
+    and for a page that runs models (its `stages.make_runs(config, STAGE, ...)` call) every model
+    of the run for that stage: the keys the stage needs and the prefix lengths each model takes."""
+    from memlib.config import KEYS, make_config
+    from memlib.stages import make_runs
+
+    settings = {key: value for key, value in values.items() if key in KEYS and value is not None}
     try:
-        if "model" in known:
-            run_models(known, "sweep" if "sweep_fid" in known else "unitmem",
-                       filter_prefixes="prefix_lengths" in known)
-        else:
-            validate_params(known)
+        config = make_config(settings)
+        source = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+        for stage, rest in RUNS_CALL.findall(source):
+            family = re.search(r"family=\"(\w+)\"", rest)
+            make_runs(config, stage, family=family.group(1) if family else None, usable_prefixes="usable_prefixes=True" in rest)
     except ValueError as err:
         lines = str(err).splitlines()
-        return [line.strip() for line in (lines[1:] if lines[0].startswith("invalid ") else lines)]
+        return [line.strip() for line in (lines[1:] if lines[0].startswith("invalid ") else lines) if line.strip()]
     return []
 
 
 def check_values(params: dict, sources: dict[str, nbformat.NotebookNode], declared: dict[str, list[str]],
                  params_path: Path) -> None:
-    """Every notebook's values (its literal defaults, the file's keys it declares over them) checked
-    before any notebook runs; one message names every problem and the notebooks it concerns."""
+    """Every notebook's run (the file's settings, its page values over them) checked before any
+    notebook runs; one message names every problem and the notebooks it concerns."""
     problems: dict[str, list[str]] = {}
     for name, nb in sources.items():
-        values = {**notebook_defaults(nb), **{k: v for k, v in params.items() if k in declared[name]}}
-        for problem in value_problems(values):
+        page = {k: v for k, v in notebook_defaults(nb).items() if k != "params_file"}
+        values = {**params, **page, **{k: v for k, v in params.items() if k in declared[name]}}
+        for problem in value_problems(values, nb):
             problems.setdefault(problem, []).append(name)
     if problems:
         lines = [f"{problem} (notebook{'s' if len(names) > 1 else ''} {', '.join(names)})"
@@ -320,6 +330,8 @@ def main(argv=None) -> None:
             raise SystemExit(f"error: --out {args.out}: cannot create the folder ({err.strerror})") from None
         for current in args.only or names:
             passed = {k: v for k, v in params.items() if k in declared[current]}
+            if "params_file" in declared[current]:
+                passed["params_file"] = os.path.relpath(params_path, ROOT)
             out_path = args.out.resolve() / f"{current}.ipynb"
             print(f"[run_notebooks] {current}: parameters {passed}", flush=True)
             start = time.perf_counter()

@@ -62,10 +62,10 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout without `pip in
 from matplotlib.figure import Figure  # noqa: E402 (no pyplot: no GUI backend, no global state)
 
 from memlib.classifier import load_classifier  # noqa: E402
-from memlib.data import DATA_DIR, load_testbed, sha256_file, testbed_views  # noqa: E402
+from memlib.data import DATA_DIR, load_testbed, testbed_views  # noqa: E402
 from memlib.extract import decode_images, generate_from_prefix, run_attack, score_images, select_candidates  # noqa: E402
 from memlib.models.registry import load_generator  # noqa: E402
-from memlib.results import atomic_write_json, git_commit, library_versions  # noqa: E402
+from memlib.results import atomic_write_json, file_sha256, git_commit, library_versions  # noqa: E402
 from memlib.similarity import PixelSimilarity, calibrate_threshold, source_and_nearest_other  # noqa: E402
 
 SCRIPT = "scripts/testbed_evidence.py"
@@ -467,9 +467,9 @@ def main(argv: list[str] | None = None) -> dict:
         "training_images": int(len(train_ids)),
         "planted_images": int(data.is_planted()[train_ids].sum()),
         "data_file": data.path.name,
-        "data_sha256": sha256_file(data.path),
-        "checkpoints_sha256": {f: sha256_file(args.checkpoints / f) for f in checkpoint_files},
-        "classifier_sha256": sha256_file(classifier_path),
+        "data_sha256": file_sha256(data.path),
+        "checkpoints_sha256": {f: file_sha256(args.checkpoints / f) for f in checkpoint_files},
+        "classifier_sha256": file_sha256(classifier_path),
         "code_version": git_commit(),
         "libraries": library_versions(),
         "torch_threads": torch.get_num_threads(),

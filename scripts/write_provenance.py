@@ -98,8 +98,8 @@ def provenance_page(executed_dir: Path) -> str:
         "## Packages",
         markdown_table(["package", "version"], [[name, version] for name, version in package_versions()]),
         "## Notebooks",
-        "The parameters papermill injected into each notebook (the rest kept the defaults of its "
-        "`parameters` cell) and its wall time.",
+        "The parameters papermill injected into each notebook, and its wall time. `params_file` is the "
+        "run's parameter file: it holds every other setting (one it leaves out has memlib.config's default).",
         notebook_section(executed_dir),
     ]) + "\n"
 

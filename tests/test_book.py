@@ -56,8 +56,10 @@ def test_every_notebook_executes_and_records_its_run(executed):
         nb = nbformat.read(executed / f"{name}.ipynb", as_version=4)
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
         assert len(injected) == 1 and "hide-input" in injected[0].metadata.tags, name
-        parameters = nb.metadata.papermill.parameters
-        assert parameters and all(smoke[k] == v for k, v in parameters.items()), (name, parameters)
+        parameters = dict(nb.metadata.papermill.parameters)
+        params_file = parameters.pop("params_file", None)
+        assert params_file in (None, "notebooks/params/smoke.yaml"), (name, params_file)
+        assert (parameters or params_file) and all(smoke[k] == v for k, v in parameters.items()), (name, parameters)
         assert nb.metadata.papermill.input_path == f"notebooks/{name}.py"
         assert timings[name]["seconds"] > 0 and timings[name]["params_file"].endswith("smoke.yaml")
 
@@ -104,6 +106,22 @@ def test_a_misspelled_parameter_stops_the_run_naming_it(tmp_path):
     assert result.returncode != 0
     assert "'images_per_clas'" in result.stderr and "did you mean 'images_per_class'" in result.stderr
     assert not (tmp_path / "out").exists(), "nothing may run before the parameters are checked"
+
+
+def test_notebooks_declare_few_parameters_and_do_not_import_the_command_line():
+    """A page's parameters cell holds the run's parameter file and what the page discusses;
+    the pipeline comes from memlib.stages, not from memlib.cli."""
+    import jupytext
+    from papermill.translators import PythonTranslator
+
+    for name in notebook_names():
+        nb = jupytext.read(ROOT / "notebooks" / f"{name}.py")
+        cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+        declared = [p.name for p in PythonTranslator.inspect(cell)]
+        assert 1 <= len(declared) <= 15, (name, declared)
+        source = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+        assert "memlib.cli" not in source and "from memlib import cli" not in source, name
+        assert "globals()" not in source, name
 
 
 def test_unknown_notebook_name_is_refused(tmp_path):

@@ -12,7 +12,7 @@ import yaml
 from toy_pipeline import write_tiny_var
 
 from memlib.cli import main
-from memlib.params import load_params, validate
+from memlib.config import load_config, require
 from memlib.results import load_result
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,37 +31,6 @@ def test_help_lists_every_stage():
     assert out.returncode == 0
     for stage in ("unitmem", "attack", "sweep", "fid", "train"):
         assert stage in out.stdout
-
-
-def test_validation_names_parameter_value_and_expectation(tmp_path):
-    with pytest.raises(ValueError) as err:
-        validate({"k_percent": 0, "n_views": -3, "activaton": "post", "model": "var-d99", "checkpoint": "nope.pth"},
-                 base_dir=tmp_path)
-    message = str(err.value)
-    assert "k_percent: got 0; expected a percentage with 0 < k <= 100" in message
-    assert "n_views: got -3; expected a positive integer" in message
-    assert "activaton: unknown parameter" in message
-    assert "model: got 'var-d99'" in message and "var-d30" in message  # lists the known names
-    assert "checkpoint: got 'nope.pth'" in message and "not found" in message
-
-
-def test_defaults_paths_and_stage_requirements(tmp_path):
-    (tmp_path / "w.pth").write_bytes(b"")
-    params = validate({"checkpoint": "w.pth", "random_seeds": [3, 4, 5]}, base_dir=tmp_path)
-    assert params["checkpoint"] == str(tmp_path / "w.pth") and params["n_views"] == 10 and params["seed"] == 0
-    path = tmp_path / "p.yaml"
-    path.write_text("checkpoint: w.pth\n")
-    with pytest.raises(ValueError, match="stage 'unitmem'(.|\n)*model: got ''(.|\n)*tokenizer_checkpoint"):
-        load_params(path, base_dir=tmp_path, stage="unitmem")
-    with pytest.raises(ValueError, match="random_seeds: got \\[1, 2\\]; expected a list of >= 3"):
-        validate({"random_seeds": [1, 2]})
-    with pytest.raises(ValueError, match="sscd_torchscript: got ''"):
-        validate({"similarity": "sscd"})
-
-
-def test_the_repository_parameter_files_validate():
-    for name in ("testbed.yaml", "smoke.yaml"):
-        load_params(ROOT / "notebooks" / "params" / name)
 
 
 def test_bad_parameter_file_exits_with_code_2(tmp_path, capsys):
@@ -98,8 +67,10 @@ def _assert_same_result(out_a: Path, out_b: Path, name: str):
 def test_reference_run_wrote_results_with_provenance(tiny):
     _, reference = tiny
     unitmem = load_result(reference / "unitmem")
-    assert unitmem.meta["n_images"] == 24 and unitmem.meta["group_names"][-1] == "all"
-    assert unitmem.meta["params"]["n_views"] == 2 and unitmem.meta["seed"] == 0
+    info = unitmem.meta["info"]
+    assert info["n_images"] == 24 and info["group_names"][-1] == "all"
+    assert unitmem.meta["params"]["unitmem"]["n_views"] == 2 and unitmem.meta["seed"] == 0
+    assert set(unitmem.meta["params"]) == {"run", "model", "data", "unitmem", "images"}  # the sections it read
     assert {"code_version", "timing", "libraries"} <= set(unitmem.meta)
     assert len(list((reference / unitmem.meta["work_dir"] / "shards").glob("shard-*.json"))) == 4
     attack = load_result(reference / "attack")
@@ -162,10 +133,31 @@ def test_fid_stage_with_the_testbed_classifier(tiny, tmp_path):
     params_path.write_text(yaml.safe_dump(params))
     assert main(["fid", "--params", str(params_path), "--out", str(tmp_path / "out")]) == 0
     meta = load_result(tmp_path / "out" / "fid").meta
-    assert meta["metric"] == "testbed FID" and meta["fid"] > 0
+    assert meta["info"]["metric"] == "testbed FID" and meta["info"]["fid"] > 0
+    assert set(meta["params"]) == {"run", "model", "fid"}  # the sections the stage read
     assert main(["fid", "--params", str(params_path), "--out", str(tmp_path / "out")]) == 0  # cached
-    assert load_result(tmp_path / "out" / "fid").meta["fid"] == meta["fid"]
+    assert load_result(tmp_path / "out" / "fid").meta["info"]["fid"] == meta["info"]["fid"]
+    assert len(list((tmp_path / "out").glob("fid-*/fid.json"))) == 1
     del params["classifier_checkpoint"]
     params_path.write_text(yaml.safe_dump(params))
     with pytest.raises(ValueError, match="classifier_checkpoint: got ''"):
-        load_params(params_path, stage="fid")
+        require(load_config(params_path), "fid")
+
+
+def test_an_fid_setting_does_not_invalidate_unitmem_or_attack(tiny):
+    """Each stage's cache key comes from the config sections it reads: a changed FID setting
+    reads UnitMem and the attack back from the reference run instead of recomputing them."""
+    from memlib import stages
+
+    path, reference = tiny
+    config = load_config(path).replace(fid_samples_per_class=7, fid_feature="inception")
+    run = stages.make_run(config, reference)
+    written = {name: (reference / f"{name}.json").stat().st_mtime_ns for name in ("unitmem", "attack")}
+    unitmem, attack = stages.stage_unitmem(run), stages.stage_attack(run)
+    assert unitmem.n_images == 24 and attack.result.num_candidates_total == len(attack.candidate_tokens_CL)
+    assert {name: (reference / f"{name}.json").stat().st_mtime_ns for name in written} == written
+    assert len(list(reference.glob("unitmem-*"))) == len(list(reference.glob("attack-*"))) == 1
+    # a UnitMem setting does change UnitMem's key, and not the attack's
+    changed = stages.make_run(config.replace(activation="pre"), reference)
+    settings = changed.settings("data", "unitmem")
+    assert settings["unitmem"]["activation"] == "pre" and "fid" not in settings and "attack" not in settings

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from memlib import data as mdata
+from memlib.results import file_sha256
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 
@@ -82,7 +83,7 @@ def test_missing_key_is_named(tmp_path):
     with np.load(DATA_DIR / mdata.TESTBED_FILE) as src:
         np.savez(npz, **{k: src[k] for k in src.files if k != "planted_ids"})
     provenance = json.loads((DATA_DIR / "PROVENANCE.json").read_text())
-    provenance["output"]["sha256"] = mdata.sha256_file(npz)
+    provenance["output"]["sha256"] = file_sha256(npz)
     (tmp_path / "PROVENANCE.json").write_text(json.dumps(provenance))
     with pytest.raises(ValueError, match="'planted_ids' missing"):
         mdata.load_testbed(npz)
@@ -118,7 +119,7 @@ def test_inconsistent_planted_ids_and_copies_are_refused(tmp_path):
     arrays["train_copies"][arrays["control_ids"][0]] = 4  # a control image that is duplicated
     np.savez(npz, **arrays)
     provenance = json.loads((DATA_DIR / "PROVENANCE.json").read_text())
-    provenance["output"]["sha256"] = mdata.sha256_file(npz)
+    provenance["output"]["sha256"] = file_sha256(npz)
     (tmp_path / "PROVENANCE.json").write_text(json.dumps(provenance))
     with pytest.raises(ValueError, match="'planted_ids' and 'train_copies' disagree"):
         mdata.load_testbed(npz)
@@ -362,21 +363,28 @@ def test_rar_ten_crop(photo):
     assert torch.equal(views[4], mdata.rar_ten_crop(photo, 16)[4])
 
 
-def test_family_views_and_identity(photo):
+def test_family_views_and_testbed_views(photo):
     var_a = mdata.family_views(photo, "var", 16, 10, torch.Generator().manual_seed(5))
     var_b = mdata.family_views(photo, "var", 16, 10, torch.Generator().manual_seed(5))
     assert var_a.shape == (10, 3, 16, 16) and torch.equal(var_a, var_b)
+    # the views of one image come from one generator, in order: view a is the a-th draw
+    g = torch.Generator().manual_seed(5)
+    assert torch.equal(var_a, torch.stack([mdata.var_view(photo, 16, g) for _ in range(10)]))
     rar_random = mdata.family_views(photo, "rar", 16, 4, torch.Generator().manual_seed(5))
     assert rar_random.shape == (4, 3, 16, 16)
     assert torch.equal(rar_random, mdata.family_views(photo, "rar", 16, 4, torch.Generator().manual_seed(5)))
-    assert mdata.family_views(photo, "rar", 16, 10, None).shape == (10, 3, 16, 16)
+    ten = mdata.family_views(photo, "rar", 16, 10, None, rar_views="ten-crop")
+    assert torch.equal(ten, mdata.rar_ten_crop(photo, 16))
+    # ten views are not ten crops unless asked for: random views by default
+    assert not torch.equal(mdata.family_views(photo, "rar", 16, 10, torch.Generator().manual_seed(5)), ten)
+    with pytest.raises(ValueError, match="ten-crop views are exactly 10"):
+        mdata.family_views(photo, "rar", 16, 4, None, rar_views="ten-crop")
+    with pytest.raises(ValueError, match="rar_views"):
+        mdata.family_views(photo, "rar", 16, 4, None, rar_views="five-crop")
     with pytest.raises(ValueError, match="generator"):
         mdata.family_views(photo, "rar", 16, 4, None)
     with pytest.raises(ValueError, match="family"):
         mdata.family_views(photo, "vqgan", 16, 4, None)
-    image = torch.rand(3, 8, 8)
-    views = mdata.identity_views(image, 3)
-    assert views.shape == (3, 3, 8, 8) and all(torch.equal(v, image) for v in views)
 
 
 # Sizes where rounding the resized long side (instead of truncating it, as torchvision does)

@@ -399,7 +399,8 @@ def test_fid_progress_bar_goes_to_stderr_only_when_asked(capsys):
 
 
 def test_shipped_classifier_features_and_accuracy():
-    from memlib.data import load_testbed, sha256_file, testbed_views
+    from memlib.data import load_testbed, testbed_views
+    from memlib.results import file_sha256 as sha256_file
 
     record = json.loads(CLASSIFIER.with_suffix(".json").read_text())
     assert record["heldout_accuracy"] >= 0.8 and record["heldout_size"] == 2000  # both families' centre views

@@ -164,7 +164,7 @@ def test_teacher_forcing_reproduces_golden(golden):
     try:
         for orders, suffix in ((None, "raster"), (forward["orders_random"], "random_order")):
             with torch.no_grad():
-                logits, labels = model.forward_fn(forward["input_ids"], condition, orders, return_labels=True)
+                logits, labels = model.forward(forward["input_ids"], condition, orders, return_labels=True)
             torch.testing.assert_close(logits, forward[f"logits_{suffix}"], atol=ATOL, rtol=0)
             assert torch.equal(labels, forward[f"labels_{suffix}"])
             torch.testing.assert_close(ar_loss(logits, labels), forward[f"loss_{suffix}"], atol=ATOL, rtol=0)

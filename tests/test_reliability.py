@@ -1,5 +1,5 @@
 """Bad inputs, untrusted files, interruption, numerics and determinism, through the public entry
-points: ``memlib.params.validate_params`` (notebooks), ``python -m memlib STAGE`` (``main``),
+points: ``memlib.config.make_config`` (notebooks), ``python -m memlib STAGE`` (``main``),
 ``load_generator``, ``ImageFolderSample``, result files, UnitMem collection and the attack.
 
 Every model here is tiny (tests/toy_pipeline.py); billion-parameter configs are only built on
@@ -22,17 +22,18 @@ import torch
 import yaml
 from PIL import Image
 from torch import nn
-from toy_pipeline import ToyVAR, toy_dataset, write_tiny_var
+from toy_pipeline import ToyVAR, same_views, toy_dataset, write_tiny_var
 
 from memlib import data as mdata
-from memlib.cli import STAGES, main
+from memlib.cli import main
 from memlib.collect import accumulate_unitmem, group_means_reducer, view_means
+from memlib.config import make_config, require
 from memlib.extract import score_images
 from memlib.fid import FeatureStats
 from memlib.models.loading import CheckpointError
 from memlib.models.registry import load_generator
-from memlib.params import validate_params
 from memlib.results import ResultFileError, load_result, result_paths, save_result
+from memlib.stages import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,18 +64,17 @@ def _run_cli(capsys, stage: str, params_path: Path, out: Path) -> tuple[int, str
 
 def test_notebook_parameters_are_validated_in_one_call(tmp_path):
     with pytest.raises(ValueError) as err:
-        validate_params({"seed": -1, "images_per_class": 0, "testbed_file": "absent.npz"}, base_dir=tmp_path)
+        make_config({"seed": -1, "images_per_class": 0, "testbed_file": "absent.npz"}, base_dir=tmp_path)
     message = str(err.value)
     assert "seed: got -1; expected an integer >= 0" in message
     assert "images_per_class: got 0; expected a positive integer" in message
     assert "testbed_file: got 'absent.npz'" in message and "not found" in message
-    params = validate_params({"seed": 3, "results_dir": "out", "images_per_class": 4, "testbed_file": None},
-                             base_dir=tmp_path)
-    assert params["testbed_file"] == "" and params["results_dir"] == str(tmp_path / "out") and params["seed"] == 3
+    config = make_config({"seed": 3, "results_dir": "out", "images_per_class": 4, "testbed_file": None}, base_dir=tmp_path)
+    assert config.data.testbed_file is None and config.run.results_dir == str(tmp_path / "out") and config.run.seed == 3
     with pytest.raises(ValueError, match=r"stage 'attack'(.|\n)*model: got ''(.|\n)*checkpoint: got ''"):
-        validate_params({"seed": 0}, stage="attack")
-    with pytest.raises(ValueError, match="stage: got 'atack'; expected None or one of unitmem, attack"):
-        validate_params({"seed": 0}, stage="atack")
+        require(make_config(seed=0), "attack")
+    with pytest.raises(ValueError, match="stage: got 'atack'; expected one of unitmem, attack"):
+        require(make_config(seed=0), "atack")
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
@@ -82,7 +82,8 @@ def test_every_cli_stage_validates_its_parameters_before_any_work(tmp_path, caps
     path = _params_file(tmp_path, {"k_percent": 0, "model": "var-d99", "checkpoint": "nope.pth", "n_views": 1.5})
     code, err = _run_cli(capsys, stage, path, tmp_path / "out")
     assert code == 2 and "Traceback" not in err
-    for needle in ("k_percent: got 0; expected a percentage with 0 < k <= 100", "model: got 'var-d99'",
+    for needle in ("k_percent: got 0; expected null (the paper's k% of the family) or a percentage with 0 < k <= 100",
+                   "model: got 'var-d99'",
                    "checkpoint: got 'nope.pth'", "n_views: got 1.5; expected a positive integer"):
         assert needle in err
     assert not (tmp_path / "out").exists()  # failed before doing anything
@@ -185,7 +186,7 @@ def test_cli_image_folder_summary_and_strict_flag(tiny, tmp_path, capsys):
     code, err = _run_cli(capsys, "unitmem", _params_file(tmp_path, folder_params), tmp_path / "out")
     assert code == 0, err
     assert "5 images from 2 classes" in err and "2 files skipped" in err and "2.jpg" in err
-    assert load_result(tmp_path / "out" / "unitmem").meta["n_images"] == 5
+    assert load_result(tmp_path / "out" / "unitmem").meta["info"]["n_images"] == 5
     strict = _params_file(tmp_path, {**folder_params, "strict_images": True}, "strict.yaml")
     code, err = _run_cli(capsys, "unitmem", strict, tmp_path / "out")
     assert code == 1 and "notes.txt: not an image file (extension) (strict=True)" in err and "Traceback" not in err
@@ -343,7 +344,7 @@ def test_non_finite_logits_name_the_head_in_scoring_and_collection():
     with pytest.raises(ValueError, match=r"non-finite teacher-forced logits .* output head 'head' for rows 0\.\.5"):
         score_images(gen, tokens, dataset.tensors[1])
     with pytest.raises(ValueError, match=r"output head 'head' for views 0\.\.3"):
-        accumulate_unitmem(gen, dataset, range(4), n_views=1, batch_size=4)
+        accumulate_unitmem(gen, dataset, range(4), n_views=1, views=same_views, batch_size=4)
     assert all(not m._forward_hooks for m in gen.transformer.modules())  # hooks removed after the error
     assert gen.transformer.training  # and the mode restored
 
@@ -354,7 +355,7 @@ def test_bf16_autocast_accumulates_in_float32_and_float64():
     seen = []
     hook = gen.transformer.blocks[0].ffn.fc1.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
     try:
-        acc = accumulate_unitmem(gen, dataset, range(6), n_views=1, amp=True)
+        acc = accumulate_unitmem(gen, dataset, range(6), n_views=1, views=same_views, amp=True)
     finally:
         hook.remove()
     assert set(seen) == {torch.bfloat16}  # the forward really ran in bf16
@@ -366,7 +367,7 @@ def test_bf16_autocast_accumulates_in_float32_and_float64():
     means_fp32 = view_means(gen, views, dataset.tensors[1], gen.position_groups(), amp=False)
     assert means_amp.dtype == torch.float32
     torch.testing.assert_close(means_amp, means_fp32, rtol=0.05, atol=0.05)  # bf16 rounding only
-    exact = accumulate_unitmem(gen, dataset, range(6), n_views=1, amp=False)
+    exact = accumulate_unitmem(gen, dataset, range(6), n_views=1, views=same_views, amp=False)
     torch.testing.assert_close(acc.scores(), exact.scores(), rtol=0.05, atol=0.02)
 
 

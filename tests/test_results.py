@@ -86,21 +86,29 @@ def test_file_hash_is_remembered_by_path_size_mtime(tmp_path):
 def test_cached_computes_once_and_recomputes_on_changed_params(tmp_path):
     calls = []
 
-    def compute():
-        calls.append(1)
+    def compute(work):
+        calls.append(work)
         return {"x": torch.tensor([float(len(calls))])}, {"note": "hi"}
 
-    first = cached("stage", {"k": 1}, compute, tmp_path, seed=0)
+    first = cached("stage", {"k": 1}, compute, tmp_path, seed=0, latest=tmp_path / "latest")
     again = cached("stage", {"k": 1}, compute, tmp_path, seed=0)
     assert len(calls) == 1 and torch.equal(first.tensors["x"], again.tensors["x"])
     assert again.meta["info"] == {"note": "hi"} and again.meta["stage"] == "stage"
+    assert again.meta["params"] == {"k": 1} and calls[0] == tmp_path / again.meta["work_dir"]
+    assert again.path == calls[0] / "stage.json"  # the entry's folder holds the result
+    assert torch.equal(results.load_result(tmp_path / "latest").tensors["x"], first.tensors["x"])
     other = cached("stage", {"k": 2}, compute, tmp_path, seed=0)
     assert len(calls) == 2 and float(other.tensors["x"]) == 2.0
     # a damaged cache entry is recomputed, not read
-    tensor_file = next(p for p in tmp_path.glob("stage-*.safetensors") if p.stem + ".json" == first.path.name)
+    tensor_file = first.path.with_suffix(".safetensors")
     tensor_file.write_bytes(tensor_file.read_bytes()[:-4])
     cached("stage", {"k": 1}, compute, tmp_path, seed=0)
     assert len(calls) == 3
+    # a process that does not write (another torchrun rank) reads the writer's result after the barrier
+    waited = []
+    shared = cached("stage", {"k": 3}, compute, tmp_path, writer=False,
+                    wait=lambda: waited.append(cached("stage", {"k": 3}, compute, tmp_path)))
+    assert waited and len(calls) == 5 and torch.equal(shared.tensors["x"], waited[0].tensors["x"])
 
 
 def test_to_jsonable_refuses_unknown_objects():

@@ -113,3 +113,17 @@ def test_shared_top_units_and_per_block_share():
     assert study.shared_top_units(a, b, 50) == 0.5
     assert study.top_units_per_block(b, 50).tolist() == [0.5, 0.5]
     assert study.top_units_per_block(np.array([[0.9, 0.8], [0.1, 0.2]]), 50).tolist() == [1.0, 0.0]
+
+
+def test_localization_by_group_finds_planted_argmax_and_separates_them():
+    rng = np.random.default_rng(1)
+    images = np.arange(40)
+    S, K, U = 2, 3, 20
+    scores_SKU = rng.uniform(0, 0.5, (S, K, U))
+    argmax_SKU = rng.integers(0, 40, (S, K, U))
+    argmax_SKU[:, 0, :4] = [20, 21, 22, 23]  # the strongest units point at the 32x images
+    scores_SKU[:, 0, :4] = 0.95
+    shares, aucs = study.localization_by_group(scores_SKU, argmax_SKU, 10, GROUPS, images)
+    top = {r["group"]: r for r in shares}["32x"]
+    assert top["base_rate"] == pytest.approx(0.1) and top["share"] > 0.6 and top["verdict"] == HOLDS
+    assert {r["group"]: r for r in aucs}["32x"]["auc"] == 1.0

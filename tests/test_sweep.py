@@ -1,10 +1,14 @@
+import json
+
+import pandas as pd
 import pytest
 import torch
 from toy_pipeline import ToyVAR, toy_dataset
 
 from memlib.extract import run_attack
+from memlib.results import to_jsonable
 from memlib.similarity import PixelSimilarity
-from memlib.sweep import run_sweep, sweep_identity, sweep_plan
+from memlib.sweep import MODES, run_sweep, sweep_identity, sweep_plan, sweep_table
 
 PREFIXES = [0, 1, 5]
 
@@ -36,7 +40,7 @@ def test_k0_row_equals_baseline_and_edits_are_applied_then_restored(setup, tmp_p
     gen, _, _, _, baseline, scores = setup
     before = [p.detach().clone() for p in gen.transformer.parameters()]
     calls = []
-    table = run_sweep(gen, scores, _attack(setup, calls), tmp_path, "id-1", k_percents=[0, 10, 50], seeds=[0, 1, 2])
+    table = run_sweep(gen, scores, _attack(setup, calls), tmp_path, "id-1", k_percents=[0, 10, 50], modes=list(MODES), seeds=[0, 1, 2])
     assert all(torch.equal(a, b) for a, b in zip(before, gen.transformer.parameters()))  # restored bit-exactly
     # one baseline, then 4 modes x 2 k + random 3 seeds x 2 k
     assert len(calls) == 1 + 4 * 2 + 3 * 2
@@ -55,20 +59,25 @@ def test_k0_row_equals_baseline_and_edits_are_applied_then_restored(setup, tmp_p
     assert row.units_edited == 2 and row.factor == 0.5  # 10% of 18 units, rounded half up
     assert set(table[table["mode"] == "random-half"].seed) == {0, 1, 2}
     assert table.fid.isna().all()
+    # what the sweep stage stores (JSON, keys sorted) reads back as the same table
+    stored = json.loads(json.dumps(to_jsonable(table.to_dict(orient="records")), sort_keys=True))
+    again = sweep_table(stored, list(MODES))
+    assert list(again.columns[:5]) == ["mode", "k_percent", "seed", "factor", "units_edited"]
+    pd.testing.assert_frame_equal(again[list(table.columns)], table)
 
 
 def test_rerun_skips_finished_rows_and_other_identity_recomputes(setup, tmp_path):
     gen, *_, scores = setup
     scores_KU = {"unitmem": scores["unitmem"]}
     first = []
-    table = run_sweep(gen, scores_KU, _attack(setup, first), tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"])
+    table = run_sweep(gen, scores_KU, _attack(setup, first), tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"], seeds=[0, 1, 2])
     (tmp_path / "rows" / "unitmem-half_k20_s0.json").unlink()  # as if killed before this row finished
     second = []
-    again = run_sweep(gen, scores_KU, _attack(setup, second), tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"])
+    again = run_sweep(gen, scores_KU, _attack(setup, second), tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"], seeds=[0, 1, 2])
     assert len(first) == 2 and len(second) == 1
     assert table.drop(columns="seconds").equals(again.drop(columns="seconds"))
     third = []
-    run_sweep(gen, scores_KU, _attack(setup, third), tmp_path, "id-B", k_percents=[0, 20], modes=["unitmem-half"])
+    run_sweep(gen, scores_KU, _attack(setup, third), tmp_path, "id-B", k_percents=[0, 20], modes=["unitmem-half"], seeds=[0, 1, 2])
     assert len(third) == 2
 
 
@@ -88,7 +97,7 @@ def test_magnitude_mode_ranks_by_the_magnitude_scores(setup, tmp_path):
 
     def edited_rows(scores_for_sweep, mode, folder):
         calls = []
-        run_sweep(gen, scores_for_sweep, _attack(setup, calls), tmp_path / folder, folder, k_percents=[50], modes=[mode])
+        run_sweep(gen, scores_for_sweep, _attack(setup, calls), tmp_path / folder, folder, k_percents=[50], modes=[mode], seeds=[0, 1, 2])
         return calls[-1]
 
     by_unitmem = edited_rows(scores, "unitmem-half", "u")
@@ -97,7 +106,7 @@ def test_magnitude_mode_ranks_by_the_magnitude_scores(setup, tmp_path):
     same = edited_rows({"unitmem": scores["unitmem"], "magnitude": scores["unitmem"]}, "magnitude-half", "s")
     assert torch.equal(same, by_unitmem)  # with equal scores the two modes make the same edit
     with pytest.raises(ValueError, match="ranks by 'magnitude'"):
-        run_sweep(gen, {"unitmem": scores["unitmem"]}, _attack(setup, []), tmp_path / "x", "x", k_percents=[5], modes=["magnitude-half"])
+        run_sweep(gen, {"unitmem": scores["unitmem"]}, _attack(setup, []), tmp_path / "x", "x", k_percents=[5], modes=["magnitude-half"], seeds=[0, 1, 2])
 
 
 def test_plan_checks_modes_and_seeds():

@@ -11,6 +11,7 @@ import torch
 
 from memlib import data as mdata
 from memlib import train
+from memlib.results import file_sha256
 from memlib.models.loading import read_state_dict
 from memlib.models.registry import build_generator, get_config, load_generator
 
@@ -77,7 +78,7 @@ def test_two_step_runs_write_loadable_checkpoints(family, small_data, tmp_path):
     for path, record in ((weights, gen_record), (tokenizer_weights, tok_record)):
         on_disk = json.loads(path.with_suffix(".json").read_text())
         assert on_disk == json.loads(json.dumps(record))
-        assert on_disk["weights_sha256"] == mdata.sha256_file(path)
+        assert on_disk["weights_sha256"] == file_sha256(path)
         assert on_disk["seed"] == 0 and on_disk["config"]["family"] == family
     assert tok_record["steps"] == 2 and tok_record["log"][0]["codes_restarted_so_far"] > 0
     assert gen_record["tokenizer_sha256"] == tok_record["weights_sha256"]
@@ -159,8 +160,8 @@ def test_shipped_checkpoints_load_strictly(family):
     if not (weights.is_file() and tokenizer_weights.is_file()):
         pytest.skip(f"shipped checkpoints not present yet ({weights.name}); run `make checkpoints`")
     record = json.loads(weights.with_suffix(".json").read_text())
-    assert record["weights_sha256"] == mdata.sha256_file(weights)
-    assert record["tokenizer_sha256"] == mdata.sha256_file(tokenizer_weights)
+    assert record["weights_sha256"] == file_sha256(weights)
+    assert record["tokenizer_sha256"] == file_sha256(tokenizer_weights)
     generator = load_generator(train.MODEL_NAMES[family], weights, tokenizer_weights)
     data = mdata.load_testbed()
     most_copied = data.groups()[f"{max(data.levels)}x"][:4]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from memlib.params import validate_params
+from memlib.config import make_config as validate_params
 from memlib.yamlsafe import ParameterFileError, load_yaml, load_yaml_string
 
 PARAMS = Path(__file__).resolve().parents[1] / "notebooks" / "params"

@@ -131,11 +131,32 @@ def toy_dataset(n: int = 12, special: int = 5, seed: int = 0) -> torch.utils.dat
     return torch.utils.data.TensorDataset(images, labels_N)
 
 
-def shifting_view(image_3HW: torch.Tensor, view_index: int, generator: torch.Generator) -> torch.Tensor:
+def shifting_views(image_3HW: torch.Tensor, n_views: int, generator: torch.Generator) -> torch.Tensor:
     """A test augmentation: odd views flipped, every view rolled by a random whole number of patches."""
-    shift = 2 * int(torch.randint(0, GRID, (1,), generator=generator))
-    view = image_3HW.flip(-1) if view_index % 2 else image_3HW
-    return torch.roll(view, shifts=shift, dims=-1)
+    views = []
+    for view_index in range(n_views):
+        shift = 2 * int(torch.randint(0, GRID, (1,), generator=generator))
+        view = image_3HW.flip(-1) if view_index % 2 else image_3HW
+        views.append(torch.roll(view, shifts=shift, dims=-1))
+    return torch.stack(views)
+
+
+def same_views(image_3HW: torch.Tensor, n_views: int, generator: torch.Generator) -> torch.Tensor:
+    """The image itself, ``n_views`` times: views that make UnitMem's average exact."""
+    return image_3HW.unsqueeze(0).expand(n_views, *image_3HW.shape).clone()
+
+
+def collect_unitmem(gen, dataset, *, n_views: int, views=same_views, pooled: bool = False, shard=(0, 1), **kwargs):
+    """UnitMem over ``dataset`` (or the contiguous part ``shard = (rank, world_size)`` owns) as
+    stage_unitmem builds it: accumulate_unitmem over the images, then a UnitMemResult."""
+    from memlib.collect import UnitMemResult, accumulate_unitmem, collection_groups
+    from memlib.distributed import shard_indices
+
+    ids = shard_indices(len(dataset), *shard)
+    acc = accumulate_unitmem(gen, dataset, ids, n_views=n_views, views=views, pooled=pooled, **kwargs)
+    params = {"n_views": n_views, "activation": kwargs.get("activation", "post"), "pooled": pooled}
+    groups = [g.name for g in collection_groups(gen, pooled)]
+    return UnitMemResult(acc.state_dict(), groups, list(gen.fc1_names()), gen.family, params)
 
 
 def dense_means(gen: ToyVAR, dataset, n_views: int, view_fn, seed: int, activation: str = "post") -> torch.Tensor:
@@ -148,7 +169,7 @@ def dense_means(gen: ToyVAR, dataset, n_views: int, view_fn, seed: int, activati
     for i in range(len(dataset)):
         image, label = dataset[i]
         generator = view_generator(seed, i)
-        views = torch.stack([view_fn(image, a, generator) for a in range(n_views)])
+        views = view_fn(image, n_views, generator)
         tokens = gen.tokenizer.encode(views)
         x = net.features(gen.previous(tokens), torch.full((n_views,), int(label)))
         per_block = []

@@ -148,3 +148,14 @@ class Generator(abc.ABC):
     @property
     def device(self) -> torch.device:
         return next(self.transformer.parameters()).device
+
+
+def check_finite_logits(gen: Generator, logits_BLV: torch.Tensor, where: str) -> None:
+    """Raise ``ValueError`` naming the transformer's output head (VAR ``head``, RAR ``lm_head``)
+    when the teacher-forced logits it produced hold NaN or inf. Tests the minimum and maximum
+    only (NaN propagates into both; an inf is one of them): a reduction, without the
+    logits-sized boolean tensor that ``isfinite(logits).all()`` would allocate."""
+    if not torch.isfinite(torch.stack(logits_BLV.detach().aminmax())).all():
+        heads = [name for name, _ in gen.transformer.named_modules() if name.split(".")[-1] in ("head", "lm_head")]
+        head = repr(heads[-1]) if heads else "of the transformer"
+        raise ValueError(f"non-finite teacher-forced logits (NaN or inf) from the output head {head} for {where}")

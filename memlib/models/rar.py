@@ -347,7 +347,7 @@ class RARTransformer(nn.Module):
         c_BTD = condition_BD.unsqueeze(1) + self.timesteps_embeddings[:, :T]
         return x_BTD, c_BTD
 
-    def forward_fn(
+    def forward(
         self,
         input_ids_Bn: torch.Tensor,
         condition_B: torch.Tensor,
@@ -380,16 +380,6 @@ class RARTransformer(nn.Module):
         labels_Bn = input_ids_Bn if orders_BN is None else _gather_rows(input_ids_Bn, orders_BN)
         return logits_BnV, labels_Bn
 
-    def forward(
-        self,
-        input_ids_Bn: torch.Tensor,
-        condition_B: torch.Tensor,
-        orders_BN: torch.Tensor | None = None,
-        return_labels: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Same as :meth:`forward_fn` (so that module calls and wrappers work)."""
-        return self.forward_fn(input_ids_Bn, condition_B, orders_BN, return_labels)
-
     def new_kv_caches(self) -> list[KVCache]:
         """Empty caches, one per block, for :meth:`next_token_logits`."""
         return [KVCache() for _ in self.blocks]
@@ -408,7 +398,7 @@ class RARTransformer(nn.Module):
         if n >= self.config.image_seq_len:
             raise ValueError(f"input_ids must hold fewer than {self.config.image_seq_len} tokens, got {n}")
         if caches is None:
-            return self.forward_fn(input_ids_Bn, condition_B)[:, -1]
+            return self.forward(input_ids_Bn, condition_B)[:, -1]
         x_BTD, c_BTD = self._embed(input_ids_Bn, condition_B, None)
         T = x_BTD.shape[1]
         cached = len(caches[0])
@@ -476,7 +466,7 @@ class RARTransformer(nn.Module):
 
 def ar_loss(logits_BnV: torch.Tensor, labels_BN: torch.Tensor) -> torch.Tensor:
     """Upstream's ``ARLoss``: mean cross-entropy of ``logits[:, :-1]`` (the N predicting
-    outputs of :meth:`RARTransformer.forward_fn`) against the labels in generation order."""
+    outputs of :meth:`RARTransformer.forward`) against the labels in generation order."""
     logits_BNV = logits_BnV[:, :-1]
     return F.cross_entropy(logits_BNV.reshape(-1, logits_BNV.shape[-1]), labels_BN.reshape(-1))
 
@@ -598,7 +588,7 @@ class RARGenerator(Generator):
         self._check_batch(labels_B, tokens_BL.shape[0])
         with eval_mode(self.transformer), torch.no_grad():
             condition_B = self.transformer.preprocess_condition(labels_B)
-            return self.transformer.forward_fn(tokens_BL, condition_B)[:, :-1].float()
+            return self.transformer.forward(tokens_BL, condition_B)[:, :-1].float()
 
     def sample(
         self,

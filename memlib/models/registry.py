@@ -2,7 +2,7 @@
 
 Each family module (``var``, ``rar``) exports ``CONFIGS: dict[str, <Family>Config]`` and a
 ``Generator`` subclass whose constructor is ``(config, device)``; each config carries
-``family``. Testbed configs live in ``memlib.testbed_configs`` beside the official ones.
+``family``. The testbed's configs live in ``memlib.models.testbed`` beside the official ones.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from . import rar, var
+from . import rar, testbed, var
 from .generator import Generator
 from .loading import load_strict, read_state_dict
 
@@ -20,9 +20,7 @@ _FAMILIES = {"var": var.VARGenerator, "rar": rar.RARGenerator}
 
 
 def _all_configs() -> dict:
-    from memlib import testbed_configs
-
-    return {**var.CONFIGS, **rar.CONFIGS, **testbed_configs.CONFIGS}
+    return {**var.CONFIGS, **rar.CONFIGS, **testbed.CONFIGS}
 
 
 def list_configs() -> list[str]:

@@ -258,7 +258,7 @@ def test_feature_statistics_with_pickled_arrays_are_refused(tmp_path):
 
 def test_every_load_site_in_memlib_is_tensor_only():
     """torch.load only with weights_only=True, np.load never with pickles, no pickle module;
-    torch.jit.load (TorchScript runs code) only for the SSCD file, and the README says so."""
+    torch.jit.load (TorchScript runs code) only for the SSCD and Inception files, and the README says so."""
     sources = {p.relative_to(ROOT).as_posix(): p.read_text() for p in (ROOT / "memlib").rglob("*.py")}
     for name, text in sources.items():
         for call in re.findall(r"torch\.load\([^)]*\)", text):
@@ -267,7 +267,7 @@ def test_every_load_site_in_memlib_is_tensor_only():
             assert "allow_pickle=False" in call, f"{name}: {call}"
         assert not re.search(r"^\s*(import pickle|from pickle|import dill|import joblib)", text, re.M), name
         assert "pickle.load" not in text and "torch.serialization.add_safe_globals" not in text, name
-    assert [n for n, t in sources.items() if "torch.jit.load(" in t] == ["memlib/similarity.py"]
+    assert sorted(n for n, t in sources.items() if "torch.jit.load(" in t) == ["memlib/fid.py", "memlib/similarity.py"]
     readme = (ROOT / "README.md").read_text()
     assert "TorchScript files (SSCD, clean-fid's Inception) are trusted code" in readme
 

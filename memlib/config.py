@@ -194,7 +194,7 @@ class AttackSection:
 @dataclass(frozen=True)
 class SweepSection:
     selection: str = setting("default", _one_of(*SELECTIONS), f"one of {', '.join(SELECTIONS)}",
-                             "ranking score (`default`: VAR mean over scales, RAR last position)")
+                             "ranking score (`default`: VAR mean over scales, RAR position T-2, which predicts the last token)")
     k_percent: float | None = setting(None, lambda x: x is None or (_number(x) and 0 < x <= 100),
                                       "null (the paper's k% of the family) or a percentage with 0 < k <= 100",
                                       "the k% the pages report; null: the paper's (VAR 10, RAR 5)")

@@ -116,8 +116,8 @@ def mitigation_summary(rows: pd.DataFrame, k_percent: float, prefix: int) -> dic
         fid_by_mode = rows.groupby("mode", sort=False)["fid"].mean()
         summary.update(fid_metric=str(rows["fid_metric"].dropna().iloc[0]), fid_before=float(fid_by_mode["baseline"]),
                        fid_after=float(fid_by_mode["unitmem-half"]))
-        if "random-half" in fid_by_mode:
-            random_fid = rows.loc[rows["mode"] == "random-half", "fid"]
+        random_fid = rows.loc[rows["mode"] == "random-half", "fid"].dropna()
+        if len(random_fid):
             summary.update(random_half_fid_min=float(random_fid.min()), random_half_fid_max=float(random_fid.max()))
     if before:
         summary["extracted_change"] = (summary["unitmem_half_extracted_mean"] - before) / before

@@ -223,10 +223,10 @@ for family, run in runs.items():
                          "same direction": yes_no(u["centre_moves_deeper_with_scale"])})
     else:
         u = s["unitmem-rar"]
-        n_blocks = len(u["mean_unitmem_by_block"]["last"])
+        n_blocks = len(u["mean_unitmem_by_block"]["predicts-last"])
         findings.append({"model": name, "the paper": PAPER["localization"]["rar"],
                          "this run": f"peak block {u['peak_block_last']}, centre of mass {u['centre_of_mass_last']:.2f} "
-                                     f"of blocks 0–{n_blocks - 1} (last position)",
+                                     f"of blocks 0–{n_blocks - 1} (T-2, the position that predicts the last token)",
                          "same direction": yes_no(u["centre_of_mass_last"] > (n_blocks - 1) / 2)})
     before, after = m["extracted_before"], m["unitmem_half_extracted_mean"]
     findings.append({"model": name, "the paper": "halving the top-k% UnitMem units cuts extraction",

@@ -82,7 +82,7 @@ for family, run in runs.items():
 #
 # `memlib.stages.stage_unitmem` runs every training image of D' teacher-forced through the model with a
 # hook on every block's fc1 and reduces the activations inside the hook to two position groups:
-# `last`, the last position of the sequence, and `all`, the mean over every position. The result
+# `predicts-last` (T-2), `last` (T-1, the last position of the sequence) and `all`, the mean over every position. The result
 # file is named by a hash of the parameters and the checkpoints, so a second run of this notebook
 # reads it back; the same file is what `python -m memlib unitmem` (or `torchrun ... -m memlib
 # unitmem`) writes for a full-scale model.
@@ -103,7 +103,7 @@ for family, result in unitmem.items():
 # %% [markdown]
 # ## Mean UnitMem per block
 #
-# The mean over all units of a block, for the last position and for all positions. UnitMem has no
+# The mean over all units of a block, for both readings of the last position and for all positions. UnitMem has no
 # unit; it lies in [0, 1]. Where along the depth the memorizing units sit is summarised by the
 # block with the highest mean UnitMem (the *peak block*) and the UnitMem-weighted mean block index
 # (the *centre of mass*, 0 = first block).
@@ -221,7 +221,7 @@ for family, result in unitmem.items():
 # Each unit's most activating image (its argmax) is kept by the accumulator. For the top k% units
 # of each position group, the table gives the share whose argmax is a planted image, beside the
 # share of planted images among all images of D' (what a unit with a random argmax would give). The
-# grid shows the images that are the argmax of the most top units at the last position.
+# grid shows the images that are the argmax of the most top units at T-2.
 
 # %%
 argmax_summary = {}
@@ -357,7 +357,7 @@ for family, run in runs.items():
                       {"numbers": record, **provenance(run.config.flat(), run.config.run.seed, started)})
     display(Markdown(
         f"- **{run.config.model.model}**: UnitMem of {int(result.group('last').numel())} fc1 units over "
-        f"{result.n_images} training images, at the last position and over all positions.\n"
-        f"- At the last position, mean UnitMem peaks in block {localization[family]['peak_block_last']} and its "
+        f"{result.n_images} training images, at T-2, T-1 and over all positions.\n"
+        f"- At T-2 (the chosen reading), mean UnitMem peaks in block {localization[family]['peak_block_last']} and its "
         f"centre of mass is block {localization[family]['centre_of_mass_last']:.2f} "
         f"(of {len(mean_by_group[family])} blocks, 0 = first)."))

@@ -13,10 +13,11 @@ In a notebook::
     style.apply()                                    # once, after the imports
     ax.plot(k, extracted, color=style.EDIT_COLORS["unitmem-half"], label=style.EDIT_NAMES["unitmem-half"])
     ax.set_xlabel(style.LABELS["block"])
-    glue("rerun", Markdown(style.rerun_box("mitigation", params_file, seconds)), display=False)
+    glue("rerun_box", Markdown(style.rerun_box("mitigation", params_file, None)), display=False)
 
-Colour roles that can share a figure never share a colour: the two families, the edits of the
-sweep, and the image groups each use distinct colours (tests/test_style.py checks it).
+Roles that share a figure never share a colour: within each group (the two families, the edits
+of the sweep, the image groups) the colours are distinct (tests/test_style.py checks it); a
+colour may recur across groups that never meet in one figure.
 """
 
 import matplotlib as mpl

@@ -194,7 +194,7 @@ def sweep_table(rows: Sequence[Mapping], modes: Sequence[str]):
 
     rows = sorted(rows, key=lambda row: (list(modes).index(row["mode"]), row["k_percent"], row["seed"]))
     frame = pd.DataFrame(rows)
-    frame["fid"] = pd.to_numeric(frame["fid"])  # rows without FID: NaN, not None
+    frame["fid"] = pd.to_numeric(frame["fid"], errors="coerce")  # rows without FID (None, or "nan" once stored): NaN
     first = ["mode", "k_percent", "seed", "factor", "units_edited"] + sorted(
         (c for c in frame.columns if c.startswith("extracted@")), key=lambda c: int(c.split("@")[1])
     ) + ["fid", "fid_metric"]

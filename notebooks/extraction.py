@@ -31,6 +31,10 @@
 # backgrounds make a last-tokens span a poor ranker ({doc}`../book/testbed`). Since the planted
 # images are known there, this page also checks stage A against them and calibrates the decision
 # threshold. The cell below holds the parameters; papermill replaces them.
+#
+# ```{glue:md} rerun_box
+# :format: myst
+# ```
 
 # %% tags=["parameters"]
 params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
@@ -55,7 +59,6 @@ from myst_nb import glue
 
 from memlib import stages
 from memlib.config import page_config
-from memlib import study
 from memlib.data import load_testbed, testbed_views
 from memlib.extract import decode_images
 from memlib.results import atomic_write_json, cached, provenance
@@ -139,7 +142,7 @@ for family, attack in attacks.items():
 # The testbed's answer key: which images were planted, at how many copies per epoch, and which
 # were chosen alike but seen once (the control group). Below, the share of each group the attack
 # extracts from the longest prefix, with its 95% Wilson interval; the verdict compares the most
-# duplicated level with the control group (`memlib.study.dose_response`).
+# duplicated level with the control group (`memlib.summaries.dose_response`).
 
 # %% tags=["hide-input"]
 if testbed:
@@ -150,10 +153,10 @@ if testbed:
         groups = {name: ids[ids < n_read] for name, ids in data.groups().items()}
         hit = attack.extracted[attack.prefix_lengths.index(headline[family])].numpy()
         extracted_ids = attack.candidate_ids.numpy()[hit]
-        table = pd.DataFrame(study.extraction_by_group(extracted_ids, groups))
+        table = pd.DataFrame(summaries.extraction_by_group(extracted_ids, groups))
         candidates = set(attack.candidate_ids.tolist())
         table["candidates"] = [sum(int(i) in candidates for i in ids) for ids in groups.values()]
-        effect, word = study.dose_response(extracted_ids, groups)
+        effect, word = summaries.dose_response(extracted_ids, groups)
         glue(f"{family}_dose_verdict", word, display=False)
         glue(f"{family}_dose_effect", effect.text(".2f"), display=False)
         top = table.iloc[-1]
@@ -407,3 +410,12 @@ for family, run in runs.items():
                     if family in testbed else "") + ".")
 lines.append("- Counts of a next-scale and a next-token model at the same number of prefix tokens are not comparable.")
 display(Markdown("\n".join(lines)))
+
+# %% tags=["remove-cell"]
+# The page's execution time (the re-run box and the teaching page show it) and its re-run box.
+from IPython.display import Markdown as _Markdown  # noqa: E402
+
+from memlib import style as _style  # noqa: E402
+
+glue("page_seconds", time.time() - started, display=False)
+glue("rerun_box", _Markdown(_style.rerun_box("extraction", params_file, None)), display=False)

@@ -27,6 +27,10 @@
 #
 # Every edit is undone bit-exactly after its row of the sweep (`memlib.intervene`). The cell below
 # holds the parameters; papermill replaces them.
+#
+# ```{glue:md} rerun_box
+# :format: myst
+# ```
 
 # %% tags=["parameters"]
 params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
@@ -48,7 +52,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import stages, study, summaries
+from memlib import stages, summaries
 from memlib.config import page_config
 from memlib.results import atomic_write_json, provenance
 
@@ -159,7 +163,7 @@ if results:
 # units by mean activation, halved: does UnitMem add anything over "large units"?) and the random
 # units (mean and range over the seeds). Right: at the reported k, what each edit leaves extracted
 # in each group; an edit that targets memorization should act first on the barely memorized images.
-# The verdicts below are computed (`memlib.study`): a paired bootstrap over the candidates for two
+# The verdicts below are computed (`memlib.summaries`): a paired bootstrap over the candidates for two
 # deterministic edits, the range over seeds for the random control, a t interval over sampling seeds
 # for FID.
 
@@ -175,7 +179,7 @@ for family, table in sweeps.items():
     prefix, k = str(headline[family]), k_report[family]
     long = pd.DataFrame([{"mode": row["mode"], "k_percent": row["k_percent"], "seed": row["seed"], "group": group, "extracted": n}
                          for _, row in table.iterrows()
-                         for group, n in study.extracted_by_group(row["extracted_ids"][prefix], groups).items()])
+                         for group, n in summaries.extracted_by_group(row["extracted_ids"][prefix], groups).items()])
     fig, (ax_k, ax_group) = plt.subplots(1, 2, figsize=(13, 4.2), gridspec_kw={"width_ratios": [1, 1.25]})
     everything = long[long["group"] == "all"]
     for mode, rows in everything.groupby("mode", sort=False):
@@ -205,20 +209,20 @@ for family, table in sweeps.items():
     ids_of = lambda mode: rows_k[rows_k["mode"] == mode].iloc[0]["extracted_ids"][prefix]  # noqa: E731
     found = {}
     if "unitmem-half" in set(rows_k["mode"]):
-        effect, word = study.reduction(baseline["extracted_ids"][prefix], ids_of("unitmem-half"), candidates, seed=config.run.seed)
+        effect, word = summaries.reduction(baseline["extracted_ids"][prefix], ids_of("unitmem-half"), candidates, seed=config.run.seed)
         found["the UnitMem edit reduces extraction"] = (effect, word)
         if "random-half" in set(rows_k["mode"]):
             random_counts = rows_k[rows_k["mode"] == "random-half"][f"extracted@{prefix}"].tolist()
-            found["it beats random units of the same number"] = study.edit_vs_control(len(ids_of("unitmem-half")), random_counts)
+            found["it beats random units of the same number"] = summaries.edit_vs_control(len(ids_of("unitmem-half")), random_counts)
         if "magnitude-half" in set(rows_k["mode"]):
-            found["it beats the largest units (magnitude baseline)"] = study.reduction(
+            found["it beats the largest units (magnitude baseline)"] = summaries.reduction(
                 ids_of("magnitude-half"), ids_of("unitmem-half"), candidates, seed=config.run.seed)
         if "unitmem-zero" in set(rows_k["mode"]):
-            found["zeroing removes more than halving"] = study.reduction(
+            found["zeroing removes more than halving"] = summaries.reduction(
                 ids_of("unitmem-half"), ids_of("unitmem-zero"), candidates, seed=config.run.seed)
         edited = rows_k[rows_k["mode"] == "unitmem-half"].iloc[0]
         if baseline["fid_by_seed"] is not None and edited["fid_by_seed"] is not None and len(baseline["fid_by_seed"]) >= 2:
-            found[f"the edit raises the {baseline['fid_metric']}"] = study.fid_change(baseline["fid_by_seed"], edited["fid_by_seed"])
+            found[f"the edit raises the {baseline['fid_metric']}"] = summaries.fid_change(baseline["fid_by_seed"], edited["fid_by_seed"])
     verdicts[family] = {claim: {"effect": e.value, "lo": e.lo, "hi": e.hi, "interval": e.method, "verdict": w}
                         for claim, (e, w) in found.items()}
     for i, (claim, (e, w)) in enumerate(found.items()):
@@ -288,3 +292,12 @@ for family, run in runs.items():
 if not runs:
     lines.append("- No model in this run.")
 display(Markdown("\n".join(lines)))
+
+# %% tags=["remove-cell"]
+# The page's execution time (the re-run box and the teaching page show it) and its re-run box.
+from IPython.display import Markdown as _Markdown  # noqa: E402
+
+from memlib import style as _style  # noqa: E402
+
+glue("page_seconds", time.time() - started, display=False)
+glue("rerun_box", _Markdown(_style.rerun_box("mitigation", params_file, None)), display=False)

@@ -25,19 +25,28 @@
 # gives the measured effect of each).
 # Models marked "random weights" have the shape of the named model and untrained weights:
 # their speed does not depend on the weights.
+#
+# ```{glue:md} rerun_box
+# :format: myst
+# ```
 
 # %% tags=["parameters"]
+params_file = "notebooks/params/testbed.yaml"  # the run's parameter file (named in the re-run box)
 benchmark_results = "benchmarks/results.json"  # the file the benchmark scripts write
 
 # %%
 import json
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 from memlib.config import make_config
+
+started = time.time()
 
 results_path = Path(make_config(benchmark_results=benchmark_results).book.benchmark_results)
 entries = json.loads(results_path.read_text())["entries"]
@@ -325,3 +334,10 @@ summary = pd.DataFrame(
     index=pd.Index(list(targets), name="figure"),
 )
 display(summary.style.set_properties(**{"text-align": "left"}))
+
+# %% tags=["remove-cell"]
+# The page's execution time (the re-run box and the teaching page show it) and its re-run box.
+from memlib import style as _style  # noqa: E402
+
+glue("page_seconds", time.time() - started, display=False)
+glue("rerun_box", Markdown(_style.rerun_box("performance", params_file, None)), display=False)

@@ -22,6 +22,10 @@
 # ({doc}`unitmem-var`, {doc}`unitmem-rar`, {doc}`extraction`, {doc}`mitigation`, {doc}`tradeoff`),
 # after checking that they were written with this page's parameters. The cell below holds the
 # parameters; papermill replaces them.
+#
+# ```{glue:md} rerun_box
+# :format: myst
+# ```
 
 # %% tags=["parameters"]
 params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
@@ -332,3 +336,12 @@ for family, run in runs.items():
                        **provenance(run.config.flat(), run.config.run.seed, started)})
 lines.append(f"- The paper's numbers: `{PAPER_FILE.relative_to(REPO_ROOT)}` ({PAPER['source']}).")
 display(Markdown("\n".join(lines)))
+
+# %% tags=["remove-cell"]
+# The page's execution time (the re-run box and the teaching page show it) and its re-run box.
+from IPython.display import Markdown as _Markdown  # noqa: E402
+
+from memlib import style as _style  # noqa: E402
+
+glue("page_seconds", time.time() - started, display=False)
+glue("rerun_box", _Markdown(_style.rerun_box("reproduction", params_file, None)), display=False)

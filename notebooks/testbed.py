@@ -25,8 +25,13 @@
 # The page {doc}`../book/testbed` explains the design; this notebook shows the data itself.
 #
 # The cell below holds the parameters; papermill replaces them (see the collapsed cell after it).
+#
+# ```{glue:md} rerun_box
+# :format: myst
+# ```
 
 # %% tags=["parameters"]
+params_file = "notebooks/params/testbed.yaml"  # the run's parameter file (named in the re-run box)
 seed = 0                        # seeds which training images the grid shows
 results_dir = "results/testbed" # the figures are also saved here as PNG files
 images_per_class = 8            # columns of the grid of training images
@@ -34,6 +39,7 @@ testbed_file = None             # None: the shipped data/fashion_mnist_testbed.n
 
 # %%
 import json
+import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -46,6 +52,8 @@ from memlib.collect import fc1_width
 from memlib.data import DATA_DIR, load_testbed, testbed_views, training_indices
 from memlib.extract import decode_images
 from memlib.models.registry import load_generator
+
+started = time.time()
 
 if isinstance(images_per_class, bool) or not isinstance(images_per_class, int) or images_per_class < 1:
     raise ValueError(f"images_per_class: expected an integer >= 1, got {images_per_class!r}")
@@ -457,3 +465,12 @@ for family, gen in generators.items():
 #   short prefix reproduces {glue:text}`var_check_top:d` (VAR) and {glue:text}`rar_check_top:d` (RAR)
 #   of the {glue:text}`var_check_top_of:d` images planted at {glue:text}`level_max:d` copies, and
 #   {glue:text}`var_check_control:d` (VAR) and {glue:text}`rar_check_control:d` (RAR) control images.
+
+# %% tags=["remove-cell"]
+# The page's execution time (the re-run box and the teaching page show it) and its re-run box.
+from IPython.display import Markdown as _Markdown  # noqa: E402
+
+from memlib import style as _style  # noqa: E402
+
+glue("page_seconds", time.time() - started, display=False)
+glue("rerun_box", _Markdown(_style.rerun_box("testbed", params_file, None)), display=False)

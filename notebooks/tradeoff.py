@@ -26,6 +26,10 @@
 # features of the testbed's own classifier for generated and real images. It is not FID in the
 # paper's sense (Inception features, 50,000 ImageNet samples) and its values are not comparable to
 # the paper's. The cell below holds the parameters; papermill replaces them.
+#
+# ```{glue:md} rerun_box
+# :format: myst
+# ```
 
 # %% tags=["parameters"]
 params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
@@ -221,3 +225,12 @@ for family, curve in curves.items():
 if not curves:
     lines.append("- No model in this run.")
 display(Markdown("\n".join(lines)))
+
+# %% tags=["remove-cell"]
+# The page's execution time (the re-run box and the teaching page show it) and its re-run box.
+from IPython.display import Markdown as _Markdown  # noqa: E402
+
+from memlib import style as _style  # noqa: E402
+
+glue("page_seconds", time.time() - started, display=False)
+glue("rerun_box", _Markdown(_style.rerun_box("tradeoff", params_file, None)), display=False)

@@ -31,6 +31,10 @@
 # On the testbed the planted images are known, so the images that drive the top units can be
 # checked against them. The cell below holds the parameters; papermill replaces them (see the
 # collapsed cell after it).
+#
+# ```{glue:md} rerun_box
+# :format: myst
+# ```
 
 # %% tags=["parameters"]
 params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
@@ -50,7 +54,7 @@ import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import stages, study, summaries
+from memlib import stages, summaries
 from memlib.config import page_config
 from memlib.intervene import select_units
 from memlib.results import atomic_write_json, provenance
@@ -149,7 +153,7 @@ for family, result in unitmem.items():
 # `selection`) and takes the global top k%. The bars show which share of each block's units that
 # global top k% contains, for both readings of "last token" and for the all-positions ranking. The
 # verdict on the paper's claim ("middle and later blocks") reads the share of the chosen top k% in
-# the later half of the blocks against one half (`memlib.study.later_blocks_share`).
+# the later half of the blocks against one half (`memlib.summaries.later_blocks_share`).
 
 # %%
 top_units = {}
@@ -169,8 +173,8 @@ for family, result in unitmem.items():
                          "per_block": per_block.tolist()}
     glue(f"{family}_k_percent", k, display=False)
     glue(f"{family}_top_units", int(len(chosen_M2)), display=False)
-    later, later_word = study.later_blocks_share(scores_KU.numpy(), k)
-    shared = study.shared_top_units(result.group("predicts-last").numpy(), result.group("last").numpy(), k)
+    later, later_word = summaries.later_blocks_share(scores_KU.numpy(), k)
+    shared = summaries.shared_top_units(result.group("predicts-last").numpy(), result.group("last").numpy(), k)
     glue(f"{family}_later_verdict", later_word, display=False)
     glue(f"{family}_later_share", later.value + 0.5, display=False)
     glue(f"{family}_readings_shared", shared, display=False)
@@ -244,7 +248,7 @@ for family, result in unitmem.items():
     order = np.argsort(-counts, kind="stable")
     summary = {"top_unit_argmax_distinct": int(len(ids))}
     if planted is not None:
-        enrichment = summaries.planted_enrichment(top_ids[CHOSEN], planted, result.n_images)
+        enrichment = summaries.planted_enrichment(top_ids[CHOSEN], planted, np.array(result.params["images"]))
         share, base_share, ratio = enrichment.share, enrichment.base_share, enrichment.ratio
         summary.update(top_unit_argmax_planted_share=share, planted_share_of_images=base_share)
         glue(f"{family}_top_argmax_planted_share", share, display=False)
@@ -289,7 +293,7 @@ for family, result in unitmem.items():
     frames = {}
     for name in ("predicts-last", "last"):
         g = result.group_names.index(name)
-        shares, aucs = study.localization_by_group(result.scores_GKU[[g]].numpy(), result.argmax_GKU[[g]].numpy(), k,
+        shares, aucs = summaries.localization_by_group(result.scores_GKU[[g]].numpy(), result.argmax_GKU[[g]].numpy(), k,
                                                    testbed.groups(), np.array(result.params["images"]), seed=config.run.seed)
         frames[POSITIONS[name]] = (pd.DataFrame(shares), pd.DataFrame(aucs))
     fig, (ax_share, ax_auc) = plt.subplots(1, 2, figsize=(12, 3.8))
@@ -361,3 +365,12 @@ for family, run in runs.items():
         f"- At T-2 (the chosen reading), mean UnitMem peaks in block {localization[family]['peak_block_last']} and its "
         f"centre of mass is block {localization[family]['centre_of_mass_last']:.2f} "
         f"(of {len(mean_by_group[family])} blocks, 0 = first)."))
+
+# %% tags=["remove-cell"]
+# The page's execution time (the re-run box and the teaching page show it) and its re-run box.
+from IPython.display import Markdown as _Markdown  # noqa: E402
+
+from memlib import style as _style  # noqa: E402
+
+glue("page_seconds", time.time() - started, display=False)
+glue("rerun_box", _Markdown(_style.rerun_box("unitmem-rar", params_file, None)), display=False)

@@ -32,6 +32,10 @@
 # On the testbed the planted images are known, so the images that drive the top units can be
 # checked against them. The cell below holds the parameters; papermill replaces them (see the
 # collapsed cell after it).
+#
+# ```{glue:md} rerun_box
+# :format: myst
+# ```
 
 # %% tags=["parameters"]
 params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
@@ -52,7 +56,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import stages, study, summaries
+from memlib import stages, summaries
 from memlib.config import page_config
 from memlib.intervene import select_units
 from memlib.results import atomic_write_json, provenance
@@ -283,7 +287,7 @@ for family, result in unitmem.items():
     order = np.argsort(-counts, kind="stable")
     summary = {"top_unit_argmax_distinct": int(len(ids))}
     if planted is not None:
-        enrichment = summaries.planted_enrichment(np.concatenate(top_ids), planted, result.n_images)
+        enrichment = summaries.planted_enrichment(np.concatenate(top_ids), planted, np.array(result.params["images"]))
         share, base_share, ratio = enrichment.share, enrichment.base_share, enrichment.ratio
         summary.update(top_unit_argmax_planted_share=share, planted_share_of_images=base_share)
         glue(f"{family}_top_argmax_planted_share", share, display=False)
@@ -322,9 +326,9 @@ for family, result in unitmem.items():
 
 # %% tags=["hide-input", "remove-stderr"]
 def localization_frames(result, testbed, k):
-    """(shares, aucs) DataFrames of memlib.study.localization_by_group over the image scales."""
+    """(shares, aucs) DataFrames of memlib.summaries.localization_by_group over the image scales."""
     keep = [i for i, name in enumerate(result.group_names) if name.startswith("scale")][1:]
-    shares, aucs = study.localization_by_group(result.scores_GKU[keep].numpy(), result.argmax_GKU[keep].numpy(), k,
+    shares, aucs = summaries.localization_by_group(result.scores_GKU[keep].numpy(), result.argmax_GKU[keep].numpy(), k,
                                                testbed.groups(), np.array(result.params["images"]), seed=config.run.seed)
     return pd.DataFrame(shares), pd.DataFrame(aucs)
 
@@ -400,10 +404,10 @@ for family, run in runs.items():
 for family, result in unitmem.items():
     k = k_top[family]
     with_s0, without_s0 = result.selection_scores("mean").numpy(), result.selection_scores("mean-from-s1").numpy()
-    shared = study.shared_top_units(with_s0, without_s0, k)
+    shared = summaries.shared_top_units(with_s0, without_s0, k)
     glue(f"{family}_scale0_shared", shared, display=False)
-    frame = pd.DataFrame({"with scale 0 (chosen)": study.top_units_per_block(with_s0, k),
-                          "without scale 0": study.top_units_per_block(without_s0, k)})
+    frame = pd.DataFrame({"with scale 0 (chosen)": summaries.top_units_per_block(with_s0, k),
+                          "without scale 0": summaries.top_units_per_block(without_s0, k)})
     frame.index.name = "block"
     display(frame.T.style.format("{:.1%}"))
     display(Markdown(f"**{runs[family].config.model.model}.** {100 * shared:.0f}% of the top {k:g}% units are the same "
@@ -436,3 +440,12 @@ for family, run in runs.items():
         f"- Peak block per scale: {', '.join(map(str, localization[family]['peak_block_by_scale']))}; the centre of "
         f"mass {'moves' if localization[family]['centre_moves_deeper_with_scale'] else 'does not move'} deeper "
         f"with every finer image scale."))
+
+# %% tags=["remove-cell"]
+# The page's execution time (the re-run box and the teaching page show it) and its re-run box.
+from IPython.display import Markdown as _Markdown  # noqa: E402
+
+from memlib import style as _style  # noqa: E402
+
+glue("page_seconds", time.time() - started, display=False)
+glue("rerun_box", _Markdown(_style.rerun_box("unitmem-var", params_file, None)), display=False)

@@ -3,8 +3,11 @@
 Copies the book's sources into a temporary folder, executes the notebooks there with the smoke
 parameters, builds the site with `jupyter-book build -W -n`, serves it on 127.0.0.1 and opens
 every page in headless Debian chromium (driven by playwright, never its own browser download).
-Each page must load without console errors, show every image, and request nothing from any
-host but the local server. The repository itself is left untouched.
+Each page must load without console errors, show every image with alt text that says what it
+shows (not the file name docutils puts there when none is given), and request nothing from any
+host but the local server. Every link into the glossary must land on one of its terms, and
+exercise solutions, where a page has any, must be collapsed on load and open on a click. The
+repository itself is left untouched.
 """
 
 import functools
@@ -106,21 +109,93 @@ def open_page(browser, url: str) -> dict:
             img.loading = 'eager'; return img.decode().catch(() => null); }))""")
         page.wait_for_load_state("networkidle")
         images = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.currentSrc || i.src, i.naturalWidth])")
+        alts = page.eval_on_selector_all("img", "imgs => imgs.map(i => [i.getAttribute('src'), i.getAttribute('alt')])")
+        links = page.eval_on_selector_all("a.reference", "links => links.map(a => a.href)")
+        solutions = page.locator("div.solution").count()
         text = page.inner_text("body")
     finally:
         page.close()
-    return {"errors": errors, "off_host": off_host, "images": images, "text": text}
+    return {"errors": errors, "off_host": off_host, "images": images, "alts": alts, "links": links, "solutions": solutions,
+            "text": text}
 
 
-def test_every_page_loads_offline_with_all_images(site, server, browser):
-    pages = site_pages(site)
-    assert "index.html" in pages and "executed/testbed.html" in pages, pages
+@pytest.fixture(scope="module")
+def visited(site, server, browser) -> dict:
+    """page (relative path) -> what :func:`open_page` read from it, for every page of the site."""
+    return {rel: open_page(browser, f"{server}/{rel}") for rel in site_pages(site)}
+
+
+def missing_alt_text(src: str | None, alt: str | None) -> bool:
+    """True when an image has no alt text of its own: none, blank, or the image's file name
+    (docutils' fallback when a figure is given no alt)."""
+    alt = (alt or "").strip()
+    return not alt or Path(alt).name == Path(src or "").name or alt.lower().endswith((".png", ".svg", ".jpg", ".jpeg", ".gif"))
+
+
+def test_every_page_loads_offline_with_all_images(visited):
+    assert "index.html" in visited and "executed/testbed.html" in visited, sorted(visited)
     problems = []
-    for rel in pages:
-        result = open_page(browser, f"{server}/{rel}")
+    for rel, result in visited.items():
         problems += [f"{rel}: console error: {e}" for e in result["errors"]]
         problems += [f"{rel}: request off the local server: {u}" for u in result["off_host"]]
         problems += [f"{rel}: image not shown: {src}" for src, width in result["images"] if width == 0]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15 item 6 is open: the notebook figures have no alt text of their own yet "
+                   "(memlib.style.alt_text and the cell metadata are ready); remove this mark when they do")
+def test_every_image_has_alt_text(visited):
+    missing = [f"{rel}: {src} (alt={alt!r})" for rel, result in visited.items()
+               for src, alt in result["alts"] if missing_alt_text(src, alt)]
+    assert not missing, f"{len(missing)} images without alt text saying what they show:\n" + "\n".join(missing)
+
+
+def test_glossary_links_land_on_its_terms(site, server, browser, visited):
+    glossary = next((rel for rel in visited if rel.endswith("glossary.html")), None)
+    if glossary is None:
+        pytest.skip("the site has no glossary page")
+    glossary_url = f"{server}/{glossary}"
+    page = browser.new_page()
+    try:
+        page.goto(glossary_url, wait_until="networkidle")
+        terms = set(page.eval_on_selector_all("dl.glossary dt[id]", "dts => dts.map(dt => dt.id)"))
+    finally:
+        page.close()
+    assert terms, f"{glossary} defines no terms"
+    links = [(rel, href) for rel, result in visited.items() for href in result["links"]
+             if href.split("#")[0] == glossary_url]
+    assert any(rel != glossary for rel, _ in links), "no page links a term of the glossary"
+    fragments = [(rel, href, href.partition("#")[2]) for rel, href in links]
+    broken = [f"{rel}: {href}" for rel, href, fragment in fragments if fragment and fragment not in terms]
+    assert not broken, "glossary links to no term:\n" + "\n".join(broken)
+
+
+def test_exercise_solutions_are_collapsed_until_clicked(server, browser, visited):
+    pages = [rel for rel, result in visited.items() if result["solutions"]]
+    if not pages:
+        pytest.skip("no page of the site has an exercise solution yet")
+    problems = []
+    for rel in pages:
+        page = browser.new_page()
+        try:
+            page.goto(f"{server}/{rel}", wait_until="networkidle")
+            solutions = page.locator("div.solution")
+            for i in range(solutions.count()):
+                solution = solutions.nth(i)
+                content = solution.locator("section").first
+                name = f"{rel}: solution {i + 1}"
+                if content.is_visible():
+                    problems.append(f"{name} is open on load (give it `:class: dropdown`)")
+                    continue
+                # the toggle button sphinx-togglebutton adds to the title (the rest of the title is
+                # the link to the exercise)
+                solution.locator("button.toggle-button").first.click()
+                try:
+                    content.wait_for(state="visible", timeout=5000)
+                except Exception:
+                    problems.append(f"{name} does not open on a click of its toggle button")
+        finally:
+            page.close()
     assert not problems, "\n".join(problems)
 
 

@@ -36,12 +36,14 @@ def test_top_unit_argmax_ids_follow_the_global_top_k():
 
 def test_planted_enrichment_against_the_images_unitmem_saw():
     planted = np.array([True, False, False, False, True, False])
-    enrichment = summaries.planted_enrichment(np.array([0, 0, 1, 4]), planted, n_images=4)
-    assert enrichment.share == pytest.approx(0.75) and enrichment.base_share == pytest.approx(0.25)  # first 4 images
+    enrichment = summaries.planted_enrichment(np.array([0, 0, 1, 4]), planted, images=np.array([0, 1, 2, 3]))
+    assert enrichment.share == pytest.approx(0.75) and enrichment.base_share == pytest.approx(0.25)  # 1 of the 4 images
     assert enrichment.ratio == pytest.approx(3.0)
-    assert summaries.planted_enrichment(np.array([1]), np.zeros(3, dtype=bool), 3).ratio == float("inf")
+    # D' need not be the first images: the base rate is over the images UnitMem saw
+    assert summaries.planted_enrichment(np.array([0]), planted, images=np.array([0, 4])).base_share == 1.0
+    assert summaries.planted_enrichment(np.array([1]), np.zeros(3, dtype=bool), np.arange(3)).ratio == float("inf")
     with pytest.raises(ValueError, match="no top units"):
-        summaries.planted_enrichment(np.array([], dtype=int), planted, 4)
+        summaries.planted_enrichment(np.array([], dtype=int), planted, np.arange(4))
 
 
 def _sweep_table() -> pd.DataFrame:

@@ -1,0 +1,231 @@
+"""The book's figure style: one colour-blind-safe palette, one set of axis labels, the re-run box.
+
+Every page colours the same thing the same way and names it the same way, so a reader who has
+learnt one figure can read the next. The palette is Okabe-Ito (Okabe and Ito, "Color Universal
+Design", 2008), distinguishable under the common colour-vision deficiencies; the planted
+duplication levels, which are ordered, use the ``cividis`` map (designed to read the same with
+and without red-green deficiency), stopped before its pale yellow end so every level shows on
+white.
+
+In a notebook::
+
+    from memlib import style
+    style.apply()                                    # once, after the imports
+    ax.plot(k, extracted, color=style.EDIT_COLORS["unitmem-half"], label=style.EDIT_NAMES["unitmem-half"])
+    ax.set_xlabel(style.LABELS["block"])
+    glue("rerun_box", Markdown(style.rerun_box("mitigation", params_file, None)), display=False)
+
+Roles that share a figure never share a colour: within each group (the two families, the edits
+of the sweep, the image groups) the colours are distinct (tests/test_style.py checks it); a
+colour may recur across groups that never meet in one figure.
+"""
+
+import matplotlib as mpl
+from matplotlib.colors import to_hex
+
+# Okabe-Ito, by the names of the original paper (plus the grey commonly used with it for controls)
+OKABE_ITO = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky blue": "#56B4E9",
+    "bluish green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish purple": "#CC79A7",
+    "grey": "#999999",
+}
+
+# model families (spec/method.md: VAR predicts the next scale, RAR the next token)
+FAMILY_COLORS = {"var": OKABE_ITO["blue"], "rar": OKABE_ITO["orange"]}
+FAMILY_NAMES = {"var": "VAR", "rar": "RAR"}
+
+# the edits of the mitigation sweep, keyed by the sweep's mode names ("unedited": k = 0)
+EDIT_COLORS = {
+    "unedited": OKABE_ITO["black"],
+    "unitmem-half": OKABE_ITO["vermillion"],    # the paper's edit: top UnitMem units, fc1 rows x 0.5
+    "random-half": OKABE_ITO["grey"],           # the random-unit control
+    "magnitude-half": OKABE_ITO["sky blue"],    # the magnitude baseline: top units by mean activation
+    "unitmem-zero": OKABE_ITO["reddish purple"],  # zeroing instead of halving
+    "per-block-half": OKABE_ITO["bluish green"],  # top UnitMem units within each block
+}
+EDIT_NAMES = {
+    "unedited": "unedited",
+    "unitmem-half": "top UnitMem, halved",
+    "random-half": "random units, halved",
+    "magnitude-half": "top mean activation, halved",
+    "unitmem-zero": "top UnitMem, zeroed",
+    "per-block-half": "top UnitMem per block, halved",
+}
+
+# image groups of the testbed (memlib.data.TestbedData.groups: "control", then "2x", "4x", ...)
+CONTROL_COLOR = OKABE_ITO["bluish green"]   # chosen like the planted images, seen once
+ORDINARY_COLOR = "#BBBBBB"                   # every other training image, seen once
+PLANTED_CMAP = "cividis"
+_PLANTED_RANGE = (0.0, 0.8)                  # cividis from dark blue to olive; its yellow end is too pale on white
+
+# axis and legend texts, the same on every page
+LABELS = {
+    "block": "block",
+    "scale": "scale",
+    "unit": "fc1 unit",
+    "unitmem": "UnitMem",
+    "mean_unitmem": "mean UnitMem",
+    "k_percent": "k (% of fc1 units edited)",
+    "extracted": "extracted candidates",
+    "prefix": "prefix length (tokens)",
+    "level": "duplication level (copies per epoch)",
+    "testbed_fid": "testbed FID (testbed classifier, not Inception)",
+    "fid": "FID",
+    "similarity": "similarity to the training image",
+}
+
+FIGURE_WIDTH_IN = 9.0        # the book's text column at 1300 px holds about 9 inches at 100 dpi
+RC_PARAMS = {
+    "figure.figsize": (FIGURE_WIDTH_IN, 4.0),
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "font.size": 12,
+    "axes.titlesize": 13,
+    "axes.labelsize": 12,
+    "xtick.labelsize": 11,
+    "ytick.labelsize": 11,
+    "legend.fontsize": 11,
+    "legend.frameon": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "lines.linewidth": 2.0,
+    "lines.markersize": 6,
+    "image.cmap": PLANTED_CMAP,
+}
+
+
+def apply() -> None:
+    """Set matplotlib's rcParams for the book: readable sizes and the palette as the colour cycle.
+
+    Call it once per notebook after the imports (and after any ``sns.set_theme``, which would
+    overwrite it)."""
+    cycle = [FAMILY_COLORS["var"], FAMILY_COLORS["rar"], EDIT_COLORS["unitmem-half"], OKABE_ITO["bluish green"],
+             OKABE_ITO["reddish purple"], OKABE_ITO["sky blue"], OKABE_ITO["black"], OKABE_ITO["grey"]]
+    mpl.rcParams.update(RC_PARAMS)
+    mpl.rcParams["axes.prop_cycle"] = mpl.cycler(color=cycle)
+
+
+def family_name(family: str, model: str | None = None) -> str:
+    """Display name of a model: "VAR (testbed)" for the testbed models (``model`` None or a
+    ``*-testbed`` config), else the official name ("var-d30" -> "VAR-d30", "rar-xxl" -> "RAR-XXL")."""
+    if family not in FAMILY_NAMES:
+        raise ValueError(f"family must be one of {', '.join(FAMILY_NAMES)}, got {family!r}")
+    if model is None or model.endswith("-testbed"):
+        return f"{FAMILY_NAMES[family]} (testbed)"
+    prefix = f"{family}-"
+    if not model.startswith(prefix):
+        raise ValueError(f"model {model!r} is not of family {family!r} (expected a name starting with {prefix!r})")
+    size = model.removeprefix(prefix)
+    return f"{FAMILY_NAMES[family]}-{size if family == 'var' else size.upper()}"
+
+
+def planted_colors(levels) -> dict[str, str]:
+    """Hex colour of every planted level, keyed like ``TestbedData.groups`` ("2x", "4x", ...):
+    darker for fewer copies, lighter for more, evenly spaced over the ascending levels."""
+    levels = sorted(int(level) for level in levels)
+    if not levels or levels[0] < 2 or len(set(levels)) != len(levels):
+        raise ValueError(f"levels must be distinct duplication levels >= 2, got {levels}")
+    cmap = mpl.colormaps[PLANTED_CMAP]
+    low, high = _PLANTED_RANGE
+    step = (high - low) / max(len(levels) - 1, 1)
+    return {f"{level}x": to_hex(cmap(low + i * step)) for i, level in enumerate(levels)}
+
+
+def group_colors(levels) -> dict[str, str]:
+    """Colours of every image group of the testbed: "control", the planted levels, "ordinary"."""
+    return {"control": CONTROL_COLOR, **planted_colors(levels), "ordinary": ORDINARY_COLOR}
+
+
+def rerun_command(page: str, params_file: str) -> str:
+    """The command that re-executes one page of the book with a parameter file."""
+    return f".venv/bin/python scripts/run_notebooks.py --params {params_file} --only {page}"
+
+
+def papermill_command(page: str, params_file: str) -> str:
+    """The same run with papermill directly (passes every key of the file; see the README)."""
+    return (f".venv/bin/jupytext --to ipynb --set-kernel python3 -o - notebooks/{page}.py \\\n"
+            f"  | .venv/bin/papermill -k python3 -f {params_file} - executed/{page}.ipynb")
+
+
+def rerun_box(page: str, params_file: str, seconds: float | None,
+              parameters_doc: str = "../book/parameters") -> str:
+    """MyST markdown of the "Re-run this page" admonition of notebook page ``page``.
+
+    ``params_file``: the parameter file of this run, relative to the repository root (e.g.
+    ``notebooks/params/testbed.yaml``); ``seconds``: the page's measured execution time, or
+    None to show the value the page itself glues as ``page_seconds`` (so a box placed at the
+    top of a page can show the time of the run that executed it); ``parameters_doc``: the
+    book document holding the parameter table, as a ``{doc}`` target relative to the page
+    (executed pages sit in ``executed/``).
+
+    Paste it with ``glue("rerun_box", Markdown(box), display=False)`` and a ``{glue:md}``
+    directive with ``:format: myst`` (a plain Markdown output is rendered as CommonMark,
+    which does not know admonitions)."""
+    if not page or "/" in page or page.endswith((".py", ".ipynb")):
+        raise ValueError(f"page must be a notebook name such as 'mitigation', got {page!r}")
+    if params_file.startswith("/"):
+        raise ValueError(f"params_file must be relative to the repository root, got the absolute path {params_file!r}")
+    if seconds is not None and not seconds >= 0:
+        raise ValueError(f"seconds must be a non-negative number or None, got {seconds!r}")
+    took = "{glue:text}`page_seconds:.0f` s" if seconds is None else _duration(seconds)
+    return "\n".join([
+        ":::{admonition} Re-run this page",
+        ":class: tip",
+        "",
+        f"This page was executed with `{params_file}` in {took}. From the repository root:",
+        "",
+        "```bash",
+        rerun_command(page, params_file),
+        "```",
+        "",
+        "or with papermill directly, where `-p NAME VALUE` changes one parameter:",
+        "",
+        "```bash",
+        papermill_command(page, params_file),
+        "```",
+        "",
+        f"Every parameter, its meaning and its default: {{doc}}`{parameters_doc}`.",
+        ":::",
+    ])
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def alt_text(kind: str, subject: str, finding: str | None = None) -> str:
+    """One sentence of alt text: what the figure is, of what, and (when given) what it shows.
+
+    ``alt_text("Line plot", "extracted candidates against k for the three edits",
+    "the UnitMem edit falls fastest")`` -> "Line plot of extracted candidates against k for
+    the three edits: the UnitMem edit falls fastest." The finding should be the page's computed
+    verdict, not a sentence typed before the run."""
+    kind, subject = kind.strip(), subject.strip()
+    if not kind or not subject:
+        raise ValueError(f"alt text needs a kind and a subject, got kind={kind!r}, subject={subject!r}")
+    text = f"{kind} of {subject}"
+    if finding and finding.strip():
+        text += f": {finding.strip().rstrip('.')}"
+    return text + "."
+
+
+def image_grid_alt(rows: list[str], columns: int, what: str) -> str:
+    """Alt text of an image grid. ``image_grid_alt(["training image", "generation"], 10,
+    "planted images of each class")`` gives "Grid of 2 rows by 10 columns of planted images
+    of each class; rows: training image, generation." """
+    if not rows or columns < 1:
+        raise ValueError(f"an image grid needs at least one row and one column, got {len(rows)} rows, {columns} columns")
+    return f"Grid of {len(rows)} rows by {columns} columns of {what.strip()}; rows: {', '.join(rows)}."

@@ -1,0 +1,94 @@
+"""memlib.style: the palette is colour-blind safe and distinct where colours share a figure,
+names are stable, apply() sets the book's rcParams, and the re-run box carries the exact command."""
+
+import matplotlib as mpl
+import numpy as np
+import pytest
+from matplotlib.colors import to_rgb
+
+from memlib import style
+
+OKABE_ITO_PUBLISHED = {"#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"}
+
+
+def distinct(colors) -> bool:
+    return len({to_rgb(c) for c in colors}) == len(list(colors))
+
+
+def test_palette_is_okabe_ito_and_distinct_within_each_figure_role():
+    assert set(style.OKABE_ITO.values()) - {"#999999"} == OKABE_ITO_PUBLISHED
+    assert set(style.FAMILY_COLORS.values()) | set(style.EDIT_COLORS.values()) <= set(style.OKABE_ITO.values())
+    assert distinct(style.FAMILY_COLORS.values())
+    assert distinct(style.EDIT_COLORS.values())
+    assert distinct(style.group_colors([2, 4, 8, 16, 32]).values())
+
+
+def test_names_are_stable():
+    assert set(style.EDIT_COLORS) == set(style.EDIT_NAMES) == {
+        "unedited", "unitmem-half", "random-half", "magnitude-half", "unitmem-zero", "per-block-half"}
+    assert style.EDIT_NAMES["unitmem-half"] == "top UnitMem, halved"
+    assert style.LABELS["block"] == "block" and style.LABELS["scale"] == "scale" and style.LABELS["unit"] == "fc1 unit"
+    assert style.family_name("var") == "VAR (testbed)" and style.family_name("rar", "rar-testbed") == "RAR (testbed)"
+    assert style.family_name("var", "var-d30") == "VAR-d30" and style.family_name("rar", "rar-xxl") == "RAR-XXL"
+    with pytest.raises(ValueError, match="'rar-b' is not of family 'var'"):
+        style.family_name("var", "rar-b")
+    with pytest.raises(ValueError, match="family must be one of var, rar"):
+        style.family_name("dit")
+
+
+def test_planted_levels_run_dark_to_light_in_dose_order():
+    colors = style.planted_colors([32, 2, 8, 4, 16])
+    assert list(colors) == ["2x", "4x", "8x", "16x", "32x"]  # ascending, keyed like TestbedData.groups
+    luminance = [float(np.dot(to_rgb(c), [0.2126, 0.7152, 0.0722])) for c in colors.values()]
+    assert all(a < b for a, b in zip(luminance, luminance[1:])), luminance
+    assert max(luminance) < 0.75, "the lightest level must still show on white"
+    assert list(style.group_colors([2, 4])) == ["control", "2x", "4x", "ordinary"]
+    with pytest.raises(ValueError, match="distinct duplication levels >= 2"):
+        style.planted_colors([1, 2])
+
+
+def test_apply_sets_readable_sizes_and_the_palette_cycle():
+    with mpl.rc_context():
+        mpl.rcdefaults()
+        style.apply()
+        assert mpl.rcParams["font.size"] >= 11 and mpl.rcParams["figure.figsize"][0] == style.FIGURE_WIDTH_IN
+        cycle = [c.upper() for c in mpl.rcParams["axes.prop_cycle"].by_key()["color"]]
+        assert cycle[:2] == [style.FAMILY_COLORS["var"], style.FAMILY_COLORS["rar"]]
+        assert distinct(cycle)
+    assert mpl.rcParams["font.size"] == mpl.rcParamsDefault["font.size"]  # rc_context restored it
+
+
+def test_rerun_box_carries_the_exact_commands_the_time_and_the_table_link():
+    box = style.rerun_box("mitigation", "notebooks/params/testbed.yaml", 754.0)
+    assert box.startswith(":::{admonition} Re-run this page") and box.rstrip().endswith(":::")
+    assert ".venv/bin/python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --only mitigation" in box
+    assert "notebooks/mitigation.py" in box and "-f notebooks/params/testbed.yaml - executed/mitigation.ipynb" in box
+    assert "12.6 min" in box
+    assert "{doc}`../book/parameters`" in box
+    assert "31 s" in style.rerun_box("testbed", "notebooks/params/smoke.yaml", 31.2)
+
+
+def test_rerun_box_without_a_time_pastes_the_pages_glued_time():
+    box = style.rerun_box("testbed", "notebooks/params/smoke.yaml", None)
+    assert "{glue:text}`page_seconds:.0f` s" in box
+
+
+@pytest.mark.parametrize("args, message", [
+    (("executed/testbed", "notebooks/params/smoke.yaml", 1.0), "notebook name"),
+    (("testbed.py", "notebooks/params/smoke.yaml", 1.0), "notebook name"),
+    (("testbed", "/home/me/repo/notebooks/params/smoke.yaml", 1.0), "absolute path"),
+    (("testbed", "notebooks/params/smoke.yaml", float("nan")), "non-negative"),
+])
+def test_rerun_box_refuses_bad_input_naming_it(args, message):
+    with pytest.raises(ValueError, match=message):
+        style.rerun_box(*args)
+
+
+def test_alt_text_is_one_sentence_saying_what_and_what_it_shows():
+    assert style.alt_text("Line plot", "extracted candidates against k", "the UnitMem edit falls fastest.") == \
+        "Line plot of extracted candidates against k: the UnitMem edit falls fastest."
+    assert style.alt_text("Heatmap", "mean UnitMem per scale and block") == "Heatmap of mean UnitMem per scale and block."
+    assert style.image_grid_alt(["training image", "generation"], 10, "planted images") == \
+        "Grid of 2 rows by 10 columns of planted images; rows: training image, generation."
+    with pytest.raises(ValueError, match="kind and a subject"):
+        style.alt_text("", "x")

@@ -196,7 +196,8 @@ def wilson(successes: int, trials: int) -> Estimate:
     denom = 1 + Z95**2 / trials
     centre = (p + Z95**2 / (2 * trials)) / denom
     half = Z95 * math.sqrt(p * (1 - p) / trials + Z95**2 / (4 * trials**2)) / denom
-    return Estimate(p, max(0.0, centre - half), min(1.0, centre + half), "Wilson 95%")
+    # min/max: rounding must not put the interval on one side of the point (p = 0 gives lo = 1e-17)
+    return Estimate(p, min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)), "Wilson 95%")
 
 
 def mean_t_interval(values: Sequence[float]) -> Estimate:

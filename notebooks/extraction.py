@@ -57,7 +57,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import stages
+from memlib import stages, summaries
 from memlib.config import page_config
 from memlib.data import load_testbed, testbed_views
 from memlib.extract import decode_images
@@ -165,7 +165,7 @@ if testbed:
         glue(f"{family}_control_extracted", int(table.iloc[0]["extracted"]), display=False)
         x = np.arange(len(table))
         ax.bar(x, table["share"], color=["#999999"] + list(plt.cm.Reds(np.linspace(0.35, 0.9, len(table) - 1))))
-        ax.errorbar(x, table["share"], yerr=[table["share"] - table["share_lo"], table["share_hi"] - table["share"]],
+        ax.errorbar(x, table["share"], yerr=np.clip([table["share"] - table["share_lo"], table["share_hi"] - table["share"]], 0, None),
                     fmt="none", ecolor="black", capsize=3)
         ax.set_xticks(x, table["group"])
         ax.set_ylim(0, 1.05)

@@ -301,10 +301,10 @@ for family, result in unitmem.items():
     for offset, (label, (shares, aucs)) in zip((-width / 2, width / 2), frames.items()):
         x = np.arange(len(shares)) + offset
         ax_share.bar(x, shares["share"], width, label=label)
-        ax_share.errorbar(x, shares["share"], yerr=[shares["share"] - shares["share_lo"], shares["share_hi"] - shares["share"]],
+        ax_share.errorbar(x, shares["share"], yerr=np.clip([shares["share"] - shares["share_lo"], shares["share_hi"] - shares["share"]], 0, None),
                           fmt="none", ecolor="black", capsize=2)
         ax_auc.bar(x, aucs["auc"], width, label=label)
-        ax_auc.errorbar(x, aucs["auc"], yerr=[aucs["auc"] - aucs["auc_lo"], aucs["auc_hi"] - aucs["auc"]],
+        ax_auc.errorbar(x, aucs["auc"], yerr=np.clip([aucs["auc"] - aucs["auc_lo"], aucs["auc_hi"] - aucs["auc"]], 0, None),
                         fmt="none", ecolor="black", capsize=2)
     shares, aucs = frames[POSITIONS[CHOSEN]]
     ax_share.scatter(np.arange(len(shares)), shares["base_rate"], marker="_", s=400, color="black", label="share of D'")

@@ -127,3 +127,9 @@ def test_localization_by_group_finds_planted_argmax_and_separates_them():
     top = {r["group"]: r for r in shares}["32x"]
     assert top["base_rate"] == pytest.approx(0.1) and top["share"] > 0.6 and top["verdict"] == HOLDS
     assert {r["group"]: r for r in aucs}["32x"]["auc"] == 1.0
+
+
+@pytest.mark.parametrize("successes, trials", [(0, 10), (10, 10), (0, 7), (7, 7), (3, 9)])
+def test_wilson_interval_contains_its_point(successes, trials):
+    est = summaries.wilson(successes, trials)
+    assert est.lo <= est.value <= est.hi and 0 <= est.lo and est.hi <= 1

@@ -12,7 +12,7 @@ section per concern::
     sweep    selection, k_percent, k_percents, sweep_modes, random_seeds, sweep_fid, sweep_fid_modes
     fid      fid_feature, fid_samples_per_class, fid_seeds, fid_reference, inception_torchscript, fid_reference_npz,
              classifier_checkpoint, sampling_kwargs
-    book     images_per_class, benchmark_results   (read by the pages only, never by a stage)
+    book     reported_prefix, images_per_class, benchmark_results   (read by the pages only, never by a stage)
 
 Keys are unique across sections, so the files stay flat and ``config.attack.threshold`` is the
 file's ``threshold``. Every problem of a file is reported in ONE ``ValueError``, a line per key
@@ -230,6 +230,9 @@ class FidSection:
 
 @dataclass(frozen=True)
 class BookSection:
+    reported_prefix: dict = setting({}, lambda x: _mapping(x) and all(k in ("var", "rar") and _nonneg_int(v) for k, v in x.items()),
+                                    "a mapping of 'var'/'rar' to one of prefix_lengths",
+                                    "the prefix (tokens) whose count the pages report, by family; missing: the longest of `prefix_lengths` the model accepts")
     images_per_class: int = setting(8, _positive_int, "a positive integer", "columns of the image grids of the pages")
     benchmark_results: str | None = setting(None, _string, "an existing file written by benchmarks/run_all.py",
                                             "the benchmark results file the Performance page shows", kind="file")
@@ -329,6 +332,11 @@ def _cross_checks(sections: dict[str, dict]) -> list[str]:
     unitmem = sections["unitmem"]
     if unitmem["rar_views"] == "ten-crop" and unitmem["n_views"] != TEN_CROP_VIEWS:
         problems.append(f"n_views: got {unitmem['n_views']!r}; expected {TEN_CROP_VIEWS} when rar_views is 'ten-crop'")
+    attack, book = sections["attack"], sections["book"]
+    if isinstance(book["reported_prefix"], dict) and isinstance(attack["prefix_lengths"], list):
+        for family, n in book["reported_prefix"].items():
+            if n not in attack["prefix_lengths"]:
+                problems.append(f"reported_prefix: got {family}: {n!r}; expected one of prefix_lengths {attack['prefix_lengths']}")
     if sections["sweep"]["selection"] == "pooled" and not unitmem["unitmem_pooled"]:
         problems.append("selection: got 'pooled'; it needs unitmem_pooled: true")
     return problems

@@ -140,6 +140,13 @@ def make_runs(config: RunConfig, stage: str, family: str | None = None, usable_p
     return runs
 
 
+def reported_prefix(run: Run) -> int:
+    """The prefix (tokens) whose count the pages report for the run's model: ``reported_prefix``
+    of its family, else the longest of the ``prefix_lengths`` it accepts (the paper: 30)."""
+    family = get_config(run.config.model.model).family
+    return int(run.config.book.reported_prefix.get(family, max(run.config.attack.prefix_lengths)))
+
+
 # ---------------------------------------------------------------------------------------------
 # The training images
 # ---------------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ FAMILY_NAMES = {"var": "VAR (next-scale)", "rar": "RAR (next-token)"}
 
 # %% tags=["hide-input"]
 runs = stages.make_runs(config, "attack", usable_prefixes=True)
-headline = {family: max(run.config.attack.prefix_lengths) for family, run in runs.items()}
+headline = {family: stages.reported_prefix(run) for family, run in runs.items()}
 for family, run in runs.items():
     print(f"{run.config.model.model}: {run.config.model.checkpoint} on {run.device}; prefix lengths "
           f"{run.config.attack.prefix_lengths}; results in {run.out}")
@@ -93,7 +93,9 @@ for family, run in runs.items():
 # parameters, the checkpoints and the data, so a second run of this notebook (and the sweep of
 # {doc}`mitigation`) reads it back; the same file is what `python -m memlib attack` (or `torchrun ...
 # -m memlib attack`) writes for a full-scale model. This book reports the count at each model's
-# **longest prefix** of the run (the paper: 30 tokens).
+# **reported prefix** (`reported_prefix`; by default the longest of the run, as the paper's 30 tokens;
+# the testbed reports the paper's prefix at its scale: VAR's first four scales, 30 tokens, and an
+# eighth of RAR's image, 8 tokens, as the paper's 30 of 256).
 
 # %% tags=["remove-stderr"]
 outcomes = {family: stages.stage_attack(run) for family, run in runs.items()}
@@ -141,7 +143,7 @@ for family, attack in attacks.items():
 #
 # The testbed's answer key: which images were planted, at how many copies per epoch, and which
 # were chosen alike but seen once (the control group). Below, the share of each group the attack
-# extracts from the longest prefix, with its 95% Wilson interval; the verdict compares the most
+# extracts from the reported prefix, with its 95% Wilson interval; the verdict compares the most
 # duplicated level with the control group (`memlib.summaries.dose_response`).
 
 # %% tags=["hide-input"]
@@ -279,7 +281,7 @@ plt.show()
 # %% [markdown]
 # ## Training images beside their generations
 #
-# Each column is one candidate at the model's longest prefix: the training image, its
+# Each column is one candidate at the model's reported prefix: the training image, its
 # reconstruction by the tokenizer (decoded ground-truth tokens: what stage D compares against), and
 # the generation. The titles give the similarity; red titles mark extracted images. The first grid
 # shows the extracted candidates with the highest similarity, the second the candidates that were
@@ -332,7 +334,7 @@ for family, attack in attacks.items():
 # ## Calibrating the threshold on the testbed
 #
 # A copy-detection threshold is a modelling choice. On the testbed it can be checked: for each
-# candidate's generation at the longest prefix, compare its similarity to **its own source** (the
+# candidate's generation at the reported prefix, compare its similarity to **its own source** (the
 # candidate's reconstruction, what stage D uses) with its similarity to **the nearest other training
 # image** (the most similar reconstruction of any other training image). A good threshold lies above
 # almost all of the second and below most of the first. `memlib.similarity.calibrate_threshold`

@@ -70,7 +70,7 @@ sns.set_theme(style="whitegrid", context="notebook")
 
 # %% tags=["hide-input"]
 runs = stages.make_runs(config, "sweep", usable_prefixes=True)
-headline = {family: max(run.config.attack.prefix_lengths) for family, run in runs.items()}
+headline = {family: stages.reported_prefix(run) for family, run in runs.items()}
 k_report = {family: run.config.sweep.k_percent for family, run in runs.items()}
 for family, run in runs.items():
     if k_report[family] not in run.config.sweep.k_percents:
@@ -103,7 +103,7 @@ for family, table in sweeps.items():
 # %% [markdown]
 # ## Extraction after the edit, at the reported k
 #
-# The count is the number of candidates extracted at each model's longest prefix. The random
+# The count is the number of candidates extracted at each model's reported prefix (`reported_prefix`). The random
 # control is shown as the mean over its seeds, with each seed as a dot.
 
 # %%

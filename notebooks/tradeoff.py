@@ -69,7 +69,7 @@ sns.set_theme(style="whitegrid", context="notebook")
 
 # %% tags=["hide-input"]
 runs = stages.make_runs(config, "sweep", usable_prefixes=True)
-headline = {family: max(run.config.attack.prefix_lengths) for family, run in runs.items()}
+headline = {family: stages.reported_prefix(run) for family, run in runs.items()}
 for family, run in runs.items():
     print(f"{run.config.model.model}: prefix {headline[family]} tokens, sweep {run.config.sweep.sweep_modes} "
           f"at k% {run.config.sweep.k_percents}, FID {'on' if run.config.sweep.sweep_fid else 'off'}")

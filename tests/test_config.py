@@ -100,3 +100,13 @@ def test_a_named_model_needs_its_checkpoints(tmp_path):
 
 def test_paper_k_percent_comes_from_the_paper_numbers_file():
     assert cfg.paper_k_percent("var") == 10 and cfg.paper_k_percent("rar") == 5
+
+
+def test_reported_prefix_is_a_page_setting_checked_against_the_prefix_lengths():
+    config = cfg.make_config(prefix_lengths=[0, 8, 30], reported_prefix={"rar": 8})
+    assert config.book.reported_prefix == {"rar": 8}
+    assert "reported_prefix" not in config.sections("attack")["attack"]  # no stage's cache key sees it
+    with pytest.raises(ValueError, match=r"reported_prefix: got rar: 5; expected one of prefix_lengths \[0, 8, 30\]"):
+        cfg.make_config(prefix_lengths=[0, 8, 30], reported_prefix={"rar": 5})
+    with pytest.raises(ValueError, match="reported_prefix"):
+        cfg.make_config(reported_prefix={"dit": 8})

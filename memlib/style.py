@@ -229,3 +229,36 @@ def image_grid_alt(rows: list[str], columns: int, what: str) -> str:
     if not rows or columns < 1:
         raise ValueError(f"an image grid needs at least one row and one column, got {len(rows)} rows, {columns} columns")
     return f"Grid of {len(rows)} rows by {columns} columns of {what.strip()}; rows: {', '.join(rows)}."
+
+
+def localization_figure(frames: dict, k_percent: float, title: str):
+    """The two panels of a UnitMem page's "localization against the planted ground truth":
+    per image group, the share of the top-k% units' argmax images (bars, 95% intervals) beside
+    the group's share of D' (black marks), and the AUC against ordinary images. ``frames`` maps
+    a reading's label (e.g. "10 views", "T-2") to the (shares, aucs) DataFrames of
+    :func:`memlib.summaries.localization_by_group`; the first reading's base rates are marked.
+    Returns the figure."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (ax_share, ax_auc) = plt.subplots(1, 2, figsize=(12, 3.8))
+    width = 0.8 / max(1, len(frames))
+    for r, (label, (shares, aucs)) in enumerate(frames.items()):
+        x = np.arange(len(shares)) + (r - (len(frames) - 1) / 2) * width
+        for ax, table, column in ((ax_share, shares, "share"), (ax_auc, aucs, "auc")):
+            ax.bar(x, table[column], width, label=label)
+            below, above = table[column] - table[f"{column}_lo"], table[f"{column}_hi"] - table[column]
+            ax.errorbar(x, table[column], yerr=np.clip([below, above], 0, None), fmt="none", ecolor="black", capsize=2)
+    shares, aucs = next(iter(frames.values()))
+    ax_share.scatter(np.arange(len(shares)), shares["base_rate"], marker="_", s=400, color="black", label="share of D'")
+    ax_share.set_ylabel(f"share of top-{k_percent:g}% units' argmax")
+    ax_auc.axhline(0.5, color="gray", linestyle="--")
+    ax_auc.set_ylim(0, 1.05)
+    ax_auc.set_ylabel("AUC against ordinary images")
+    for ax, table in ((ax_share, shares), (ax_auc, aucs)):
+        ax.set_xticks(range(len(table)), table["group"])
+        ax.set_xlabel("group (copies per epoch)")
+    ax_share.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -56,7 +56,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import stages, summaries
+from memlib import stages, style, summaries
 from memlib.config import page_config
 from memlib.intervene import select_units
 from memlib.results import atomic_write_json, provenance
@@ -342,29 +342,8 @@ for family, run in runs.items():
     one_view = stages.stage_unitmem(stages.make_run(run.config.replace(n_views=1)))
     frames = {f"{run.config.unitmem.n_views} views": localization_frames(unitmem[family], testbed, k),
               "1 view": localization_frames(one_view, testbed, k)}
-    fig, (ax_share, ax_auc) = plt.subplots(1, 2, figsize=(12, 3.8))
-    width = 0.38
-    for offset, (label, (shares, aucs)) in zip((-width / 2, width / 2), frames.items()):
-        x = np.arange(len(shares)) + offset
-        ax_share.bar(x, shares["share"], width, label=label)
-        ax_share.errorbar(x, shares["share"], yerr=np.clip([shares["share"] - shares["share_lo"], shares["share_hi"] - shares["share"]], 0, None),
-                          fmt="none", ecolor="black", capsize=2)
-        ax_auc.bar(x, aucs["auc"], width, label=label)
-        ax_auc.errorbar(x, aucs["auc"], yerr=np.clip([aucs["auc"] - aucs["auc_lo"], aucs["auc_hi"] - aucs["auc"]], 0, None),
-                        fmt="none", ecolor="black", capsize=2)
     shares, aucs = frames[f"{run.config.unitmem.n_views} views"]
-    ax_share.scatter(np.arange(len(shares)), shares["base_rate"], marker="_", s=400, color="black", label="share of D'")
-    ax_share.set_xticks(range(len(shares)), shares["group"])
-    ax_share.set_ylabel(f"share of top-{k:g}% units' argmax")
-    ax_share.set_xlabel("group (copies per epoch)")
-    ax_share.legend(fontsize=8)
-    ax_auc.axhline(0.5, color="gray", linestyle="--")
-    ax_auc.set_xticks(range(len(aucs)), aucs["group"])
-    ax_auc.set_ylim(0, 1.05)
-    ax_auc.set_ylabel("AUC against ordinary images")
-    ax_auc.set_xlabel("group (copies per epoch)")
-    fig.suptitle(f"{run.config.model.model}: do the top units point at the memorized images?")
-    fig.tight_layout()
+    fig = style.localization_figure(frames, k, f"{run.config.model.model}: do the top units point at the memorized images?")
     glue(f"fig_{family}_localization", fig, display=False)
     plt.close(fig)
     top = shares.iloc[-1]

@@ -92,3 +92,23 @@ def test_alt_text_is_one_sentence_saying_what_and_what_it_shows():
         "Grid of 2 rows by 10 columns of planted images; rows: training image, generation."
     with pytest.raises(ValueError, match="kind and a subject"):
         style.alt_text("", "x")
+
+
+def test_localization_figure_draws_every_reading_and_the_base_rates():
+    import numpy as np
+    import pandas as pd
+
+    from memlib import summaries
+
+    rng = np.random.default_rng(0)
+    groups = {"control": np.arange(0, 10), "32x": np.arange(10, 14)}
+    scores_SKU, argmax_SKU = rng.uniform(0, 1, (1, 2, 20)), rng.integers(0, 40, (1, 2, 20))
+    shares, aucs = summaries.localization_by_group(scores_SKU, argmax_SKU, 20, groups, np.arange(40))
+    frames = {"a": (pd.DataFrame(shares), pd.DataFrame(aucs)), "b": (pd.DataFrame(shares), pd.DataFrame(aucs))}
+    fig = style.localization_figure(frames, 20, "title")
+    ax_share, ax_auc = fig.axes
+    assert len(ax_share.patches) == 2 * len(groups) == len(ax_auc.patches)  # a bar per group and reading
+    assert [t.get_text() for t in ax_share.get_xticklabels()] == ["control", "32x"]
+    marks = ax_share.collections[-1].get_offsets()[:, 1]
+    assert np.allclose(marks, [10 / 40, 4 / 40])  # the base rates: each group's share of D'
+    assert fig._suptitle.get_text() == "title"

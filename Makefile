@@ -49,10 +49,12 @@ chromium:
 	  fi; \
 	fi
 
-# Train the testbed tokenizers and generators (CPU) into data/checkpoints, then write the
-# evidence that they memorize the planted set (data/testbed_evidence.json, data/evidence/).
+# Train the testbed tokenizers and generators (CPU) into data/checkpoints and the testbed FID's
+# classifier, then write the evidence that they memorize the planted set
+# (data/testbed_evidence.json, data/evidence/).
 checkpoints: $(STAMP)
 	$(PY) -m memlib train all --out data/checkpoints
+	$(PY) -m memlib.classifier --out data/checkpoints/classifier.safetensors
 	$(PY) scripts/testbed_evidence.py
 
 clean:

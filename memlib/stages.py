@@ -135,9 +135,20 @@ def make_runs(config: RunConfig, stage: str, family: str | None = None, usable_p
             if not usable:
                 raise ValueError(f"prefix_lengths: got {cfg.attack.prefix_lengths}; {cfg.model.model} accepts none of them "
                                  f"(valid: {valid[:12]}{' ...' if len(valid) > 12 else ''})")
-            cfg = cfg.replace(prefix_lengths=usable)
+            cfg = cfg.replace(prefix_lengths=usable,  # the family's own reported prefix only: it must be one it accepts
+                          reported_prefix={f: n for f, n in cfg.book.reported_prefix.items() if f == fam})
         runs[fam] = make_run(cfg)
     return runs
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """``path`` as a page prints it: relative to the repository (or the working folder) when
+    inside it, so no output shows the builder's machine paths."""
+    path = Path(path).resolve()
+    for root in (Path(__file__).resolve().parent.parent, Path.cwd()):
+        if path.is_relative_to(root):
+            return path.relative_to(root).as_posix()
+    return path.name
 
 
 def reported_prefix(run: Run) -> int:

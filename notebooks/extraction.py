@@ -83,8 +83,8 @@ FAMILY_NAMES = {"var": "VAR (next-scale)", "rar": "RAR (next-token)"}
 runs = stages.make_runs(config, "attack", usable_prefixes=True)
 headline = {family: stages.reported_prefix(run) for family, run in runs.items()}
 for family, run in runs.items():
-    print(f"{run.config.model.model}: {run.config.model.checkpoint} on {run.device}; prefix lengths "
-          f"{run.config.attack.prefix_lengths}; results in {run.out}")
+    print(f"{run.config.model.model}: {stages.shown_path(run.config.model.checkpoint)} on {run.device}; prefix lengths "
+          f"{run.config.attack.prefix_lengths}; results in {stages.shown_path(run.out)}")
 
 # %% [markdown]
 # ## The attack on the unedited models

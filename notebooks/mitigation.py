@@ -97,7 +97,7 @@ sweeps = {family: stages.stage_sweep(run) for family, run in runs.items()}
 for family, table in sweeps.items():
     columns = ["mode", "k_percent", "seed", "units_edited"] + [c for c in table if c.startswith("extracted@")] + ["fid"]
     display(Markdown(f"**{runs[family].config.model.model}**: {len(table)} rows (all columns: `sweep.csv` in "
-                     f"`{runs[family].out}`); FID column: {table['fid_metric'].dropna().iloc[0] if table['fid'].notna().any() else 'not measured'}"))
+                     f"`{stages.shown_path(runs[family].out)}`); FID column: {table['fid_metric'].dropna().iloc[0] if table['fid'].notna().any() else 'not measured'}"))
     display(table[columns].style.format({"fid": "{:.2f}"}, na_rep="—").hide(axis="index"))
 
 # %% [markdown]

@@ -79,7 +79,7 @@ if not runs:
     display(Markdown(f"**This run has no RAR model** (`model: {config.model.model}`), so this page shows nothing. "
                      "Run it with the testbed or a RAR parameter file."))
 for family, run in runs.items():
-    print(f"{run.config.model.model}: {run.config.model.checkpoint} on {run.device}; results in {run.out}")
+    print(f"{run.config.model.model}: {stages.shown_path(run.config.model.checkpoint)} on {run.device}; results in {stages.shown_path(run.out)}")
 
 # %% [markdown]
 # ## UnitMem of every fc1 unit

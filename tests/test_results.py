@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -115,3 +116,13 @@ def test_to_jsonable_refuses_unknown_objects():
     with pytest.raises(TypeError, match="object"):
         results.to_jsonable({"a": object()})
     assert results.to_jsonable({"x": float("nan"), "t": torch.tensor(2)}) == {"x": "nan", "t": 2}
+
+
+def test_pages_show_paths_relative_to_the_repository():
+    from memlib.stages import shown_path
+
+    root = Path(__file__).resolve().parents[1]
+    assert shown_path(root / "results" / "testbed" / "var-testbed") == "results/testbed/var-testbed"
+    assert shown_path(root / "data" / "checkpoints" / "x.safetensors") == "data/checkpoints/x.safetensors"
+    outside = Path("/") / "no-such-root" / "model.pth"  # outside the repository and the working folder
+    assert shown_path(outside) == "model.pth"

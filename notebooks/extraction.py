@@ -180,19 +180,11 @@ if testbed:
                          + f". More duplicated images are extracted more often (top level minus control "
                          f"{effect.text('.2f')}): **{word}**."))
     fig.tight_layout()
-    glue("fig_dose_response", fig, display=False)
-    plt.close(fig)
+    plt.show()
     dose_table = pd.concat(dose_rows)[["model", "group", "images", "candidates", "extracted", "share", "share_lo", "share_hi"]]
     display(dose_table.style.hide(axis="index").format({"share": "{:.2f}", "share_lo": "{:.2f}", "share_hi": "{:.2f}"}))
 
 # %% [markdown]
-# ```{glue:figure} fig_dose_response
-# :name: fig-dose-response
-#
-# The dose response of the unedited testbed models: share of each group extracted from the longest
-# prefix, with 95% Wilson intervals (control: seen once; 2x to 32x: copies per epoch).
-# ```
-#
 # ## Stage A: does the score single out the memorized images?
 #
 # On the testbed every training image is scored (the same function and span as the attack's stage

@@ -198,8 +198,7 @@ for family, table in sweeps.items():
     ax_group.legend(fontsize=7)
     fig.suptitle(f"{run.config.model.model}: extraction after each edit (prefix {prefix} tokens)")
     fig.tight_layout()
-    glue(f"fig_{family}_mitigation_baselines", fig, display=False)
-    plt.close(fig)
+    plt.show()
 
     rows_k = table[table["k_percent"] == k]
     baseline = table[table["k_percent"] == 0].iloc[0]
@@ -235,18 +234,39 @@ for family, table in sweeps.items():
     display(per_group.style.format("{:.1f}"))
 
 # %% [markdown]
-# ```{glue:figure} fig_var_mitigation_baselines
-# :name: fig-var-mitigation-baselines
+# ### The FID cost, with its interval
 #
-# VAR: extracted candidates against k for every edit (random units: mean and range over seeds), and
-# by group at the reported k.
-# ```
-#
-# ```{glue:figure} fig_rar_mitigation_baselines
-# :name: fig-rar-mitigation-baselines
-#
-# RAR: the same.
-# ```
+# FID of the UnitMem edit minus FID of the unedited model, paired by sampling seed (the same
+# seeds before and after), with the 95% t interval over the seeds, at every k of the sweep. A rise
+# is read only where the interval excludes zero.
+
+# %% tags=["hide-input"]
+fid_rows = []
+for family, table in sweeps.items():
+    baseline = table[table["k_percent"] == 0].iloc[0]
+    if baseline["fid_by_seed"] is None or len(baseline["fid_by_seed"]) < 2:
+        continue
+    for _, row in table[(table["mode"] == "unitmem-half") & (table["k_percent"] > 0)].iterrows():
+        if row["fid_by_seed"] is None:
+            continue
+        change, word = summaries.fid_change(baseline["fid_by_seed"], row["fid_by_seed"])
+        fid_rows.append({"model": runs[family].config.model.model, "k_percent": row["k_percent"], "change": change.value,
+                         "lo": change.lo, "hi": change.hi, "verdict": word, "seeds": len(row["fid_by_seed"])})
+if fid_rows:
+    fid_frame = pd.DataFrame(fid_rows)
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for offset, (model, rows) in zip((-0.15, 0.15), fid_frame.groupby("model", sort=False)):
+        x = rows["k_percent"].to_numpy() * (1 + offset / 5)
+        ax.errorbar(x, rows["change"], yerr=np.clip([rows["change"] - rows["lo"], rows["hi"] - rows["change"]], 0, None),
+                    fmt="o-", capsize=3, label=model)
+    ax.axhline(0, color="gray", linestyle="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("k (% of fc1 units halved, log scale)")
+    ax.set_ylabel("FID after minus before (paired by seed)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    plt.show()
+    display(fid_frame.style.format({"change": "{:+.2f}", "lo": "{:+.2f}", "hi": "{:+.2f}"}).hide(axis="index"))
 
 # %% [markdown]
 # ## The count against the prefix length, before and after the edit

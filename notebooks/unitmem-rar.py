@@ -298,8 +298,7 @@ for family, result in unitmem.items():
         frames[POSITIONS[name]] = (pd.DataFrame(shares), pd.DataFrame(aucs))
     shares, aucs = frames[POSITIONS[CHOSEN]]
     fig = style.localization_figure(frames, k, f"{run.config.model.model}: do the top units point at the memorized images?")
-    glue(f"fig_{family}_localization", fig, display=False)
-    plt.close(fig)
+    plt.show()
     top, auc_top = shares.iloc[-1], aucs.iloc[-1]
     glue(f"{family}_loc_top_share", float(top["share"]), display=False)
     glue(f"{family}_loc_top_base", float(top["base_rate"]), display=False)
@@ -315,16 +314,14 @@ for family, result in unitmem.items():
         f"have one of them as their argmax, against {100 * top['base_rate']:.1f}% of D' (interval "
         f"{100 * top['share_lo']:.1f}-{100 * top['share_hi']:.1f}%): the claim that the top units point at memorized "
         f"images **{top['verdict']}**. AUC against ordinary images {auc_top['auc']:.2f} "
-        f"[{auc_top['auc_lo']:.2f}, {auc_top['auc_hi']:.2f}]: **{auc_top['verdict']}**."))
+        f"[{auc_top['auc_lo']:.2f}, {auc_top['auc_hi']:.2f}]: **{auc_top['verdict']}**. The control images (seen once, "
+        f"chosen like the planted ones) are the argmax of {100 * shares.iloc[0]['share']:.1f}% of the top units at T-2, "
+        f"against {100 * shares.iloc[0]['base_rate']:.1f}% of D' (that they are over-represented: "
+        f"**{shares.iloc[0]['verdict']}**)"
+        + ("; so what the top units point at includes atypical images, not only duplicated ones." if
+           shares.iloc[0]["verdict"] == summaries.HOLDS else ".")))
 
 # %% [markdown]
-# ```{glue:figure} fig_rar_localization
-# :name: fig-rar-localization
-#
-# RAR: share of the top units' argmax images in each group beside the group's share of D' (black
-# marks), and the AUC of each group against ordinary images, at T-2 (chosen) and T-1 (95% intervals).
-# ```
-#
 # ## Summary
 #
 # The numbers of this page, with the parameters that produced them, are written to

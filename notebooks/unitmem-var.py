@@ -344,8 +344,7 @@ for family, run in runs.items():
               "1 view": localization_frames(one_view, testbed, k)}
     shares, aucs = frames[f"{run.config.unitmem.n_views} views"]
     fig = style.localization_figure(frames, k, f"{run.config.model.model}: do the top units point at the memorized images?")
-    glue(f"fig_{family}_localization", fig, display=False)
-    plt.close(fig)
+    plt.show()
     top = shares.iloc[-1]
     auc_top = aucs.iloc[-1]
     glue(f"{family}_loc_top_share", float(top["share"]), display=False)
@@ -362,17 +361,14 @@ for family, run in runs.items():
         f"image scales have one of them as their argmax, against {100 * top['base_rate']:.1f}% of D' "
         f"(interval {100 * top['share_lo']:.1f}-{100 * top['share_hi']:.1f}%): the claim that the top units point at "
         f"memorized images **{top['verdict']}**. Their AUC against ordinary images is {auc_top['auc']:.2f} "
-        f"[{auc_top['auc_lo']:.2f}, {auc_top['auc_hi']:.2f}]: **{auc_top['verdict']}**."))
+        f"[{auc_top['auc_lo']:.2f}, {auc_top['auc_hi']:.2f}]: **{auc_top['verdict']}**. The control images (seen once, "
+        f"chosen like the planted ones) are the argmax of {100 * shares.iloc[0]['share']:.1f}% of the top units, "
+        f"against {100 * shares.iloc[0]['base_rate']:.1f}% of D' (that they are over-represented: "
+        f"**{shares.iloc[0]['verdict']}**)"
+        + ("; so what the top units point at includes atypical images, not only duplicated ones." if
+           shares.iloc[0]["verdict"] == summaries.HOLDS else ".")))
 
 # %% [markdown]
-# ```{glue:figure} fig_var_localization
-# :name: fig-var-localization
-#
-# VAR: share of the top units' argmax images in each group beside the group's share of D' (black
-# marks), and the AUC of each group against ordinary images, for ten views and for one view (95%
-# intervals).
-# ```
-#
 # ### Scale 0 in the ranking
 #
 # Scale 0 sees only the class label, so its UnitMem is class selectivity, not memorization of an

@@ -202,9 +202,7 @@ for family, table in sweeps.items():
 
     rows_k = table[table["k_percent"] == k]
     baseline = table[table["k_percent"] == 0].iloc[0]
-    candidates = [int(c) for c in baseline["extracted_ids"][prefix]] + [int(i) for i in
-                  set().union(*(set(r["extracted_ids"][prefix]) for _, r in table.iterrows()))]
-    candidates = sorted(set(candidates))
+    candidates = stages.stage_attack(run).result.candidate_ids.tolist()  # every attacked candidate (the stored attack)
     ids_of = lambda mode: rows_k[rows_k["mode"] == mode].iloc[0]["extracted_ids"][prefix]  # noqa: E731
     found = {}
     if "unitmem-half" in set(rows_k["mode"]):

@@ -471,3 +471,23 @@ def localization_by_group(
     special = np.concatenate([np.asarray(ids) for ids in groups.values()]) if groups else np.array([], int)
     ordinary = np.setdiff1d(images, special)
     return shares, auc_by_group(per_image, images, groups, ordinary, seed=seed)
+
+
+def localization_sentence(model: str, where: str, k_percent: float, shares: "pd.DataFrame", aucs: "pd.DataFrame") -> str:
+    """The verdict sentences of a UnitMem page's localization section, from the tables of
+    :func:`localization_by_group` (rows in dose order: control first, the most duplicated level
+    last): the most duplicated level's share of the top units against its base rate and its AUC,
+    then the control group's share, each with its interval and verdict. ``where``: which
+    positions the units were ranked at (e.g. "of the image scales", "at T-2")."""
+    top, auc_top, control = shares.iloc[-1], aucs.iloc[-1], shares.iloc[0]
+    text = (
+        f"**{model}, {top['group']} images.** {100 * top['share']:.1f}% of the top {k_percent:g}% units {where} have one "
+        f"of them as their argmax, against {100 * top['base_rate']:.1f}% of D' (interval {100 * top['share_lo']:.1f}-"
+        f"{100 * top['share_hi']:.1f}%): the claim that the top units point at memorized images **{top['verdict']}**. "
+        f"Their AUC against ordinary images is {auc_top['auc']:.2f} [{auc_top['auc_lo']:.2f}, {auc_top['auc_hi']:.2f}]: "
+        f"**{auc_top['verdict']}**. The control images (seen once, chosen like the planted ones) are the argmax of "
+        f"{100 * control['share']:.1f}% of the top units, against {100 * control['base_rate']:.1f}% of D' (that they are "
+        f"over-represented: **{control['verdict']}**)"
+    )
+    return text + ("; so what the top units point at includes atypical images, not only duplicated ones."
+                   if control["verdict"] == HOLDS else ".")

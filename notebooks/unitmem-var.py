@@ -345,28 +345,11 @@ for family, run in runs.items():
     shares, aucs = frames[f"{run.config.unitmem.n_views} views"]
     fig = style.localization_figure(frames, k, f"{run.config.model.model}: do the top units point at the memorized images?")
     plt.show()
-    top = shares.iloc[-1]
-    auc_top = aucs.iloc[-1]
-    glue(f"{family}_loc_top_share", float(top["share"]), display=False)
-    glue(f"{family}_loc_top_base", float(top["base_rate"]), display=False)
-    glue(f"{family}_loc_top_verdict", top["verdict"], display=False)
-    glue(f"{family}_loc_top_auc", float(auc_top["auc"]), display=False)
-    glue(f"{family}_loc_top_auc_verdict", auc_top["verdict"], display=False)
     localization_by_level[family] = {label: {"shares": sh.to_dict(orient="records"), "auc": au.to_dict(orient="records")}
                                      for label, (sh, au) in frames.items()}
     display(pd.concat({label: sh.set_index("group")[["share", "base_rate", "enrichment", "verdict"]]
                        for label, (sh, _) in frames.items()}, axis=1).style.format(precision=3))
-    display(Markdown(
-        f"**{run.config.model.model}, {top['group']} images.** {100 * top['share']:.1f}% of the top {k:g}% units of the "
-        f"image scales have one of them as their argmax, against {100 * top['base_rate']:.1f}% of D' "
-        f"(interval {100 * top['share_lo']:.1f}-{100 * top['share_hi']:.1f}%): the claim that the top units point at "
-        f"memorized images **{top['verdict']}**. Their AUC against ordinary images is {auc_top['auc']:.2f} "
-        f"[{auc_top['auc_lo']:.2f}, {auc_top['auc_hi']:.2f}]: **{auc_top['verdict']}**. The control images (seen once, "
-        f"chosen like the planted ones) are the argmax of {100 * shares.iloc[0]['share']:.1f}% of the top units, "
-        f"against {100 * shares.iloc[0]['base_rate']:.1f}% of D' (that they are over-represented: "
-        f"**{shares.iloc[0]['verdict']}**)"
-        + ("; so what the top units point at includes atypical images, not only duplicated ones." if
-           shares.iloc[0]["verdict"] == summaries.HOLDS else ".")))
+    display(Markdown(summaries.localization_sentence(run.config.model.model, "of the image scales", k, shares, aucs)))
 
 # %% [markdown]
 # ### Scale 0 in the ranking

@@ -133,3 +133,18 @@ def test_localization_by_group_finds_planted_argmax_and_separates_them():
 def test_wilson_interval_contains_its_point(successes, trials):
     est = summaries.wilson(successes, trials)
     assert est.lo <= est.value <= est.hi and 0 <= est.lo and est.hi <= 1
+
+
+def test_localization_sentence_reads_the_verdicts_of_the_tables():
+    import pandas as pd
+
+    rng = np.random.default_rng(1)
+    images = np.arange(40)
+    scores_SKU, argmax_SKU = rng.uniform(0, 0.5, (1, 3, 20)), rng.integers(0, 40, (1, 3, 20))
+    argmax_SKU[:, 0, :4], scores_SKU[:, 0, :4] = [20, 21, 22, 23], 0.95
+    shares, aucs = summaries.localization_by_group(scores_SKU, argmax_SKU, 10, GROUPS, images)
+    text = summaries.localization_sentence("toy", "at T-2", 10, pd.DataFrame(shares), pd.DataFrame(aucs))
+    top = shares[-1]
+    assert text.startswith("**toy, 32x images.**") and f"{100 * top['share']:.1f}% of the top 10% units at T-2" in text
+    assert f"memorized images **{top['verdict']}**" in text and f"over-represented: **{shares[0]['verdict']}**" in text
+    assert text.endswith("duplicated ones.") == (shares[0]["verdict"] == HOLDS)

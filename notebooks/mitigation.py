@@ -92,7 +92,7 @@ for family, run in runs.items():
 # full-scale model. On the testbed the FID column is a **testbed FID**: the Frechet distance of the
 # testbed classifier's features, not FID in the paper's sense.
 
-# %% tags=["remove-stderr"]
+# %% tags=["remove-stderr", "hide-output"]
 sweeps = {family: stages.stage_sweep(run) for family, run in runs.items()}
 for family, table in sweeps.items():
     columns = ["mode", "k_percent", "seed", "units_edited"] + [c for c in table if c.startswith("extracted@")] + ["fid"]

@@ -117,10 +117,9 @@ for family, table in sweeps.items():
     glue(f"{family}_extracted_before", before, display=False)
     glue(f"{family}_extracted_after", int(after), display=False)
     text = (f"**{runs[family].config.model.model}, top {k_report[family]:g}% ({summary['units_edited']} units).** "
-            f"Halving the top UnitMem units changes the count from {before} to {int(after)}")
-    if "extracted_change" in summary:
+            f"Halving the top UnitMem units gives {int(after)} extracted against {before} unedited")
+    if "extracted_change" in summary:  # glued for the prose; the sentence leaves the reading to the verdicts below
         glue(f"{family}_extracted_change", summary["extracted_change"], display=False)
-        text += f" ({100 * summary['extracted_change']:+.0f}%)"
     if "random_half_extracted_mean" in summary:
         glue(f"{family}_random_extracted_mean", summary["random_half_extracted_mean"], display=False)
         text += (f"; halving as many random units gives {summary['random_half_extracted_mean']:.1f} on average "
@@ -140,7 +139,7 @@ for family, table in sweeps.items():
         if "random_half_fid_min" in summary:
             text += (f" (random units: {summary['random_half_fid_min']:.2f} to {summary['random_half_fid_max']:.2f}, "
                      "which shows how much the distance varies between edits of the same size)")
-    display(Markdown(text + "."))
+    display(Markdown(text + "; the verdicts below say which of these differences lie outside the noise."))
 
 if results:
     frame = pd.concat(results.values(), ignore_index=True).assign(edit=lambda f: f["mode"].map(summaries.MODE_LABELS))

@@ -428,6 +428,23 @@ def depth_shift_over_scales(scores_SKU: np.ndarray, seed: int = 0, n_boot: int =
     return effect, verdict(effect, "positive"), com_S
 
 
+def early_at_coarsest_scale(scores_SKU: np.ndarray, seed: int = 0, n_boot: int = 1000) -> tuple[Estimate, str]:
+    """The other half of VAR's claim: at the coarsest scale memorization sits in the early blocks.
+    Effect = the block centre of mass of the first scale's mean UnitMem per block minus the middle
+    block ``(K - 1) / 2``, with a seeded bootstrap over units as in :func:`depth_shift_over_scales`;
+    the claim is that it is negative (the centre of mass lies before the middle)."""
+    scores_KU = np.asarray(scores_SKU, dtype=np.float64)[0]
+    K, U = scores_KU.shape
+    middle = (K - 1) / 2
+    rng = np.random.default_rng(seed)
+    boots = [centre_of_mass(np.take_along_axis(scores_KU, rng.integers(0, U, size=(K, U)), axis=1).mean(axis=1)) - middle
+             for _ in range(n_boot)]
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    effect = Estimate(centre_of_mass(scores_KU.mean(axis=1)) - middle, float(lo), float(hi),
+                      f"bootstrap over units 95%, {n_boot} resamples, seed {seed}")
+    return effect, verdict(effect, "negative")
+
+
 def later_blocks_share(scores_KU: np.ndarray, k_percent: float) -> tuple[Estimate, str]:
     """RAR's claim: memorization concentrates in the middle and later blocks. The share of the
     global top-k% units that sit in the later half of the blocks, minus one half, with a Wilson
@@ -491,3 +508,56 @@ def localization_sentence(model: str, where: str, k_percent: float, shares: "pd.
     )
     return text + ("; so what the top units point at includes atypical images, not only duplicated ones."
                    if control["verdict"] == HOLDS else ".")
+
+
+# ---------------------------------------------------------------------------------------------
+# The edit at the reported k: every claim with its control
+# ---------------------------------------------------------------------------------------------
+
+MITIGATION_CLAIMS = {
+    "reduces": "the UnitMem edit reduces extraction",
+    "beats_random": "it beats random units of the same number",
+    "beats_magnitude": "it beats the largest units (magnitude baseline)",
+    "zero_beats_half": "zeroing removes more than halving",
+    "fid_rises": "the edit raises the image-quality distance",
+}
+"""The mitigation claims, by key, in the words the pages and the reproduction table use."""
+
+
+def mitigation_verdicts(table: pd.DataFrame, candidates: Sequence[int], k_percent: float, prefix: int,
+                        seed: int = 0) -> dict[str, tuple[Estimate, str]]:
+    """The verdicts on the edit at ``k_percent`` from a sweep table (:func:`memlib.sweep.sweep_table`)
+    and every attacked candidate (the stored attack's ``candidate_ids``), counted at ``prefix``
+    tokens, keyed as :data:`MITIGATION_CLAIMS`. Only claims whose modes the sweep ran are present:
+
+    - ``reduces``: the unedited model minus the UnitMem-halved one, paired bootstrap over candidates;
+    - ``beats_random``: against the random-unit control's range over seeds (:func:`edit_vs_control`);
+    - ``beats_magnitude``: the magnitude baseline minus the UnitMem edit, paired bootstrap;
+    - ``zero_beats_half``: halving minus zeroing the same units, paired bootstrap;
+    - ``fid_rises``: FID after minus before, paired by sampling seed, t interval (needs 2+ seeds).
+    """
+    if "unitmem-half" not in set(table["mode"]):
+        raise ValueError("sweep_modes: the mitigation verdicts need the 'unitmem-half' rows")
+    rows_k = table[table["k_percent"] == k_percent]
+    if rows_k.empty:
+        raise ValueError(f"k_percent: {k_percent:g}% is not among the sweep's k_percents {sorted(set(table['k_percent']))}")
+    key = str(prefix)
+    baseline = table[table["k_percent"] == 0].iloc[0]
+    modes = set(rows_k["mode"])
+
+    def ids_of(mode: str) -> list[int]:
+        return rows_k[rows_k["mode"] == mode].iloc[0]["extracted_ids"][key]
+
+    edited = ids_of("unitmem-half")
+    found = {"reduces": reduction(baseline["extracted_ids"][key], edited, candidates, seed=seed)}
+    if "random-half" in modes:
+        found["beats_random"] = edit_vs_control(len(edited), rows_k[rows_k["mode"] == "random-half"][f"extracted@{prefix}"].tolist())
+    if "magnitude-half" in modes:
+        found["beats_magnitude"] = reduction(ids_of("magnitude-half"), edited, candidates, seed=seed)
+    if "unitmem-zero" in modes:
+        found["zero_beats_half"] = reduction(edited, ids_of("unitmem-zero"), candidates, seed=seed)
+    after = rows_k[rows_k["mode"] == "unitmem-half"].iloc[0]
+    before_fid, after_fid = baseline["fid_by_seed"], after["fid_by_seed"]
+    if before_fid is not None and after_fid is not None and len(before_fid) >= 2:
+        found["fid_rises"] = fid_change(before_fid, after_fid)
+    return found

@@ -380,7 +380,7 @@ for family in testbed:
 # ## Summary
 #
 # The numbers of this page, with the parameters that produced them, are written to
-# `summary-extraction.json` in each model's results folder; {doc}`reproduction` reads them there.
+# `summary-extraction.json` in each model's results folder (a record for the reader; {doc}`reproduction` gathers its numbers from the result files).
 
 # %%
 lines = []

@@ -199,26 +199,9 @@ for family, table in sweeps.items():
     fig.tight_layout()
     plt.show()
 
-    rows_k = table[table["k_percent"] == k]
-    baseline = table[table["k_percent"] == 0].iloc[0]
     candidates = stages.stage_attack(run).result.candidate_ids.tolist()  # every attacked candidate (the stored attack)
-    ids_of = lambda mode: rows_k[rows_k["mode"] == mode].iloc[0]["extracted_ids"][prefix]  # noqa: E731
-    found = {}
-    if "unitmem-half" in set(rows_k["mode"]):
-        effect, word = summaries.reduction(baseline["extracted_ids"][prefix], ids_of("unitmem-half"), candidates, seed=config.run.seed)
-        found["the UnitMem edit reduces extraction"] = (effect, word)
-        if "random-half" in set(rows_k["mode"]):
-            random_counts = rows_k[rows_k["mode"] == "random-half"][f"extracted@{prefix}"].tolist()
-            found["it beats random units of the same number"] = summaries.edit_vs_control(len(ids_of("unitmem-half")), random_counts)
-        if "magnitude-half" in set(rows_k["mode"]):
-            found["it beats the largest units (magnitude baseline)"] = summaries.reduction(
-                ids_of("magnitude-half"), ids_of("unitmem-half"), candidates, seed=config.run.seed)
-        if "unitmem-zero" in set(rows_k["mode"]):
-            found["zeroing removes more than halving"] = summaries.reduction(
-                ids_of("unitmem-half"), ids_of("unitmem-zero"), candidates, seed=config.run.seed)
-        edited = rows_k[rows_k["mode"] == "unitmem-half"].iloc[0]
-        if baseline["fid_by_seed"] is not None and edited["fid_by_seed"] is not None and len(baseline["fid_by_seed"]) >= 2:
-            found[f"the edit raises the {baseline['fid_metric']}"] = summaries.fid_change(baseline["fid_by_seed"], edited["fid_by_seed"])
+    found = {summaries.MITIGATION_CLAIMS[key]: verdict for key, verdict in
+             summaries.mitigation_verdicts(table, candidates, k, headline[family], seed=config.run.seed).items()}
     verdicts[family] = {claim: {"effect": e.value, "lo": e.lo, "hi": e.hi, "interval": e.method, "verdict": w}
                         for claim, (e, w) in found.items()}
     for i, (claim, (e, w)) in enumerate(found.items()):
@@ -229,6 +212,39 @@ for family, table in sweeps.items():
     per_group = at_k.groupby(["mode", "group"], sort=False)["extracted"].mean().unstack()[list(groups)]
     per_group.index = [summaries.MODE_LABELS.get(m, m) for m in per_group.index]
     display(per_group.style.format("{:.1f}"))
+
+# %% [markdown]
+# ### RAR's reading position and the edit
+#
+# {doc}`unitmem-rar` ranks RAR's units at T-2, the position that predicts the last token
+# (chosen), and shows that T-1, the last input token, puts the top units elsewhere. Here the
+# same edit (halve the top k% units) is made with the units ranked at T-1 (`selection: last`),
+# on the same candidates: a reduced sweep, the unedited model and the reported k only, without FID.
+# The verdict compares the two edits paired on the candidates (`memlib.summaries.reduction`).
+
+# %% tags=["hide-input", "remove-stderr"]
+readings = {}
+for family, table in sweeps.items():
+    run, k, prefix = runs[family], k_report[family], str(headline[family])
+    if family != "rar" or run.config.sweep.selection not in ("default", "predicts-last"):
+        continue
+    at_t1 = stages.stage_sweep(stages.make_run(run.config.replace(selection="last", sweep_modes=["unitmem-half"],
+                                                                  k_percents=[0, k], sweep_fid=False)))
+    ids_t2 = table[(table["mode"] == "unitmem-half") & (table["k_percent"] == k)].iloc[0]["extracted_ids"][prefix]
+    ids_t1 = at_t1[at_t1["k_percent"] == k].iloc[0]["extracted_ids"][prefix]
+    candidates = stages.stage_attack(run).result.candidate_ids.tolist()
+    difference, word = summaries.reduction(ids_t1, ids_t2, candidates, seed=config.run.seed)
+    readings[family] = {"t2": len(ids_t2), "t1": len(ids_t1), "effect": difference.value, "lo": difference.lo,
+                        "hi": difference.hi, "verdict": word}
+    glue(f"{family}_t1_extracted", len(ids_t1), display=False)
+    glue(f"{family}_t1_vs_t2_verdict", word, display=False)
+    display(Markdown(
+        f"**{run.config.model.model}, top {k:g}% halved, prefix {prefix} tokens.** Ranked at T-2 (chosen): {len(ids_t2)} "
+        f"extracted; ranked at T-1: {len(ids_t1)} (unedited: {int(table[table['k_percent'] == 0].iloc[0][f'extracted@{prefix}'])}). "
+        f"T-1 minus T-2 {difference.text()} ({difference.method}): that the chosen reading's edit removes more than "
+        f"T-1's **{word}**."))
+if not readings:
+    display(Markdown("This run has no RAR model ranked at T-2, so there is no comparison of readings."))
 
 # %% [markdown]
 # ### The FID cost, with its interval
@@ -289,7 +305,7 @@ if results:
 # ## Summary
 #
 # The numbers of this page, with the parameters that produced them, are written to
-# `summary-mitigation.json` in each model's results folder; {doc}`reproduction` reads them there.
+# `summary-mitigation.json` in each model's results folder (a record for the reader; {doc}`reproduction` gathers its numbers from the result files).
 
 # %%
 lines = []
@@ -297,7 +313,7 @@ for family, run in runs.items():
     summary = page_numbers[family]
     atomic_write_json(run.out / "summary-mitigation.json",
                       {"numbers": {"notebook": "mitigation", "model": run.config.model.model, **summary,
-                                   "verdicts": verdicts.get(family)},
+                                   "verdicts": verdicts.get(family), "rar_reading_t1": readings.get(family)},
                        **provenance(run.config.flat(), run.config.run.seed, started)})
     line = (f"- **{run.config.model.model}**, top {summary['k_percent']:g}% halved: {summary['extracted_before']} → "
             f"{int(summary['unitmem_half_extracted_mean'])} extracted")

@@ -18,10 +18,9 @@
 #
 # The table of the paper's numbers is read from `book/paper_numbers.yaml`, one data file labelled
 # as the paper's {cite:p}`kasliwal2025localizing`; nothing on this page is typed by hand. This run's
-# numbers are read from the summary files the other pages of this run wrote
-# ({doc}`unitmem-var`, {doc}`unitmem-rar`, {doc}`extraction`, {doc}`mitigation`, {doc}`tradeoff`),
-# after checking that they were written with this page's parameters. The cell below holds the
-# parameters; papermill replaces them.
+# numbers come from this run's result files, read through `memlib.findings` (the same records and
+# verdict rules as {doc}`unitmem-var`, {doc}`unitmem-rar`, {doc}`extraction` and {doc}`mitigation`).
+# The cell below holds the parameters; papermill replaces them.
 #
 # ```{glue:md} rerun_box
 # :format: myst
@@ -36,13 +35,14 @@ import json
 import math
 import time
 
+import numpy as np
 import pandas as pd
-from IPython.display import Markdown, display
+from IPython.display import HTML, Markdown, display
 from myst_nb import glue
 
-from memlib import stages
+from memlib import findings, stages, summaries
 from memlib.config import REPO_ROOT, page_config, paper_numbers
-from memlib.results import atomic_write_json, provenance, read_json, to_jsonable
+from memlib.results import atomic_write_json, provenance, to_jsonable
 
 config = page_config(params_file, k_percent=k_percent)
 started = time.time()
@@ -58,52 +58,21 @@ PAPER = paper_numbers()
 
 # %% tags=["hide-input"]
 runs = stages.make_runs(config, "sweep", usable_prefixes=True)
-k_report = {family: run.config.sweep.k_percent for family, run in runs.items()}
 
 # %% [markdown]
-# ## This run's result files
+# ## This run's numbers
 #
-# Each page of the run wrote a `summary-<page>.json` with its numbers and the parameters that
-# produced them. A summary written with other parameters (an earlier run, or the page not run yet)
-# stops this page with a message naming the page and the parameter that differs.
+# `memlib.findings.gather` takes every number of this page from the run's result files through
+# the stages: UnitMem, the attack and the sweep are read back from their cached, checked records
+# (written by {doc}`unitmem-var`, {doc}`unitmem-rar`, {doc}`extraction` and {doc}`mitigation` with
+# the same parameters), or computed here when no page has written them yet. The verdicts are the
+# ones those pages compute (`memlib.summaries`).
 
-# %%
-MODEL_KEYS = ["model", "model_overrides", "checkpoint", "tokenizer_checkpoint", "dataset", "testbed_file",
-              "imagenet_train_dir", "strict_images", "max_images", "seed"]
-UNITMEM_KEYS = MODEL_KEYS + ["unitmem_fraction", "n_views", "activation", "unitmem_pooled", "selection"]
-ATTACK_KEYS = MODEL_KEYS + ["similarity", "sscd_torchscript", "threshold", "prefix_lengths", "per_class", "score_span"]
-SWEEP_KEYS = sorted(set(UNITMEM_KEYS + ATTACK_KEYS) | {"k_percents", "sweep_modes", "random_seeds", "sweep_fid",
-                                                        "fid_feature", "fid_samples_per_class", "inception_torchscript",
-                                                        "fid_reference_npz", "classifier_checkpoint", "sampling_kwargs"})
-PAGES = {"var": {"unitmem-var": UNITMEM_KEYS}, "rar": {"unitmem-rar": UNITMEM_KEYS}}
-COMMON_PAGES = {"extraction": ATTACK_KEYS, "mitigation": SWEEP_KEYS, "tradeoff": SWEEP_KEYS}
-
-
-def read_summary(run, page: str, keys: list[str]) -> dict:
-    """The numbers of ``summary-<page>.json`` in the model's results folder, after checking that
-    the page ran with this page's values of ``keys``."""
-    path = run.out / f"summary-{page}.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: run the page '{page}' with these parameters first "
-                                f"(scripts/run_notebooks.py runs every page in book order)")
-    record = read_json(path)
-    mine = to_jsonable(run.config.flat())
-    differ = [key for key in keys if record["params"].get(key) != mine.get(key)]
-    if differ:
-        key = differ[0]
-        raise ValueError(f"{path} was written with {key} = {record['params'].get(key)!r}, this page has "
-                         f"{mine.get(key)!r}: run the page '{page}' again with these parameters")
-    return {**record["numbers"], "_code_version": record["code_version"], "_timing": record["timing"]}
-
-
-summaries = {}
-for family, run in runs.items():
-    pages = {**PAGES[family], **COMMON_PAGES}
-    summaries[family] = {page: read_summary(run, page, keys) for page, keys in pages.items()}
-    if summaries[family]["mitigation"]["k_percent"] != k_report[family]:
-        raise ValueError(f"k_percent: the mitigation page reported k = {summaries[family]['mitigation']['k_percent']:g}% "
-                         f"for {run.config.model.model}, this page has {k_report[family]:g}%")
-    print(f"{run.config.model.model}: read " + ", ".join(f"summary-{page}.json" for page in pages))
+# %% tags=["remove-stderr"]
+numbers = {family: findings.gather(run) for family, run in runs.items()}
+for family, n in numbers.items():
+    print(f"{n.model}: k = {n.k_percent:g}% ({n.units_edited} units), prefix {n.prefix} tokens, "
+          f"{n.candidates} candidates, {len(n.findings)} findings")
 
 # %% [markdown]
 # ## What can be compared
@@ -149,8 +118,8 @@ display(Markdown("\n\n".join(comparability(family) for family in runs) or "No mo
 # ## Mitigation: the paper's table beside this run
 #
 # Rows labelled *the paper* come from `book/paper_numbers.yaml`; rows labelled *this run* from this
-# run's mitigation and extraction summaries. "Extracted" counts candidates at the longest prefix of
-# the run; the FID column says which distance it is.
+# run's result files. "Extracted" counts candidates at each model's reported prefix
+# (`reported_prefix`; the paper: 30 tokens); the FID column says which distance it is.
 
 # %%
 def fmt(value, spec: str = "g") -> str:
@@ -158,10 +127,6 @@ def fmt(value, spec: str = "g") -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     return format(value, spec) if isinstance(value, (int, float)) else str(value)
-
-
-def change(before, after) -> str:
-    return fmt(100 * (after - before) / before, "+.1f") + "%" if before else "—"
 
 
 def short_similarity(name: str) -> str:
@@ -173,106 +138,69 @@ for family in ("var", "rar"):
     for name, paper in PAPER["models"].items():
         if paper["family"] == family and "extracted_before" in paper:
             rows.append({"source": "the paper", "model": name, "units halved": f"top {paper['k_percent']:g}%",
-                         "extracted before → after (change)": f"{paper['extracted_before']} → {paper['extracted_after']} "
-                         f"({change(paper['extracted_before'], paper['extracted_after'])})",
+                         "extracted before → after": f"{paper['extracted_before']} → {paper['extracted_after']}",
                          "random units, halved": "—",
                          "FID before → after": f"{paper['fid_official']:.2f} → {paper['fid_after']:.2f} (FID)",
                          "attack": f"{PAPER['attack']['candidates']} candidates, prefix {PAPER['attack']['prefix_tokens']}, "
                          f"{short_similarity(PAPER['attack']['similarity'])} > {PAPER['attack']['threshold']:g}"})
-    if family in runs:
-        run, m, e = runs[family], summaries[family]["mitigation"], summaries[family]["extraction"]
-        before, after = m["extracted_before"], m["unitmem_half_extracted_mean"]
-        random = (f"{m['random_half_extracted_mean']:.1f} ({m['random_half_extracted_min']}–"
-                  f"{m['random_half_extracted_max']}, {m['random_half_seeds']} seeds)"
-                  if "random_half_extracted_mean" in m else "—")
-        rows.append({"source": "this run", "model": run.config.model.model,
-                     "units halved": f"top {m['k_percent']:g}% ({m['units_edited']} units)",
-                     "extracted before → after (change)": f"{before} → {after:g} ({change(before, after)})",
+    if family in numbers:
+        n = numbers[family]
+        random = (f"{np.mean(n.random_extracted):.1f} ({min(n.random_extracted)}–{max(n.random_extracted)}, "
+                  f"{len(n.random_extracted)} seeds)" if n.random_extracted else "—")
+        rows.append({"source": "this run", "model": n.model, "units halved": f"top {n.k_percent:g}% ({n.units_edited} units)",
+                     "extracted before → after": f"{n.extracted_before} → {n.extracted_after}",
                      "random units, halved": random,
-                     "FID before → after": (f"{m['fid_before']:.2f} → {m['fid_after']:.2f} ({m['fid_metric']})"
-                                            if "fid_before" in m else "not measured"),
-                     "attack": f"{e['candidates']} candidates, prefix {e['headline_prefix']}, "
-                               f"{short_similarity(e['similarity'])} > {e['threshold']:g}"})
-        glue(f"{family}_extracted_before", int(before), display=False)
-        glue(f"{family}_extracted_after", float(after), display=False)
-        if before:
-            glue(f"{family}_extracted_change", (after - before) / before, display=False)
-        if "fid_before" in m:
-            glue(f"{family}_fid_before", m["fid_before"], display=False)
-            glue(f"{family}_fid_after", m["fid_after"], display=False)
+                     "FID before → after": (f"{n.fid_before:.2f} → {n.fid_after:.2f} ({n.fid_metric})"
+                                            if n.fid_before is not None else "not measured"),
+                     "attack": f"{n.candidates} candidates, prefix {n.prefix}, {short_similarity(n.similarity)} > {n.threshold:g}"})
+        glue(f"{family}_extracted_before", n.extracted_before, display=False)
+        glue(f"{family}_extracted_after", n.extracted_after, display=False)
+        if n.fid_before is not None:
+            glue(f"{family}_fid_before", n.fid_before, display=False)
+            glue(f"{family}_fid_after", n.fid_after, display=False)
 mitigation_table = pd.DataFrame(rows)
 display(mitigation_table.style.hide(axis="index"))
 
 # %% [markdown]
 # ## The findings, one by one
 #
-# Each row states a finding of the paper and what this run shows for it; the last column is
-# computed from this run's numbers.
+# Each row states a claim of the paper (or a control the paper did not run) and what this run
+# measured for it; the verdict is computed from this run's numbers and their interval
+# (`memlib.summaries`): **holds** when the interval lies on the claimed side, **does not hold**
+# when it rules the claimed direction out, otherwise **cannot tell at this noise**. On the testbed
+# a verdict is about the direction of a finding, not its size.
 
 # %%
-def yes_no(flag: bool) -> str:
-    return "yes" if flag else "no"
-
-
-findings = []
-for family, run in runs.items():
-    name, s = run.config.model.model, summaries[family]
-    m = s["mitigation"]
-    if family == "var":
-        u = s["unitmem-var"]
-        centres = u["centre_of_mass_by_scale"][1:]
-        findings.append({"model": name, "the paper": PAPER["localization"]["var"],
-                         "this run": "centre of mass of mean UnitMem by image scale: "
-                                     + ", ".join(f"{c:.2f}" for c in centres) + " (block index, 0 = first)",
-                         "same direction": yes_no(u["centre_moves_deeper_with_scale"])})
-    else:
-        u = s["unitmem-rar"]
-        n_blocks = len(u["mean_unitmem_by_block"]["predicts-last"])
-        findings.append({"model": name, "the paper": PAPER["localization"]["rar"],
-                         "this run": f"peak block {u['peak_block_last']}, centre of mass {u['centre_of_mass_last']:.2f} "
-                                     f"of blocks 0–{n_blocks - 1} (T-2, the position that predicts the last token)",
-                         "same direction": yes_no(u["centre_of_mass_last"] > (n_blocks - 1) / 2)})
-    before, after = m["extracted_before"], m["unitmem_half_extracted_mean"]
-    findings.append({"model": name, "the paper": "halving the top-k% UnitMem units cuts extraction",
-                     "this run": f"{before} → {after:g} at k = {m['k_percent']:g}%",
-                     "same direction": yes_no(after < before) if before else "— (nothing extracted before the edit)"})
-    if "random_half_extracted_mean" in m:
-        findings.append({"model": name, "the paper": "the UnitMem choice matters (control: random units, not in the paper)",
-                         "this run": f"UnitMem {after:g} vs random {m['random_half_extracted_mean']:.1f} "
-                                     f"(range {m['random_half_extracted_min']}–{m['random_half_extracted_max']})",
-                         "same direction": yes_no(after < m["random_half_extracted_mean"]) if before else "—"})
-    if "unitmem_zero_extracted_mean" in m:
-        findings.append({"model": name, "the paper": PAPER["zeroing_note"],
-                         "this run": f"zeroing {m['unitmem_zero_extracted_mean']:g} vs halving {after:g}",
-                         "same direction": "— (no number to compare)"})
-    if "fid_before" in m:
-        this_run = f"{m['fid_metric']} {m['fid_before']:.2f} → {m['fid_after']:.2f}"
-        verdict = yes_no(m["fid_after"] > m["fid_before"])
-        if "random_half_fid_min" in m:
-            this_run += f" (random units: {m['random_half_fid_min']:.2f}–{m['random_half_fid_max']:.2f})"
-            if m["fid_after"] > m["fid_before"] and m["random_half_fid_min"] <= m["fid_after"] <= m["random_half_fid_max"]:
-                verdict = "yes, but within the spread of the random edits"
-        findings.append({"model": name, "the paper": "the edit costs image quality (FID rises)",
-                         "this run": this_run, "same direction": verdict})
-display(pd.DataFrame(findings).style.hide(axis="index") if findings else Markdown("No model in this run."))
+finding_rows = [{"model": n.model, "claim": f.claim, "this run": f.this_run,
+                 "effect [95% interval]": f.effect.text() if f.effect is not None else "—", "verdict": f.verdict}
+                for n in numbers.values() for f in n.findings]
+for family, n in numbers.items():
+    for f in n.findings:
+        glue(f"{family}_{f.key}_verdict", f.verdict, display=False)
+display(pd.DataFrame(finding_rows).style.hide(axis="index") if finding_rows else Markdown("No model in this run."))
+# the intro page shows this table: localization claims first (each is one architecture's: "—" for the other)
+claims = {f.key: f.claim for n in numbers.values() for f in n.findings if f.key not in summaries.MITIGATION_CLAIMS}
+claims.update({f.key: f.claim for n in numbers.values() for f in n.findings if f.key in summaries.MITIGATION_CLAIMS})
+verdict_table = pd.DataFrame({n.model: {f.claim: f.verdict for f in n.findings} for n in numbers.values()},
+                             index=list(claims.values())).fillna("—").rename_axis("claim")
+glue("verdict_table", HTML(verdict_table.reset_index().to_html(index=False, classes="verdicts", border=0)
+                           if len(verdict_table.columns) else "<p>No model in this run.</p>"), display=False)
+display(Markdown(f"The paper on zeroing: *{PAPER['zeroing_note']}*"))
 
 # %% [markdown]
 # ## The k sweep
 #
 # The paper's appendix sweep (RAR-XXL) beside this run's UnitMem edit at every k of the sweep, for
-# each model of the run.
+# each model of the run (k = 0: the unedited model).
 
 # %%
 sweep_rows = [{"source": "the paper", "model": name, "k (%)": entry["k_percent"], "extracted": entry["extracted"],
                "distance": entry["fid"], "distance is": "FID (Inception, 50k)"}
               for name, paper in PAPER["models"].items() for entry in paper.get("sweep", [])]
-for family, run in runs.items():
-    t = summaries[family]["tradeoff"]
-    for point in t["curves"]:
-        if point["mode"] in ("baseline", "unitmem-half"):
-            sweep_rows.append({"source": "this run", "model": run.config.model.model, "k (%)": point["k_percent"],
-                               "extracted": point["extracted"], "distance": point["fid"],
-                               "distance is": t["fid_metric"] or "not measured"})
+for n in numbers.values():
+    for point in n.sweep.itertuples():
+        sweep_rows.append({"source": "this run", "model": n.model, "k (%)": point.k_percent, "extracted": point.extracted,
+                           "distance": point.fid, "distance is": n.fid_metric or "not measured"})
 sweep_table = pd.DataFrame(sweep_rows)
 display(sweep_table.style.format({"distance": lambda v: fmt(v, ".2f"), "extracted": lambda v: fmt(v, "g")})
         .hide(axis="index"))
@@ -288,20 +216,17 @@ display(sweep_table.style.format({"distance": lambda v: fmt(v, ".2f"), "extracte
 base_rows = [{"source": "the paper", "model": name, "FID": paper["fid_official"],
               "extracted": paper.get("extracted_before"), "extracted (attack paper)": paper.get("extracted_attack_paper")}
              for name, paper in PAPER["models"].items()]
-for family, run in runs.items():
-    m, e = summaries[family]["mitigation"], summaries[family]["extraction"]
-    base_rows.append({"source": "this run", "model": run.config.model.model, "FID": m.get("fid_before"),
-                      "extracted": e["extracted"], "extracted (attack paper)": None})
-    if m.get("fid_metric"):
-        base_rows[-1]["model"] += f" ({m['fid_metric']})"
+for n in numbers.values():
+    base_rows.append({"source": "this run", "model": n.model + (f" ({n.fid_metric})" if n.fid_metric else ""),
+                      "FID": n.fid_before, "extracted": n.extracted_before, "extracted (attack paper)": None})
 display(pd.DataFrame(base_rows).style.format({"FID": lambda v: fmt(v, ".2f"), "extracted": lambda v: fmt(v, "g"),
                                               "extracted (attack paper)": lambda v: fmt(v, "g")}).hide(axis="index"))
 
 # %% [markdown]
 # ## The parameters of this run
 #
-# The values every page of this run used for the keys that shape the numbers above (the collapsed
-# cell at the top of every page lists what papermill passed it).
+# The values of the keys that shape the numbers above, per model (the collapsed cell at the top
+# of every page lists what papermill passed it).
 
 # %%
 SHOWN = ["model", "checkpoint", "tokenizer_checkpoint", "dataset", "max_images", "n_views", "activation", "selection",
@@ -311,8 +236,6 @@ parameter_table = pd.DataFrame({run.config.model.model: {key: json.dumps(to_json
                                 for run in runs.values()})
 parameter_table.index.name = "parameter"
 if runs:
-    first = next(iter(summaries.values()))["mitigation"]
-    print(f"code version {first['_code_version']}; mitigation page started {first['_timing']['started']}")
     display(parameter_table)
 
 # %% [markdown]
@@ -320,19 +243,21 @@ if runs:
 
 # %%
 lines = []
-for family, run in runs.items():
-    m = summaries[family]["mitigation"]
-    before, after = m["extracted_before"], m["unitmem_half_extracted_mean"]
-    line = (f"- **{run.config.model.model}** ({'testbed' if run_kind(run)['testbed'] else 'full scale'}): halving the top "
-            f"{m['k_percent']:g}% UnitMem units takes extraction from {before} to {after:g}")
-    line += f" ({change(before, after)})" if before else ""
-    if "fid_before" in m:
-        line += f"; {m['fid_metric']} {m['fid_before']:.2f} → {m['fid_after']:.2f}"
+for family, n in numbers.items():
+    run = runs[family]
+    verdicts = {f.key: f.verdict for f in n.findings}
+    line = (f"- **{n.model}** ({'testbed' if run_kind(run)['testbed'] else 'full scale'}): "
+            + "; ".join(f"{f.claim}: **{f.verdict}**" for f in n.findings if f.key not in summaries.MITIGATION_CLAIMS)
+            + f"; halving the top {n.k_percent:g}% UnitMem units takes "
+            f"extraction from {n.extracted_before} to {n.extracted_after} (that it reduces extraction: "
+            f"**{verdicts['reduces']}**)")
+    if n.fid_before is not None:
+        line += f"; {n.fid_metric} {n.fid_before:.2f} → {n.fid_after:.2f}"
     lines.append(line + ".")
     atomic_write_json(run.out / "summary-reproduction.json",
-                      {"numbers": {"notebook": "reproduction", "model": run.config.model.model,
+                      {"numbers": {"notebook": "reproduction", "model": n.model,
                                    "mitigation_table": mitigation_table.to_dict(orient="records"),
-                                   "findings": [f for f in findings if f["model"] == run.config.model.model]},
+                                   "findings": [r for r in finding_rows if r["model"] == n.model]},
                        **provenance(run.config.flat(), run.config.run.seed, started)})
 lines.append(f"- The paper's numbers: `{PAPER_FILE.relative_to(REPO_ROOT)}` ({PAPER['source']}).")
 display(Markdown("\n".join(lines)))

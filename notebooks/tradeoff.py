@@ -183,7 +183,8 @@ elif curves:
 # ## Summary
 #
 # The curves, with the parameters that produced them, are written to `summary-tradeoff.json` in
-# each model's results folder; {doc}`reproduction` reads them there.
+# each model's results folder (a record for the reader; {doc}`reproduction` gathers its numbers
+# from the result files).
 
 # %%
 def records(frame: pd.DataFrame) -> list[dict]:

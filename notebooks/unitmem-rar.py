@@ -280,9 +280,11 @@ for family, result in unitmem.items():
 # For the top k% units at each reading of "last token", the left panel gives the share whose argmax
 # is in each group (control, then the duplication levels), beside that group's share of D' (black
 # marks); the right panel the AUC of each group's images against the ordinary images of D', each
-# image scored by its highest UnitMem over the units it is the argmax of (95% intervals).
+# image scored by its highest UnitMem over the units it is the argmax of (95% intervals). The third
+# bar of each group is the chosen reading with one view per image (`n_views: 1`) instead of the
+# run's ten augmented views, so the difference the views make is visible.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "remove-stderr"]
 localization_by_level = {}
 for family, result in unitmem.items():
     run = runs[family]
@@ -296,6 +298,12 @@ for family, result in unitmem.items():
         shares, aucs = summaries.localization_by_group(result.scores_GKU[[g]].numpy(), result.argmax_GKU[[g]].numpy(), k,
                                                    testbed.groups(), np.array(result.params["images"]), seed=config.run.seed)
         frames[POSITIONS[name]] = (pd.DataFrame(shares), pd.DataFrame(aucs))
+    if run.config.unitmem.n_views > 1:  # the same reading with one view per image: what the views add
+        one_view = stages.stage_unitmem(stages.make_run(run.config.replace(n_views=1)))
+        g = one_view.group_names.index(CHOSEN)
+        shares, aucs = summaries.localization_by_group(one_view.scores_GKU[[g]].numpy(), one_view.argmax_GKU[[g]].numpy(), k,
+                                                   testbed.groups(), np.array(one_view.params["images"]), seed=config.run.seed)
+        frames["T-2, 1 view (n_views: 1)"] = (pd.DataFrame(shares), pd.DataFrame(aucs))
     shares, aucs = frames[POSITIONS[CHOSEN]]
     fig = style.localization_figure(frames, k, f"{run.config.model.model}: do the top units point at the memorized images?")
     plt.show()
@@ -309,7 +317,7 @@ for family, result in unitmem.items():
 # ## Summary
 #
 # The numbers of this page, with the parameters that produced them, are written to
-# `summary-unitmem-rar.json` in the results folder; {doc}`reproduction` reads them from there.
+# `summary-unitmem-rar.json` in the results folder (a record for the reader; {doc}`reproduction` gathers its numbers from the result files).
 
 # %%
 for family, run in runs.items():

@@ -56,7 +56,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import stages, style, summaries
+from memlib import findings, stages, style, summaries
 from memlib.config import page_config
 from memlib.intervene import select_units
 from memlib.results import atomic_write_json, provenance
@@ -178,11 +178,21 @@ for family, m_SK in mean_SK.items():
     glue(f"{family}_peak_blocks", ", ".join(str(b) for b in table["peak block"]), display=False)
     glue(f"{family}_centre_first_image_scale", float(centres[0]), display=False)
     glue(f"{family}_centre_finest_scale", float(centres[-1]), display=False)
-    verdict = ("rises with every finer scale, as the paper reports for VAR" if moves_deeper else
-               "does not rise with every finer scale, so this run does not show the paper's VAR pattern cleanly")
+    early, shift = findings.localization_findings(runs[family], unitmem[family])  # bootstrap over units
+    localization[family].update(
+        {key: {"value": f.effect.value, "lo": f.effect.lo, "hi": f.effect.hi, "verdict": f.verdict}
+         for key, f in (("early_at_coarsest_scale", early), ("depth_shift_slope", shift))})
+    glue(f"{family}_early_verdict", early.verdict, display=False)
+    glue(f"{family}_depth_shift_verdict", shift.verdict, display=False)
+    glue(f"{family}_depth_shift_slope", shift.effect.value, display=False)
     display(Markdown(
-        f"**{runs[family].config.model.model}.** Leaving out scale 0, the centre of mass of mean UnitMem moves from "
-        f"block {centres[0]:.2f} at scale 1 to block {centres[-1]:.2f} at the finest scale; it {verdict}. "
+        f"**{runs[family].config.model.model}.** Leaving out scale 0, the centre of mass of mean UnitMem sits at "
+        f"block {centres[0]:.2f} at scale 1 (the middle block is {(m_SK.shape[1] - 1) / 2:g}; "
+        f"centre minus middle {early.effect.text()}): that memorization sits in the early blocks at the coarsest image "
+        f"scale **{early.verdict}**. It reaches block {centres[-1]:.2f} at the finest scale, a slope of "
+        f"{shift.effect.text()} blocks per scale ({shift.effect.method}): that it moves to deeper blocks as the scale "
+        f"gets finer **{shift.verdict}**"
+        f"{'' if moves_deeper else ' (the centre of mass does not rise at every single scale step)'}. "
         f"Peak blocks by scale (scale 0 first): {', '.join(str(b) for b in table['peak block'])}."))
 
 # %% [markdown]
@@ -375,7 +385,7 @@ for family, result in unitmem.items():
 # ## Summary
 #
 # The numbers of this page, with the parameters that produced them, are written to
-# `summary-unitmem-var.json` in the results folder; {doc}`reproduction` reads them from there.
+# `summary-unitmem-var.json` in the results folder (a record for the reader; {doc}`reproduction` gathers its numbers from the result files).
 
 # %%
 for family, run in runs.items():
@@ -395,9 +405,9 @@ for family, run in runs.items():
         f"- **{run.config.model.model}**: UnitMem of {int(scale_scores(result)[0].numel())} fc1 units at "
         f"{len(scales[family])} scales over {result.n_images} training images.\n"
         f"- Scale 0 depends only on the class label; its UnitMem is class selectivity.\n"
-        f"- Peak block per scale: {', '.join(map(str, localization[family]['peak_block_by_scale']))}; the centre of "
-        f"mass {'moves' if localization[family]['centre_moves_deeper_with_scale'] else 'does not move'} deeper "
-        f"with every finer image scale."))
+        f"- Peak block per scale: {', '.join(map(str, localization[family]['peak_block_by_scale']))}; that memorization "
+        f"sits in the early blocks at the coarsest image scale: **{localization[family]['early_at_coarsest_scale']['verdict']}**; "
+        f"that it moves deeper as the image scale gets finer: **{localization[family]['depth_shift_slope']['verdict']}**."))
 
 # %% tags=["remove-cell"]
 # The page's execution time (the re-run box and the teaching page show it) and its re-run box.

@@ -138,3 +138,23 @@ def test_parameter_files_share_their_keys():
     for name, params in full.items():
         assert params.keys() == full["full-var-d30.yaml"].keys(), name
         assert testbed.keys() <= params.keys(), name
+
+
+def test_reproduction_page_run_alone_gives_the_numbers_of_the_whole_book(executed, tmp_path):
+    """Run alone, in a fresh results folder where no other page has written anything, the
+    reproduction page computes the stages it needs and glues the same numbers and verdicts as in
+    the executed book: it gathers them through memlib from the result files, not from the other
+    pages' outputs, so it is right whatever order the pages ran in."""
+    params = yaml.safe_load((PARAMS / "smoke.yaml").read_text())
+    params["results_dir"] = str(tmp_path / "results")
+    params_file = tmp_path / "alone.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    out = tmp_path / "executed"
+    result = run_notebooks("--params", str(params_file), "--only", "reproduction", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not list((tmp_path / "results").rglob("summary-mitigation.json"))  # no other page ran
+    alone = glued(nbformat.read(out / "reproduction.ipynb", as_version=4))
+    in_book = glued(nbformat.read(executed / "reproduction.ipynb", as_version=4))
+    numbers = set(in_book) - {"page_seconds", "rerun_box"}
+    assert any(key.endswith("_verdict") for key in numbers) and "verdict_table" in numbers
+    assert {key: alone[key] for key in numbers} == {key: in_book[key] for key in numbers}

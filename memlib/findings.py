@@ -11,6 +11,8 @@ reproduction table and the pages cannot disagree.
   blocks at finer scales (:func:`memlib.summaries.early_at_coarsest_scale`,
   :func:`memlib.summaries.depth_shift_over_scales`), RAR's concentration in the later blocks
   (:func:`memlib.summaries.later_blocks_share` at the run's reading position);
+- :func:`ground_truth_findings`: on the testbed, whether the top units point at the planted
+  images, and at the control images;
 - :func:`gather`: the numbers of one model (extraction before and after the edit at the reported
   k and prefix, the random control, FID, the k sweep) and every finding.
 """
@@ -25,6 +27,9 @@ import pandas as pd
 from . import stages, summaries
 from .collect import DEFAULT_SELECTION, UnitMemResult
 from .summaries import Estimate
+
+ORDER = ("early", "deeper", "later", "points_at_planted", "control_over_represented", *summaries.MITIGATION_CLAIMS)
+"""The order of the findings' keys in a table: where memorization sits, the answer key, the edit."""
 
 READINGS = {"predicts-last": "T-2, the position that predicts the last token", "last": "T-1, the last input token",
             "all": "every position"}
@@ -103,6 +108,38 @@ def localization_findings(run: stages.Run, result: UnitMemResult) -> list[Findin
     return [Finding("later", "memorization concentrates in the middle and later blocks", this_run, later, word)]
 
 
+def ground_truth_findings(run: stages.Run, result: UnitMemResult) -> list[Finding]:
+    """On the testbed, where the memorized images are known: do the top-k% units (ranked where
+    the pages rank them: VAR's image scales, RAR's reading position) have the most duplicated
+    planted images as their argmax more often than those images' share of D'; and, a control the
+    paper did not have, are the control images (atypical, seen once) over-represented too
+    (:func:`memlib.summaries.localization_by_group`)? None at full scale."""
+    testbed = stages.training_images(run, run.config.unitmem.unitmem_fraction).testbed
+    if testbed is None:
+        return []
+    cfg, k = run.config, run.config.sweep.k_percent
+    if result.family == "var":
+        scores_SKU = image_scale_scores(result)
+        scales = [i for i, name in enumerate(result.group_names) if name.startswith("scale")][1:]
+        argmax_SKU = result.argmax_GKU[scales].numpy()
+    else:
+        how = None if cfg.sweep.selection == "default" else cfg.sweep.selection
+        g = result.group_names.index(how or DEFAULT_SELECTION["rar"])
+        scores_SKU, argmax_SKU = result.scores_GKU[[g]].numpy(), result.argmax_GKU[[g]].numpy()
+    shares, _ = summaries.localization_by_group(scores_SKU, argmax_SKU, k, testbed.groups(),
+                                                np.array(result.params["images"]), seed=cfg.run.seed)
+    out = []
+    for key, row, claim in (("points_at_planted", shares[-1], f"the top units' argmax images are the {shares[-1]['group']} "
+                             "planted images more often than their share of D'"),
+                            ("control_over_represented", shares[0], "... and so are the control images (atypical, seen "
+                             "once; a control the paper did not have)")):
+        base = row["base_rate"]
+        effect = Estimate(row["share"] - base, row["share_lo"] - base, row["share_hi"] - base, "Wilson 95%, minus the base rate")
+        out.append(Finding(key, claim, f"{100 * row['share']:.1f}% of the top {k:g}% units' argmax against "
+                                       f"{100 * base:.1f}% of D' ({row['units']} units)", effect, row["verdict"]))
+    return out
+
+
 def gather(run: stages.Run) -> RunNumbers:
     """This run's numbers and findings for one model, from the stages' results (``run`` from
     :func:`memlib.stages.make_runs` with ``usable_prefixes=True``)."""
@@ -126,7 +163,7 @@ def gather(run: stages.Run) -> RunNumbers:
         fid_after=numbers.get("fid_after"),
         sweep=sweep.rename(columns={f"extracted@{prefix}": "extracted"}).reset_index(drop=True),
     )
-    result.findings.extend(localization_findings(run, unitmem))
+    result.findings.extend(localization_findings(run, unitmem) + ground_truth_findings(run, unitmem))
     verdicts = summaries.mitigation_verdicts(table, attack.result.candidate_ids.tolist(), k, prefix, seed=cfg.run.seed)
     described = {
         "reduces": f"{result.extracted_before} → {result.extracted_after} extracted at k = {k:g}%",

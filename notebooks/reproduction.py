@@ -178,9 +178,9 @@ for family, n in numbers.items():
     for f in n.findings:
         glue(f"{family}_{f.key}_verdict", f.verdict, display=False)
 display(pd.DataFrame(finding_rows).style.hide(axis="index") if finding_rows else Markdown("No model in this run."))
-# the intro page shows this table: localization claims first (each is one architecture's: "—" for the other)
-claims = {f.key: f.claim for n in numbers.values() for f in n.findings if f.key not in summaries.MITIGATION_CLAIMS}
-claims.update({f.key: f.claim for n in numbers.values() for f in n.findings if f.key in summaries.MITIGATION_CLAIMS})
+# the intro page shows this table, in findings.ORDER ("—": a claim about the other architecture)
+claims = {f.key: f.claim for n in numbers.values() for f in n.findings}
+claims = {key: claims[key] for key in sorted(claims, key=lambda k: findings.ORDER.index(k) if k in findings.ORDER else 99)}
 verdict_table = pd.DataFrame({n.model: {f.claim: f.verdict for f in n.findings} for n in numbers.values()},
                              index=list(claims.values())).fillna("—").rename_axis("claim")
 glue("verdict_table", HTML(verdict_table.reset_index().to_html(index=False, classes="verdicts", border=0)

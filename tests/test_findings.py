@@ -105,3 +105,33 @@ def test_rar_localization_reads_the_configured_position():
     assert [f.verdict for f in findings.localization_findings(fake_run(), result)] == [HOLDS]
     (at_t1,) = findings.localization_findings(fake_run(selection="last"), result)
     assert at_t1.verdict == DOES_NOT_HOLD and "T-1" in at_t1.this_run
+
+
+def test_ground_truth_findings_read_the_planted_answer_key():
+    """On the testbed: top units whose argmax is a 32x planted image give 'holds' for the planted
+    claim and not for the control group; the same units pointing at control images the reverse."""
+    import torch
+
+    from memlib import data, stages
+    from memlib.config import load_config
+
+    run = stages.make_runs(load_config("notebooks/params/smoke.yaml"), "unitmem", family="rar")["rar"]
+    config = run.config  # the family's: k = the paper's 5%
+    testbed = data.load_testbed(config.data.testbed_file)
+    dprime = data.testbed_dprime(testbed, config.unitmem.unitmem_images, config.run.seed)
+    groups = testbed.groups()
+    K, U = 8, 100
+    scores_KU = torch.linspace(0, 1, K * U, dtype=torch.float64).reshape(K, U)  # the top units: the last ones
+    top = scores_KU >= torch.quantile(scores_KU, 1 - config.sweep.k_percent / 100)
+
+    def result_pointing_at(ids):
+        argmax_KU = torch.full((K, U), int(np.setdiff1d(dprime, np.concatenate(list(groups.values())))[0]))
+        argmax_KU[top] = torch.as_tensor(np.resize(ids, int(top.sum())))
+        fake = FakeUnitMem("rar", ["predicts-last", "last"], torch.stack([scores_KU, scores_KU]))
+        fake.argmax_GKU, fake.params = torch.stack([argmax_KU, argmax_KU]), {"images": dprime.tolist()}
+        return fake
+
+    planted, control = findings.ground_truth_findings(run, result_pointing_at(groups["32x"]))
+    assert (planted.key, planted.verdict) == ("points_at_planted", HOLDS) and control.verdict != HOLDS
+    planted, control = findings.ground_truth_findings(run, result_pointing_at(groups["control"]))
+    assert planted.verdict != HOLDS and (control.key, control.verdict) == ("control_over_represented", HOLDS)

@@ -59,6 +59,8 @@ from pathlib import Path
 
 import numpy as np
 
+from memlib.results import file_sha256
+
 SEED = 0
 TRAIN_PER_CLASS = 600
 HELDOUT_PER_CLASS = 100
@@ -78,14 +80,6 @@ SOURCE_FILES = {  # file name -> sha256 of the upstream release (zalandoresearch
     "t10k-labels-idx1-ubyte.gz": "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
 }
 OUTPUT_NAME = "fashion_mnist_testbed.npz"
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -197,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         path = args.source / name
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found (apt-get install {DEBIAN_PACKAGE}, or pass --source)")
-        source_sha[name] = sha256_of(path)
+        source_sha[name] = file_sha256(path)
         if source_sha[name] != expected:
             raise ValueError(f"{path}: sha256 {source_sha[name]} differs from the upstream release's {expected}")
 
@@ -279,7 +273,7 @@ def main(argv: list[str] | None = None) -> None:
         },
         "output": {
             "file": OUTPUT_NAME,
-            "sha256": sha256_of(npz_path),
+            "sha256": file_sha256(npz_path),
             "bytes": npz_path.stat().st_size,
             "arrays": {
                 key: {"shape": list(a.shape), "dtype": str(a.dtype), "sha256": hashlib.sha256(npy_bytes(a)).hexdigest()}

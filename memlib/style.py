@@ -20,6 +20,10 @@ of the sweep, the image groups) the colours are distinct (tests/test_style.py ch
 colour may recur across groups that never meet in one figure.
 """
 
+import base64
+import html
+import io
+
 import matplotlib as mpl
 from matplotlib.colors import to_hex
 
@@ -63,6 +67,7 @@ CONTROL_COLOR = OKABE_ITO["bluish green"]   # chosen like the planted images, se
 ORDINARY_COLOR = "#BBBBBB"                   # every other training image, seen once
 PLANTED_CMAP = "cividis"
 _PLANTED_RANGE = (0.0, 0.8)                  # cividis from dark blue to olive; its yellow end is too pale on white
+SEQUENTIAL_CMAP = "cividis"                  # every ordered quantity (scales, heatmaps of UnitMem or shares)
 
 # axis and legend texts, the same on every page
 LABELS = {
@@ -78,6 +83,8 @@ LABELS = {
     "testbed_fid": "testbed FID (testbed classifier, not Inception)",
     "fid": "FID",
     "similarity": "similarity to the training image",
+    "group": "group (copies per epoch)",
+    "model": "model",
 }
 
 FIGURE_WIDTH_IN = 9.0        # the book's text column at 1300 px holds about 9 inches at 100 dpi
@@ -126,6 +133,17 @@ def family_name(family: str, model: str | None = None) -> str:
         raise ValueError(f"model {model!r} is not of family {family!r} (expected a name starting with {prefix!r})")
     size = model.removeprefix(prefix)
     return f"{FAMILY_NAMES[family]}-{size if family == 'var' else size.upper()}"
+
+
+def ordered_colors(n: int) -> list[str]:
+    """``n`` hex colours for an ordered series (the scales of VAR, coarse to fine): cividis from
+    dark to light, stopped before its pale end, like the planted levels."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"ordered_colors needs a whole number of colours >= 1, got {n!r}")
+    cmap = mpl.colormaps[SEQUENTIAL_CMAP]
+    low, high = _PLANTED_RANGE
+    step = (high - low) / max(n - 1, 1)
+    return [to_hex(cmap(low + i * step)) for i in range(n)]
 
 
 def planted_colors(levels) -> dict[str, str]:
@@ -262,3 +280,49 @@ def localization_figure(frames: dict, k_percent: float, title: str):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+class FigureWithAlt:
+    """A rendered figure that carries its alt text: a PNG for notebook viewers and, for the book,
+    an ``<img>`` with the PNG inline and an ``alt`` attribute. myst-nb prefers the HTML
+    representation in an HTML build, and takes alt text for a plain image output only from the
+    (static) cell metadata, so this is how a figure drawn in a loop gets alt text computed from
+    its data."""
+
+    def __init__(self, png: bytes, alt: str):
+        alt = " ".join(alt.split())
+        if not alt:
+            raise ValueError("a figure needs alt text that says what it shows, got an empty string")
+        self.png, self.alt = png, alt
+
+    def _repr_png_(self) -> bytes:
+        return self.png
+
+    def _repr_html_(self) -> str:
+        data = base64.b64encode(self.png).decode("ascii")
+        return f'<img src="data:image/png;base64,{data}" alt="{html.escape(self.alt, quote=True)}" style="max-width: 100%;" />'
+
+
+def show(fig, alt: str) -> None:
+    """Display ``fig`` in the notebook with alt text ``alt`` (see :class:`FigureWithAlt`) and close it."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=mpl.rcParams["figure.dpi"], bbox_inches="tight")
+    plt.close(fig)
+    display(FigureWithAlt(buffer.getvalue(), alt))
+
+
+def figure_md(key: str, alt: str, caption: str = "", name: str | None = None) -> str:
+    """MyST of a ``{glue:figure}`` of the glued figure ``key`` with alt text ``alt`` (computed
+    from the data), an optional ``caption`` (MyST, may use ``{glue:text}``) and an optional
+    label ``name``. Glue it as ``Markdown`` and paste it with ``{glue:md}`` and ``:format: myst``:
+    the figure can then stand at the top of its page, before the cell that draws it."""
+    alt = " ".join(alt.split())
+    if not key or not alt:
+        raise ValueError(f"a glued figure needs a key and alt text, got key={key!r}, alt={alt!r}")
+    lines = [f"```{{glue:figure}} {key}", f":alt: {alt}"]
+    if name:
+        lines.append(f":name: {name}")
+    return "\n".join([*lines, "", caption.strip(), "```"]) + "\n"

@@ -112,3 +112,53 @@ def test_localization_figure_draws_every_reading_and_the_base_rates():
     marks = ax_share.collections[-1].get_offsets()[:, 1]
     assert np.allclose(marks, [10 / 40, 4 / 40])  # the base rates: each group's share of D'
     assert fig._suptitle.get_text() == "title"
+
+
+def test_ordered_colors_run_dark_to_light_like_the_planted_levels():
+    colors = style.ordered_colors(5)
+    assert colors == list(style.planted_colors([2, 4, 8, 16, 32]).values())
+    luminance = [float(np.dot(to_rgb(c), [0.2126, 0.7152, 0.0722])) for c in colors]
+    assert all(a < b for a, b in zip(luminance, luminance[1:])), luminance
+    assert len(style.ordered_colors(1)) == 1
+    with pytest.raises(ValueError, match="whole number of colours >= 1"):
+        style.ordered_colors(0)
+
+
+def test_shown_figure_carries_its_alt_text_in_the_html_and_the_png():
+    import base64
+    import html
+
+    from IPython.core.formatters import DisplayFormatter
+
+    shown = style.FigureWithAlt(b"\x89PNG fake", 'Line plot of "x" <falling>\n  from 1 to 0.')
+    data, _ = DisplayFormatter().format(shown)
+    assert data["image/png"] == b"\x89PNG fake"
+    img = data["text/html"]
+    assert img.startswith('<img src="data:image/png;base64,' + base64.b64encode(b"\x89PNG fake").decode())
+    expected = html.escape('Line plot of "x" <falling> from 1 to 0.', quote=True)
+    assert f'alt="{expected}"' in img
+    with pytest.raises(ValueError, match="alt text"):
+        style.FigureWithAlt(b"", "  \n ")
+
+
+def test_figure_md_is_a_glue_figure_with_one_line_alt_a_label_and_the_caption():
+    md = style.figure_md("fig_main", "Bar chart of extracted\nshare per group.", "Share per group.", "fig-x")
+    assert md.splitlines() == ["```{glue:figure} fig_main", ":alt: Bar chart of extracted share per group.",
+                               ":name: fig-x", "", "Share per group.", "```"]
+    assert ":name:" not in style.figure_md("k", "alt")
+    with pytest.raises(ValueError, match="key and alt text"):
+        style.figure_md("k", " ")
+
+
+def test_show_displays_the_rendered_figure_with_its_alt_and_closes_it(monkeypatch):
+    import IPython.display
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    style.show(fig, "Line plot of y falling from 1 to 0.")
+    assert len(shown) == 1 and shown[0].alt == "Line plot of y falling from 1 to 0."
+    assert shown[0].png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert not plt.fignum_exists(fig.number)

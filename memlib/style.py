@@ -62,11 +62,25 @@ EDIT_NAMES = {
     "per-block-half": "top UnitMem per block, halved",
 }
 
+
+
+def edit_color(mode: str) -> str:
+    """Colour of a mode of the sweep (``memlib.sweep.MODES``; its unedited row is mode "baseline")."""
+    return EDIT_COLORS["unedited" if mode == "baseline" else mode]
+
+
+def edit_palette() -> dict[str, str]:
+    """Colour of every edit keyed by its display name (``EDIT_NAMES``), for a seaborn ``hue``."""
+    return {EDIT_NAMES[mode]: color for mode, color in EDIT_COLORS.items()}
+
+
 # image groups of the testbed (memlib.data.TestbedData.groups: "control", then "2x", "4x", ...)
 CONTROL_COLOR = OKABE_ITO["bluish green"]   # chosen like the planted images, seen once
 ORDINARY_COLOR = "#BBBBBB"                   # every other training image, seen once
 PLANTED_CMAP = "cividis"
 _PLANTED_RANGE = (0.0, 0.8)                  # cividis from dark blue to olive; its yellow end is too pale on white
+HIGHLIGHT_COLOR = OKABE_ITO["vermillion"]    # a title or mark that singles out a planted or extracted image
+PLANTED_VS_OTHER = {"planted": OKABE_ITO["vermillion"], "not planted": OKABE_ITO["blue"]}
 SEQUENTIAL_CMAP = "cividis"                  # every ordered quantity (scales, heatmaps of UnitMem or shares)
 
 # axis and legend texts, the same on every page
@@ -161,6 +175,15 @@ def planted_colors(levels) -> dict[str, str]:
 def group_colors(levels) -> dict[str, str]:
     """Colours of every image group of the testbed: "control", the planted levels, "ordinary"."""
     return {"control": CONTROL_COLOR, **planted_colors(levels), "ordinary": ORDINARY_COLOR}
+
+
+def scroll_table(table) -> "IPython.display.HTML":
+    """A table (pandas DataFrame or Styler) as HTML in a horizontally scrolling box, so that no
+    column is cut off at the edge of the book's text column whatever the window's width."""
+    from IPython.display import HTML
+
+    inner = table.to_html()
+    return HTML(f'<div class="table-scroll" style="overflow-x: auto; max-width: 100%;">{inner}</div>')
 
 
 def rerun_command(page: str, params_file: str) -> str:
@@ -280,6 +303,19 @@ def localization_figure(frames: dict, k_percent: float, title: str):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def localization_alt(frames: dict, k_percent: float) -> str:
+    """Alt text of :func:`localization_figure`, with the finding of its first reading at the most
+    duplicated group (the last row of its tables): share against base rate, and AUC."""
+    label, (shares, aucs) = next(iter(frames.items()))
+    top_share, top_auc = shares.iloc[-1], aucs.iloc[-1]
+    return alt_text(
+        "Two grouped bar charts",
+        f"the share of the top-{k_percent:g}% units whose argmax image is in each image group, beside the group's "
+        f"share of D', and of each group's AUC against ordinary images, for the readings {', '.join(frames)}",
+        f"with {label}, the {top_share['group']} group holds {top_share['share']:.2f} of the argmax images against a "
+        f"base rate of {top_share['base_rate']:.2f}, and its AUC is {top_auc['auc']:.2f}")
 
 
 class FigureWithAlt:

@@ -27,11 +27,11 @@
 # :format: myst
 # ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
 k_percent = None                 # the k% the mitigation page reported; None: the parameter file's (unset: the paper's)
 
-# %%
+# %% tags=["hide-input"]
 import json
 import math
 import time
@@ -67,7 +67,7 @@ k_report = {family: run.config.sweep.k_percent for family, run in runs.items()}
 # produced them. A summary written with other parameters (an earlier run, or the page not run yet)
 # stops this page with a message naming the page and the parameter that differs.
 
-# %%
+# %% tags=["hide-input"]
 MODEL_KEYS = ["model", "model_overrides", "checkpoint", "tokenizer_checkpoint", "dataset", "testbed_file",
               "imagenet_train_dir", "strict_images", "max_images", "seed"]
 UNITMEM_KEYS = MODEL_KEYS + ["unitmem_fraction", "n_views", "activation", "unitmem_pooled", "selection"]
@@ -110,7 +110,7 @@ for family, run in runs.items():
 #
 # The statement below is built from this run's parameters.
 
-# %%
+# %% tags=["hide-input"]
 def run_kind(run) -> dict:
     cfg = run.config
     return {"testbed": cfg.data.dataset == "testbed", "sscd": cfg.attack.similarity == "sscd",
@@ -152,7 +152,7 @@ display(Markdown("\n\n".join(comparability(family) for family in runs) or "No mo
 # run's mitigation and extraction summaries. "Extracted" counts candidates at the longest prefix of
 # the run; the FID column says which distance it is.
 
-# %%
+# %% tags=["hide-input"]
 def fmt(value, spec: str = "g") -> str:
     """A number for a table, or an em dash when there is none."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -209,7 +209,7 @@ display(mitigation_table.style.hide(axis="index"))
 # Each row states a finding of the paper and what this run shows for it; the last column is
 # computed from this run's numbers.
 
-# %%
+# %% tags=["hide-input"]
 def yes_no(flag: bool) -> str:
     return "yes" if flag else "no"
 
@@ -262,7 +262,7 @@ display(pd.DataFrame(findings).style.hide(axis="index") if findings else Markdow
 # The paper's appendix sweep (RAR-XXL) beside this run's UnitMem edit at every k of the sweep, for
 # each model of the run.
 
-# %%
+# %% tags=["hide-input"]
 sweep_rows = [{"source": "the paper", "model": name, "k (%)": entry["k_percent"], "extracted": entry["extracted"],
                "distance": entry["fid"], "distance is": "FID (Inception, 50k)"}
               for name, paper in PAPER["models"].items() for entry in paper.get("sweep", [])]
@@ -284,7 +284,7 @@ display(sweep_table.style.format({"distance": lambda v: fmt(v, ".2f"), "extracte
 # attack extracts from them; the attack paper {cite:p}`kowalczuk2025privacy` reported its own counts
 # with the same pipeline.
 
-# %%
+# %% tags=["hide-input"]
 base_rows = [{"source": "the paper", "model": name, "FID": paper["fid_official"],
               "extracted": paper.get("extracted_before"), "extracted (attack paper)": paper.get("extracted_attack_paper")}
              for name, paper in PAPER["models"].items()]
@@ -303,7 +303,7 @@ display(pd.DataFrame(base_rows).style.format({"FID": lambda v: fmt(v, ".2f"), "e
 # The values every page of this run used for the keys that shape the numbers above (the collapsed
 # cell at the top of every page lists what papermill passed it).
 
-# %%
+# %% tags=["hide-input"]
 SHOWN = ["model", "checkpoint", "tokenizer_checkpoint", "dataset", "max_images", "n_views", "activation", "selection",
          "similarity", "threshold", "prefix_lengths", "per_class", "score_span", "k_percents", "sweep_modes",
          "random_seeds", "sweep_fid", "fid_feature", "fid_samples_per_class", "seed"]
@@ -318,7 +318,7 @@ if runs:
 # %% [markdown]
 # ## Summary
 
-# %%
+# %% tags=["hide-input"]
 lines = []
 for family, run in runs.items():
     m = summaries[family]["mitigation"]

@@ -112,6 +112,11 @@ def test_localization_figure_draws_every_reading_and_the_base_rates():
     marks = ax_share.collections[-1].get_offsets()[:, 1]
     assert np.allclose(marks, [10 / 40, 4 / 40])  # the base rates: each group's share of D'
     assert fig._suptitle.get_text() == "title"
+    alt = style.localization_alt(frames, 20)
+    top = frames["a"][0].iloc[-1]
+    assert alt.startswith("Two grouped bar charts of the share of the top-20% units") and "readings a, b" in alt
+    assert f"the 32x group holds {top['share']:.2f} of the argmax images against a base rate of 0.10" in alt
+    assert f"its AUC is {frames['a'][1].iloc[-1]['auc']:.2f}." in alt
 
 
 def test_ordered_colors_run_dark_to_light_like_the_planted_levels():
@@ -162,3 +167,23 @@ def test_show_displays_the_rendered_figure_with_its_alt_and_closes_it(monkeypatc
     assert len(shown) == 1 and shown[0].alt == "Line plot of y falling from 1 to 0."
     assert shown[0].png.startswith(b"\x89PNG\r\n\x1a\n")
     assert not plt.fignum_exists(fig.number)
+
+
+def test_sweep_modes_have_one_name_and_one_colour_everywhere():
+    from memlib import summaries
+    from memlib.sweep import MODES
+
+    assert set(summaries.MODE_LABELS) == set(MODES) | {"baseline"}
+    for mode, name in summaries.MODE_LABELS.items():
+        key = "unedited" if mode == "baseline" else mode
+        assert name == style.EDIT_NAMES[key] and style.edit_color(mode) == style.EDIT_COLORS[key]
+    assert style.edit_palette()["top UnitMem, halved"] == style.EDIT_COLORS["unitmem-half"]
+
+
+def test_scroll_table_wraps_every_column_in_a_scrolling_box():
+    import pandas as pd
+
+    frame = pd.DataFrame({f"extracted@{n}": [n] for n in range(30)} | {"fid": [1.5]})
+    html = style.scroll_table(frame.style.hide(axis="index")).data
+    assert html.startswith('<div class="table-scroll" style="overflow-x: auto;') and html.endswith("</div>")
+    assert "extracted@29" in html and "fid" in html

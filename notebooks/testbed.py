@@ -82,15 +82,13 @@ data = load_testbed(testbed_file)
 is_planted, is_control = data.is_planted(), data.is_control()
 groups = data.groups()
 
-counts = pd.DataFrame(
-    {
-        "training images": np.bincount(data.train_labels, minlength=data.num_classes),
-        "of which planted": np.bincount(data.train_labels[is_planted], minlength=data.num_classes),
-        "of which control": np.bincount(data.train_labels[is_control], minlength=data.num_classes),
-        "held-out images": np.bincount(data.heldout_labels, minlength=data.num_classes),
-    },
-    index=pd.Index(data.class_names, name="class"),
-)
+label_sets = {"training images": data.train_labels,
+              "of which planted": data.train_labels[is_planted],
+              "of which control": data.train_labels[is_control],
+              "held-out images": data.heldout_labels}
+counts = pd.DataFrame({name: np.bincount(ids, minlength=data.num_classes)
+                       for name, ids in label_sets.items()},
+                      index=pd.Index(data.class_names, name="class"))
 counts.loc["all classes"] = counts.sum()
 counts
 

@@ -119,7 +119,7 @@ for family, result in unitmem.items():
 # The mean over all units of a block, for both readings of the last position and for all positions. UnitMem has no
 # unit; it lies in [0, 1]. Where along the depth the memorizing units sit is summarised by the
 # block with the highest mean UnitMem (the *peak block*) and the UnitMem-weighted mean block index
-# (the *centre of mass*, 0 = first block).
+# (the *centre of mass*, 0 = first block). The curves are the figure at the top of this page.
 
 # %% tags=["hide-input"]
 mean_by_group, localization, lead_sentence = {}, {}, {}
@@ -168,11 +168,12 @@ for family, result in unitmem.items():
 # the later half of the blocks against one half (`memlib.summaries.later_blocks_share`).
 
 # %%
-chosen = {}
+chosen = {}  # family -> (units, 2): block and unit index of the global top k%
 for family, result in unitmem.items():
-    how = None if runs[family].config.sweep.selection == "default" else runs[family].config.sweep.selection
-    chosen[family] = select_units(result.selection_scores(how), k_top[family], "global")  # (units, 2): block, unit
-    print(f"{runs[family].config.model.model}: top {k_top[family]:g}% = {len(chosen[family])} units")
+    how = runs[family].config.sweep.selection
+    scores_KU = result.selection_scores(None if how == "default" else how)
+    chosen[family] = select_units(scores_KU, k_top[family], "global")
+    print(f"top {k_top[family]:g}%: {len(chosen[family])} units")
 
 # %% tags=["hide-input"]
 top_units, lead = {}, []

@@ -126,6 +126,7 @@ def scale_scores(result) -> torch.Tensor:
 #
 # The mean over all units of a block, for the positions of each scale (scale $s$ has
 # $p_s \times p_s$ token positions). UnitMem has no unit; it lies in [0, 1].
+# The curves are the figure at the top of this page; the heatmap gives the same means as numbers.
 
 # %% tags=["hide-input"]
 mean_SK = {}
@@ -215,11 +216,12 @@ glue("lead", Markdown("\n\n".join(lead) or f"**This run has no VAR model** (`mod
 # panel asks the same per scale: the global top k% of units by the UnitMem of that scale alone.
 
 # %%
-chosen = {}
+chosen = {}  # family -> (units, 2): block and unit index of the global top k%
 for family, result in unitmem.items():
-    how = None if runs[family].config.sweep.selection == "default" else runs[family].config.sweep.selection
-    chosen[family] = select_units(result.selection_scores(how), k_top[family], "global")  # (units, 2): block, unit
-    print(f"{runs[family].config.model.model}: top {k_top[family]:g}% = {len(chosen[family])} units")
+    how = runs[family].config.sweep.selection
+    scores_KU = result.selection_scores(None if how == "default" else how)
+    chosen[family] = select_units(scores_KU, k_top[family], "global")
+    print(f"top {k_top[family]:g}%: {len(chosen[family])} units")
 
 # %% tags=["hide-input"]
 top_units = {}

@@ -2,7 +2,7 @@
 figure and verdict (glued as ``lead``), then the details, with the plumbing folded.
 
 Static checks of the sources in notebooks/ (no execution): every visible code cell is at most
-15 lines, the papermill parameters cell stays a tagged code cell, every figure goes through
+15 lines of at most 80 characters (what the text column shows at 1300 px), the papermill parameters cell stays a tagged code cell, every figure goes through
 memlib.style (alt text) instead of ``plt.show()``, and no page sets a theme that would replace
 the book's palette.
 """
@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.py"))
 FOLDED = {"hide-input", "remove-input", "remove-cell"}
 MAX_VISIBLE_LINES = 15
+MAX_VISIBLE_WIDTH = 80   # characters of code the text column shows at 1300 px without scrolling
 
 
 def code_cells(path: Path):
@@ -32,6 +33,13 @@ def test_no_visible_code_cell_is_longer_than_15_lines(path):
     long = [(i, len(cell.source.splitlines())) for i, cell in enumerate(code_cells(path))
             if not FOLDED & set(cell.metadata.get("tags", [])) and len(cell.source.strip().splitlines()) > MAX_VISIBLE_LINES]
     assert not long, f"{path.name}: visible code cells (index, lines) longer than {MAX_VISIBLE_LINES}: {long}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_visible_code_line_is_cut_at_the_columns_edge(path):
+    wide = [line for cell in code_cells(path) if not FOLDED & set(cell.metadata.get("tags", []))
+            for line in cell.source.splitlines() if len(line) > MAX_VISIBLE_WIDTH]
+    assert not wide, f"{path.name}: visible code lines longer than {MAX_VISIBLE_WIDTH} characters:\n" + "\n".join(wide)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

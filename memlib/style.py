@@ -79,6 +79,8 @@ CONTROL_COLOR = OKABE_ITO["bluish green"]   # chosen like the planted images, se
 ORDINARY_COLOR = "#BBBBBB"                   # every other training image, seen once
 PLANTED_CMAP = "cividis"
 _PLANTED_RANGE = (0.0, 0.8)                  # cividis from dark blue to olive; its yellow end is too pale on white
+# readings of one measurement on a page (the run's chosen reading first: 10 views, T-2), then its options
+READING_COLORS = [OKABE_ITO["vermillion"], OKABE_ITO["sky blue"], OKABE_ITO["grey"]]
 HIGHLIGHT_COLOR = OKABE_ITO["vermillion"]    # a title or mark that singles out a planted or extracted image
 PLANTED_VS_OTHER = {"planted": OKABE_ITO["vermillion"], "not planted": OKABE_ITO["blue"]}
 SEQUENTIAL_CMAP = "cividis"                  # every ordered quantity (scales, heatmaps of UnitMem or shares)
@@ -287,7 +289,7 @@ def localization_figure(frames: dict, k_percent: float, title: str):
     for r, (label, (shares, aucs)) in enumerate(frames.items()):
         x = np.arange(len(shares)) + (r - (len(frames) - 1) / 2) * width
         for ax, table, column in ((ax_share, shares, "share"), (ax_auc, aucs, "auc")):
-            ax.bar(x, table[column], width, label=label)
+            ax.bar(x, table[column], width, label=label, color=READING_COLORS[r % len(READING_COLORS)])
             below, above = table[column] - table[f"{column}_lo"], table[f"{column}_hi"] - table[column]
             ax.errorbar(x, table[column], yerr=np.clip([below, above], 0, None), fmt="none", ecolor="black", capsize=2)
     shares, aucs = next(iter(frames.values()))

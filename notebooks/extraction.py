@@ -122,7 +122,7 @@ for family, attack in attacks.items():
             row["planted candidates"] = int(planted.sum())
         rows.append(row)
 counts = pd.DataFrame(rows)
-display(counts.style.hide(axis="index"))
+display(style.scroll_table(counts.style.hide(axis="index")))
 
 for family, attack in attacks.items():
     n = headline[family]
@@ -196,7 +196,8 @@ if testbed:
             f"{runs[f].config.model.model}: control {r.iloc[0]['share']:.2f}, {r.iloc[-1]['group']} {r.iloc[-1]['share']:.2f}"
             for f, r in zip(testbed, dose_rows))))
     dose_table = pd.concat(dose_rows)[["model", "group", "images", "candidates", "extracted", "share", "share_lo", "share_hi"]]
-    display(dose_table.style.hide(axis="index").format({"share": "{:.2f}", "share_lo": "{:.2f}", "share_hi": "{:.2f}"}))
+    display(style.scroll_table(dose_table.style.hide(axis="index").format(
+        {"share": "{:.2f}", "share_lo": "{:.2f}", "share_hi": "{:.2f}"})))
 
 # %% [markdown]
 # ## Stage A: does the score single out the memorized images?

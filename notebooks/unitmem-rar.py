@@ -68,8 +68,7 @@ config = page_config(params_file, activation=activation, selection=selection, k_
                      images_per_class=images_per_class)
 started = time.time()
 style.apply()
-POSITION_COLORS = {"predicts-last": style.EDIT_COLORS["unitmem-half"],  # the chosen reading, as the edit it selects
-                   "last": style.OKABE_ITO["sky blue"], "all": style.OKABE_ITO["grey"]}
+POSITION_COLORS = dict(zip(("predicts-last", "last", "all"), style.READING_COLORS))  # the chosen reading first
 
 # %% [markdown]
 # ## The run's models
@@ -343,8 +342,8 @@ for family, result in unitmem.items():
     style.show(fig, style.localization_alt(frames, k))
     localization_by_level[family] = {label: {"shares": sh.to_dict(orient="records"), "auc": au.to_dict(orient="records")}
                                      for label, (sh, au) in frames.items()}
-    display(pd.concat({label: sh.set_index("group")[["share", "base_rate", "enrichment", "verdict"]]
-                       for label, (sh, _) in frames.items()}, axis=1).style.format(precision=3))
+    display(style.scroll_table(pd.concat({label: sh.set_index("group")[["share", "base_rate", "enrichment", "verdict"]]
+                                          for label, (sh, _) in frames.items()}, axis=1).style.format(precision=3)))
     display(Markdown(summaries.localization_sentence(run.config.model.model, "at T-2", k, shares, aucs)))
 
 # %% [markdown]

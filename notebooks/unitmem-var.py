@@ -388,8 +388,8 @@ for family, run in runs.items():
     style.show(fig, style.localization_alt(frames, k))
     localization_by_level[family] = {label: {"shares": sh.to_dict(orient="records"), "auc": au.to_dict(orient="records")}
                                      for label, (sh, au) in frames.items()}
-    display(pd.concat({label: sh.set_index("group")[["share", "base_rate", "enrichment", "verdict"]]
-                       for label, (sh, _) in frames.items()}, axis=1).style.format(precision=3))
+    display(style.scroll_table(pd.concat({label: sh.set_index("group")[["share", "base_rate", "enrichment", "verdict"]]
+                                          for label, (sh, _) in frames.items()}, axis=1).style.format(precision=3)))
     display(Markdown(summaries.localization_sentence(run.config.model.model, "of the image scales", k, shares, aucs)))
 
 # %% [markdown]
@@ -408,7 +408,7 @@ for family, result in unitmem.items():
     frame = pd.DataFrame({"with scale 0 (chosen)": summaries.top_units_per_block(with_s0, k),
                           "without scale 0": summaries.top_units_per_block(without_s0, k)})
     frame.index.name = "block"
-    display(frame.T.style.format("{:.1%}"))
+    display(style.scroll_table(frame.T.style.format("{:.1%}")))
     display(Markdown(f"**{runs[family].config.model.model}.** {100 * shared:.0f}% of the top {k:g}% units are the same "
                      "with and without scale 0; the table gives the share of the top units in each block."))
 

@@ -11,6 +11,12 @@ from memlib import style
 OKABE_ITO_PUBLISHED = {"#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"}
 
 
+def to_hex_upper(color) -> str:
+    from matplotlib.colors import to_hex
+
+    return to_hex(color).upper()
+
+
 def distinct(colors) -> bool:
     return len({to_rgb(c) for c in colors}) == len(list(colors))
 
@@ -21,6 +27,7 @@ def test_palette_is_okabe_ito_and_distinct_within_each_figure_role():
     assert distinct(style.FAMILY_COLORS.values())
     assert distinct(style.EDIT_COLORS.values())
     assert distinct(style.group_colors([2, 4, 8, 16, 32]).values())
+    assert distinct(style.READING_COLORS) and set(style.READING_COLORS) <= set(style.OKABE_ITO.values())
 
 
 def test_names_are_stable():
@@ -108,6 +115,8 @@ def test_localization_figure_draws_every_reading_and_the_base_rates():
     fig = style.localization_figure(frames, 20, "title")
     ax_share, ax_auc = fig.axes
     assert len(ax_share.patches) == 2 * len(groups) == len(ax_auc.patches)  # a bar per group and reading
+    bar_colors = [to_hex_upper(p.get_facecolor()) for p in ax_share.patches]
+    assert bar_colors == [style.READING_COLORS[0]] * len(groups) + [style.READING_COLORS[1]] * len(groups)
     assert [t.get_text() for t in ax_share.get_xticklabels()] == ["control", "32x"]
     marks = ax_share.collections[-1].get_offsets()[:, 1]
     assert np.allclose(marks, [10 / 40, 4 / 40])  # the base rates: each group's share of D'

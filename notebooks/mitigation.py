@@ -175,7 +175,7 @@ if results:
 # deterministic edits, the range over seeds for the random control, a t interval over sampling seeds
 # for FID.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "remove-stderr"]
 verdicts, found_by_family = {}, {}
 for family, table in sweeps.items():
     run = runs[family]

@@ -179,13 +179,17 @@ def group_colors(levels) -> dict[str, str]:
     return {"control": CONTROL_COLOR, **planted_colors(levels), "ordinary": ORDINARY_COLOR}
 
 
-def scroll_table(table) -> "IPython.display.HTML":
+def scroll_table(table, folded: str | None = None) -> "IPython.display.HTML":
     """A table (pandas DataFrame or Styler) as HTML in a horizontally scrolling box, so that no
-    column is cut off at the edge of the book's text column whatever the window's width."""
+    column is cut off at the edge of the book's text column whatever the window's width. With
+    ``folded`` (a one-line summary) the box is folded under that summary until clicked (a
+    ``<details>`` element): for a long table whose content a figure above already shows."""
     from IPython.display import HTML
 
-    inner = table.to_html()
-    return HTML(f'<div class="table-scroll" style="overflow-x: auto; max-width: 100%;">{inner}</div>')
+    box = f'<div class="table-scroll" style="overflow-x: auto; max-width: 100%;">{table.to_html()}</div>'
+    if folded is not None:
+        box = f"<details><summary>{html.escape(folded)}</summary>{box}</details>"
+    return HTML(box)
 
 
 def rerun_command(page: str, params_file: str) -> str:

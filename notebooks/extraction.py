@@ -197,7 +197,8 @@ if testbed:
             for f, r in zip(testbed, dose_rows))))
     dose_table = pd.concat(dose_rows)[["model", "group", "images", "candidates", "extracted", "share", "share_lo", "share_hi"]]
     display(style.scroll_table(dose_table.style.hide(axis="index").format(
-        {"share": "{:.2f}", "share_lo": "{:.2f}", "share_hi": "{:.2f}"})))
+        {"share": "{:.2f}", "share_lo": "{:.2f}", "share_hi": "{:.2f}"}),
+        folded=f"The table of the figure ({len(dose_table)} rows): click to open"))
 
 # %% [markdown]
 # ## Stage A: does the score single out the memorized images?

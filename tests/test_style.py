@@ -196,3 +196,6 @@ def test_scroll_table_wraps_every_column_in_a_scrolling_box():
     html = style.scroll_table(frame.style.hide(axis="index")).data
     assert html.startswith('<div class="table-scroll" style="overflow-x: auto;') and html.endswith("</div>")
     assert "extracted@29" in html and "fid" in html
+    folded = style.scroll_table(frame, folded="The full table (31 columns) <all seeds>").data
+    assert folded.startswith("<details><summary>The full table (31 columns) &lt;all seeds&gt;</summary><div class=")
+    assert folded.endswith("</div></details>") and "extracted@29" in folded

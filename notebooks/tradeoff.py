@@ -242,9 +242,10 @@ if curves:
     alt = style.alt_text("Line plots, one column per model", "the extracted count" + (" and the image-quality distance"
                          if any(has_fid.values()) else "") + " against k for the UnitMem edit and its controls, "
                          "with bands for the range over random seeds", " ".join(lines).replace("**", "").replace("- ", ""))
-    glue("lead", Markdown(style.figure_md("fig_vs_k", alt, "Extraction (top) and image quality (bottom) against k, "
-                                          "the share of fc1 units edited; k = 0 is the unedited model.",
-                                          "fig-tradeoff-vs-k") + "\n" + "\n".join(lines)), display=False)
+    panels = "Extraction (top) and image quality (bottom)" if any(has_fid.values()) else "Extraction"
+    glue("lead", Markdown(style.figure_md("fig_vs_k", alt, f"{panels} against k, the share of fc1 units edited; "
+                                          "k = 0 is the unedited model.", "fig-tradeoff-vs-k")
+                          + "\n" + "\n".join(lines)), display=False)
 else:
     glue("lead", Markdown("**This run has no model.**"), display=False)
 

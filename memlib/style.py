@@ -20,6 +20,10 @@ of the sweep, the image groups) the colours are distinct (tests/test_style.py ch
 colour may recur across groups that never meet in one figure.
 """
 
+import base64
+import html
+import io
+
 import matplotlib as mpl
 from matplotlib.colors import to_hex
 
@@ -58,11 +62,28 @@ EDIT_NAMES = {
     "per-block-half": "top UnitMem per block, halved",
 }
 
+
+
+def edit_color(mode: str) -> str:
+    """Colour of a mode of the sweep (``memlib.sweep.MODES``; its unedited row is mode "baseline")."""
+    return EDIT_COLORS["unedited" if mode == "baseline" else mode]
+
+
+def edit_palette() -> dict[str, str]:
+    """Colour of every edit keyed by its display name (``EDIT_NAMES``), for a seaborn ``hue``."""
+    return {EDIT_NAMES[mode]: color for mode, color in EDIT_COLORS.items()}
+
+
 # image groups of the testbed (memlib.data.TestbedData.groups: "control", then "2x", "4x", ...)
 CONTROL_COLOR = OKABE_ITO["bluish green"]   # chosen like the planted images, seen once
 ORDINARY_COLOR = "#BBBBBB"                   # every other training image, seen once
 PLANTED_CMAP = "cividis"
 _PLANTED_RANGE = (0.0, 0.8)                  # cividis from dark blue to olive; its yellow end is too pale on white
+# readings of one measurement on a page (the run's chosen reading first: 10 views, T-2), then its options
+READING_COLORS = [OKABE_ITO["vermillion"], OKABE_ITO["sky blue"], OKABE_ITO["grey"]]
+HIGHLIGHT_COLOR = OKABE_ITO["vermillion"]    # a title or mark that singles out a planted or extracted image
+PLANTED_VS_OTHER = {"planted": OKABE_ITO["vermillion"], "not planted": OKABE_ITO["blue"]}
+SEQUENTIAL_CMAP = "cividis"                  # every ordered quantity (scales, heatmaps of UnitMem or shares)
 
 # axis and legend texts, the same on every page
 LABELS = {
@@ -78,6 +99,8 @@ LABELS = {
     "testbed_fid": "testbed FID (testbed classifier, not Inception)",
     "fid": "FID",
     "similarity": "similarity to the training image",
+    "group": "group (copies per epoch)",
+    "model": "model",
 }
 
 FIGURE_WIDTH_IN = 9.0        # the book's text column at 1300 px holds about 9 inches at 100 dpi
@@ -128,6 +151,17 @@ def family_name(family: str, model: str | None = None) -> str:
     return f"{FAMILY_NAMES[family]}-{size if family == 'var' else size.upper()}"
 
 
+def ordered_colors(n: int) -> list[str]:
+    """``n`` hex colours for an ordered series (the scales of VAR, coarse to fine): cividis from
+    dark to light, stopped before its pale end, like the planted levels."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"ordered_colors needs a whole number of colours >= 1, got {n!r}")
+    cmap = mpl.colormaps[SEQUENTIAL_CMAP]
+    low, high = _PLANTED_RANGE
+    step = (high - low) / max(n - 1, 1)
+    return [to_hex(cmap(low + i * step)) for i in range(n)]
+
+
 def planted_colors(levels) -> dict[str, str]:
     """Hex colour of every planted level, keyed like ``TestbedData.groups`` ("2x", "4x", ...):
     darker for fewer copies, lighter for more, evenly spaced over the ascending levels."""
@@ -143,6 +177,19 @@ def planted_colors(levels) -> dict[str, str]:
 def group_colors(levels) -> dict[str, str]:
     """Colours of every image group of the testbed: "control", the planted levels, "ordinary"."""
     return {"control": CONTROL_COLOR, **planted_colors(levels), "ordinary": ORDINARY_COLOR}
+
+
+def scroll_table(table, folded: str | None = None) -> "IPython.display.HTML":
+    """A table (pandas DataFrame or Styler) as HTML in a horizontally scrolling box, so that no
+    column is cut off at the edge of the book's text column whatever the window's width. With
+    ``folded`` (a one-line summary) the box is folded under that summary until clicked (a
+    ``<details>`` element): for a long table whose content a figure above already shows."""
+    from IPython.display import HTML
+
+    box = f'<div class="table-scroll" style="overflow-x: auto; max-width: 100%;">{table.to_html()}</div>'
+    if folded is not None:
+        box = f"<details><summary>{html.escape(folded)}</summary>{box}</details>"
+    return HTML(box)
 
 
 def rerun_command(page: str, params_file: str) -> str:
@@ -246,7 +293,7 @@ def localization_figure(frames: dict, k_percent: float, title: str):
     for r, (label, (shares, aucs)) in enumerate(frames.items()):
         x = np.arange(len(shares)) + (r - (len(frames) - 1) / 2) * width
         for ax, table, column in ((ax_share, shares, "share"), (ax_auc, aucs, "auc")):
-            ax.bar(x, table[column], width, label=label)
+            ax.bar(x, table[column], width, label=label, color=READING_COLORS[r % len(READING_COLORS)])
             below, above = table[column] - table[f"{column}_lo"], table[f"{column}_hi"] - table[column]
             ax.errorbar(x, table[column], yerr=np.clip([below, above], 0, None), fmt="none", ecolor="black", capsize=2)
     shares, aucs = next(iter(frames.values()))
@@ -262,3 +309,62 @@ def localization_figure(frames: dict, k_percent: float, title: str):
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def localization_alt(frames: dict, k_percent: float) -> str:
+    """Alt text of :func:`localization_figure`, with the finding of its first reading at the most
+    duplicated group (the last row of its tables): share against base rate, and AUC."""
+    label, (shares, aucs) = next(iter(frames.items()))
+    top_share, top_auc = shares.iloc[-1], aucs.iloc[-1]
+    return alt_text(
+        "Two grouped bar charts",
+        f"the share of the top-{k_percent:g}% units whose argmax image is in each image group, beside the group's "
+        f"share of D', and of each group's AUC against ordinary images, for the readings {', '.join(frames)}",
+        f"with {label}, the {top_share['group']} group holds {top_share['share']:.2f} of the argmax images against a "
+        f"base rate of {top_share['base_rate']:.2f}, and its AUC is {top_auc['auc']:.2f}")
+
+
+class FigureWithAlt:
+    """A rendered figure that carries its alt text: a PNG for notebook viewers and, for the book,
+    an ``<img>`` with the PNG inline and an ``alt`` attribute. myst-nb prefers the HTML
+    representation in an HTML build, and takes alt text for a plain image output only from the
+    (static) cell metadata, so this is how a figure drawn in a loop gets alt text computed from
+    its data."""
+
+    def __init__(self, png: bytes, alt: str):
+        alt = " ".join(alt.split())
+        if not alt:
+            raise ValueError("a figure needs alt text that says what it shows, got an empty string")
+        self.png, self.alt = png, alt
+
+    def _repr_png_(self) -> bytes:
+        return self.png
+
+    def _repr_html_(self) -> str:
+        data = base64.b64encode(self.png).decode("ascii")
+        return f'<img src="data:image/png;base64,{data}" alt="{html.escape(self.alt, quote=True)}" style="max-width: 100%;" />'
+
+
+def show(fig, alt: str) -> None:
+    """Display ``fig`` in the notebook with alt text ``alt`` (see :class:`FigureWithAlt`) and close it."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=mpl.rcParams["figure.dpi"], bbox_inches="tight")
+    plt.close(fig)
+    display(FigureWithAlt(buffer.getvalue(), alt))
+
+
+def figure_md(key: str, alt: str, caption: str = "", name: str | None = None) -> str:
+    """MyST of a ``{glue:figure}`` of the glued figure ``key`` with alt text ``alt`` (computed
+    from the data), an optional ``caption`` (MyST, may use ``{glue:text}``) and an optional
+    label ``name``. Glue it as ``Markdown`` and paste it with ``{glue:md}`` and ``:format: myst``:
+    the figure can then stand at the top of its page, before the cell that draws it."""
+    alt = " ".join(alt.split())
+    if not key or not alt:
+        raise ValueError(f"a glued figure needs a key and alt text, got key={key!r}, alt={alt!r}")
+    lines = [f"```{{glue:figure}} {key}", f":alt: {alt}"]
+    if name:
+        lines.append(f":name: {name}")
+    return "\n".join([*lines, "", caption.strip(), "```"]) + "\n"

@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 
 from .intervene import select_units
+from .style import EDIT_NAMES
 
 # ---------------------------------------------------------------------------------------------
 # Where along the depth
@@ -91,10 +92,9 @@ def planted_enrichment(argmax_ids: np.ndarray, planted: np.ndarray, images: np.n
 # Mitigation at the reported k
 # ---------------------------------------------------------------------------------------------
 
-MODE_LABELS = {"baseline": "unedited", "unitmem-half": "top UnitMem, halved", "random-half": "random units, halved",
-               "unitmem-zero": "top UnitMem, zeroed", "per-block-half": "top UnitMem per block, halved",
-               "magnitude-half": "largest mean activation, halved"}
-"""How the pages name the unedited model and the sweep's modes (memlib.sweep.MODES)."""
+MODE_LABELS = {("baseline" if mode == "unedited" else mode): name for mode, name in EDIT_NAMES.items()}
+"""How the pages name the unedited model (the sweep's mode "baseline") and the sweep's modes
+(memlib.sweep.MODES): memlib.style.EDIT_NAMES, so every figure and table says the same."""
 
 
 def rows_at_k(table: pd.DataFrame, k_percent: float, prefix: int) -> pd.DataFrame:

@@ -16,6 +16,11 @@
 # **Question: how many training images does the extraction attack recover from the unedited
 # models, and how does that depend on the length of the prefix it starts from?**
 #
+# ```{glue:md} lead
+# :format: myst
+# ```
+
+# %% [markdown]
 # The attack of {cite:t}`kowalczuk2025privacy` has four stages ({doc}`../book/method`):
 #
 # - **A.** score every training image with one teacher-forced pass: the fraction of its tokens the
@@ -30,13 +35,13 @@
 # mean absolute gray-level difference), not SSCD, and stage A scores the whole sequence because blank
 # backgrounds make a last-tokens span a poor ranker ({doc}`../book/testbed`). Since the planted
 # images are known there, this page also checks stage A against them and calibrates the decision
-# threshold. The cell below holds the parameters; papermill replaces them.
+# threshold. The folded cell below holds the parameters; papermill replaces them.
 #
 # ```{glue:md} rerun_box
 # :format: myst
 # ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
 # -- what this page discusses; None: the parameter file's value
 similarity = None                # "pixel" (testbed) or "sscd" (the paper)
@@ -46,7 +51,7 @@ per_class = None                 # candidates per class (the paper: 5)
 score_span = None                # stage A positions [start, stop]; None: the parameter file's (null: the whole sequence)
 images_per_class = None          # columns of the image grids
 
-# %%
+# %% tags=["hide-input"]
 import time
 
 import matplotlib.pyplot as plt
@@ -57,7 +62,7 @@ import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import stages, summaries
+from memlib import stages, style, summaries
 from memlib.config import page_config
 from memlib.data import load_testbed, testbed_views
 from memlib.extract import decode_images
@@ -67,8 +72,7 @@ from memlib.similarity import PixelSimilarity, calibrate_threshold
 config = page_config(params_file, similarity=similarity, threshold=threshold, prefix_lengths=prefix_lengths,
                      per_class=per_class, score_span=score_span, images_per_class=images_per_class)
 started = time.time()
-sns.set_theme(style="whitegrid", context="notebook")
-FAMILY_NAMES = {"var": "VAR (next-scale)", "rar": "RAR (next-token)"}
+style.apply()
 
 # %% [markdown]
 # ## The run's models
@@ -99,12 +103,14 @@ for family, run in runs.items():
 
 # %% tags=["remove-stderr"]
 outcomes = {family: stages.stage_attack(run) for family, run in runs.items()}
+
+# %% tags=["hide-input"]
 attacks = {family: outcome.result for family, outcome in outcomes.items()}
 candidate_tokens = {family: outcome.candidate_tokens_CL for family, outcome in outcomes.items()}
 
 testbed = {family: load_testbed(run.config.data.testbed_file)
            for family, run in runs.items() if run.config.data.dataset == "testbed"}
-rows = []
+rows, count_sentences = [], {}
 for family, attack in attacks.items():
     planted = testbed[family].is_planted()[attack.candidate_ids.numpy()] if family in testbed else None
     for n, hit in zip(attack.prefix_lengths, attack.extracted.numpy()):
@@ -116,7 +122,7 @@ for family, attack in attacks.items():
             row["planted candidates"] = int(planted.sum())
         rows.append(row)
 counts = pd.DataFrame(rows)
-display(counts.style.hide(axis="index"))
+display(style.scroll_table(counts.style.hide(axis="index")))
 
 for family, attack in attacks.items():
     n = headline[family]
@@ -136,7 +142,8 @@ for family, attack in attacks.items():
         n_other = int((hit & ~planted).sum())
         text += (f": {int((hit & planted).sum())} of the {n_planted_total} planted images it attacked and "
                  f"{n_other} {'image that is' if n_other == 1 else 'images that are'} not planted")
-    display(Markdown(text + "."))
+    count_sentences[family] = text + "."
+    display(Markdown(count_sentences[family]))
 
 # %% [markdown]
 # ## Extraction against duplication level
@@ -147,6 +154,7 @@ for family, attack in attacks.items():
 # duplicated level with the control group (`memlib.summaries.dose_response`).
 
 # %% tags=["hide-input"]
+dose_sentences = {}
 if testbed:
     dose_rows, fig, axes = [], *plt.subplots(1, len(testbed), figsize=(5.2 * len(testbed), 3.6), squeeze=False)
     for ax, family in zip(axes[0], testbed):
@@ -166,23 +174,31 @@ if testbed:
         glue(f"{family}_top_level_images", int(top["images"]), display=False)
         glue(f"{family}_control_extracted", int(table.iloc[0]["extracted"]), display=False)
         x = np.arange(len(table))
-        ax.bar(x, table["share"], color=["#999999"] + list(plt.cm.Reds(np.linspace(0.35, 0.9, len(table) - 1))))
+        ax.bar(x, table["share"], color=[style.group_colors(data.levels)[group] for group in table["group"]])
         ax.errorbar(x, table["share"], yerr=np.clip([table["share"] - table["share_lo"], table["share_hi"] - table["share"]], 0, None),
                     fmt="none", ecolor="black", capsize=3)
         ax.set_xticks(x, table["group"])
         ax.set_ylim(0, 1.05)
-        ax.set_xlabel("group (copies per epoch)")
+        ax.set_xlabel(style.LABELS["group"])
         ax.set_ylabel("share extracted")
-        ax.set_title(f"{FAMILY_NAMES[family]}, prefix {headline[family]} tokens", fontsize=10)
+        ax.set_title(f"{style.family_name(family, runs[family].config.model.model)}, prefix {headline[family]} tokens",
+                     fontsize=11)
         dose_rows.append(table.assign(model=runs[family].config.model.model))
+        dose_sentences[family] = (f"More duplicated images are extracted more often (top level minus control "
+                                  f"{effect.text('.2f')}): **{word}**.")
         display(Markdown(f"**{runs[family].config.model.model}.** Extracted: "
                          + ", ".join(f"{r.group} {r.extracted}/{r.images}" for r in table.itertuples())
-                         + f". More duplicated images are extracted more often (top level minus control "
-                         f"{effect.text('.2f')}): **{word}**."))
+                         + ". " + dose_sentences[family]))
     fig.tight_layout()
-    plt.show()
+    style.show(fig, style.alt_text(
+        "Bar charts", "the share of each image group (control, then the duplication levels) that the attack extracts, "
+        "with 95% intervals, one panel per model", "; ".join(
+            f"{runs[f].config.model.model}: control {r.iloc[0]['share']:.2f}, {r.iloc[-1]['group']} {r.iloc[-1]['share']:.2f}"
+            for f, r in zip(testbed, dose_rows))))
     dose_table = pd.concat(dose_rows)[["model", "group", "images", "candidates", "extracted", "share", "share_lo", "share_hi"]]
-    display(dose_table.style.hide(axis="index").format({"share": "{:.2f}", "share_lo": "{:.2f}", "share_hi": "{:.2f}"}))
+    display(style.scroll_table(dose_table.style.hide(axis="index").format(
+        {"share": "{:.2f}", "share_lo": "{:.2f}", "share_hi": "{:.2f}"}),
+        folded=f"The table of the figure ({len(dose_table)} rows): click to open"))
 
 # %% [markdown]
 # ## Stage A: does the score single out the memorized images?
@@ -192,7 +208,7 @@ if testbed:
 # top `per_class` images of every class by this score; their share of planted images is the
 # precision of stage A.
 
-# %%
+# %% tags=["hide-input"]
 def testbed_reconstructions(run) -> torch.Tensor:
     """The tokenizer's reconstructions (gray, (N, H, W)) of the training images the attack
     read, cached by the model's checkpoints and the testbed file."""
@@ -229,7 +245,7 @@ for family in testbed:
 
     fig, ax = plt.subplots(figsize=(7, 3.8))
     sns.histplot(data=frame, x="stage-A score", hue="image", stat="density", common_norm=False, bins=40,
-                 element="step", palette={"planted": "#c0392b", "not planted": "#5b7fa6"}, ax=ax)
+                 element="step", palette=style.PLANTED_VS_OTHER, ax=ax)
     cutoff = float(attack.candidate_scores.min())
     ax.axvline(cutoff, color="black", linestyle=":", label="lowest candidate score")
     ax.set_xlabel("stage-A score (fraction of tokens predicted correctly, teacher-forced)")
@@ -237,7 +253,10 @@ for family in testbed:
     ax.set_title(f"{runs[family].config.model.model}: stage-A scores of all {n} training images")
     fig.tight_layout()
     fig.savefig(runs[family].out / "extraction_stage_a.png", dpi=120)
-    plt.show()
+    style.show(fig, style.alt_text(
+        "Step histograms", f"the stage-A scores of the planted and of the other training images of {runs[family].config.model.model}, "
+        "with a dotted line at the lowest candidate score", f"the median score is {stage_a[family]['median_score_planted']:.3f} "
+        f"for planted images and {stage_a[family]['median_score_not_planted']:.3f} for the others"))
     display(Markdown(
         f"**{runs[family].config.model.model}.** Median stage-A score {stage_a[family]['median_score_planted']:.3f} "
         f"for planted images and {stage_a[family]['median_score_not_planted']:.3f} for the others; "
@@ -252,23 +271,34 @@ for family in testbed:
 # 4 x 4 scales), while a next-token model's first tokens are the top rows of the image in raster
 # order. The right panel puts the prefix on a common axis, as a share of each model's sequence.
 
-# %%
+# %% tags=["hide-input"]
 fig, (ax_tokens, ax_share) = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
 for family, attack in attacks.items():
     seq_len = runs[family].generator().seq_len
-    label = f"{runs[family].config.model.model} ({FAMILY_NAMES[family]})"
+    label = style.family_name(family, runs[family].config.model.model)
     counts_P = [attack.counts[n] for n in attack.prefix_lengths]
-    ax_tokens.plot(attack.prefix_lengths, counts_P, marker="o", label=label)
-    ax_share.plot([100 * n / seq_len for n in attack.prefix_lengths], counts_P, marker="o", label=label)
-ax_tokens.set_xlabel("prefix length (tokens)")
-ax_tokens.set_ylabel("extracted candidates")
-ax_tokens.legend(fontsize=8)
+    ax_tokens.plot(attack.prefix_lengths, counts_P, marker="o", label=label, color=style.FAMILY_COLORS[family])
+    ax_share.plot([100 * n / seq_len for n in attack.prefix_lengths], counts_P, marker="o", label=label,
+                  color=style.FAMILY_COLORS[family])
+ax_tokens.set_xlabel(style.LABELS["prefix"])
+ax_tokens.set_ylabel(style.LABELS["extracted"])
+ax_tokens.legend(fontsize=10)
 ax_share.set_xlabel("prefix length (% of the model's token sequence)")
 fig.suptitle("Extracted images against the prefix the generation starts from")
 fig.tight_layout()
 if runs:
     fig.savefig(next(iter(runs.values())).out.parent / "extraction_vs_prefix.png", dpi=120)
-plt.show()
+glue("fig_vs_prefix", fig, display=False)
+plt.close(fig)
+alt = style.alt_text("Two line plots", "the number of extracted candidates of each model against the prefix length, "
+                     "in tokens (left) and as a share of the model's token sequence (right)", "; ".join(
+                         f"{runs[f].config.model.model} extracts {min(a.counts.values())} to {max(a.counts.values())}"
+                         for f, a in attacks.items()))
+caption = ("Extracted candidates against the prefix the generation starts from. Counts of a next-scale and a "
+           "next-token model at the same number of prefix tokens are not comparable (right: a common axis).")
+verdicts = [" ".join([count_sentences[f], dose_sentences.get(f, "")]) for f in attacks]
+glue("lead", Markdown(style.figure_md("fig_vs_prefix", alt, caption, "fig-extraction-vs-prefix") + "\n"
+                      + "\n\n".join(verdicts) if runs else "**This run has no model.**"), display=False)
 
 # %% [markdown]
 # ## Training images beside their generations
@@ -279,7 +309,7 @@ plt.show()
 # shows the extracted candidates with the highest similarity, the second the candidates that were
 # not extracted.
 
-# %%
+# %% tags=["hide-input"]
 def candidate_grid(family: str, which: np.ndarray, title: str, file_name: str) -> None:
     run, attack = runs[family], attacks[family]
     gen = run.generator()
@@ -299,7 +329,7 @@ def candidate_grid(family: str, which: np.ndarray, title: str, file_name: str) -
             axes[row, j].imshow(shown.permute(1, 2, 0).numpy().clip(0, 1))
         hit = bool(attack.extracted[p_index, c])
         axes[0, j].set_title(f"#{int(attack.candidate_ids[c])}\nsim {float(attack.similarity[p_index, c]):.3f}",
-                             fontsize=8, color="#c0392b" if hit else "black")
+                             fontsize=8, color=style.HIGHLIGHT_COLOR if hit else "black")
     for row, label in enumerate(("training", "tokenizer", "generated")):
         axes[row, 0].set_ylabel(label, fontsize=9)
     for ax in axes[:, len(which):].ravel():
@@ -307,7 +337,10 @@ def candidate_grid(family: str, which: np.ndarray, title: str, file_name: str) -
     fig.suptitle(f"{run.config.model.model}, prefix {headline[family]} tokens: {title}", fontsize=11)
     fig.tight_layout()
     fig.savefig(run.out / file_name, dpi=120)
-    plt.show()
+    n_hit = int(attack.extracted[p_index, which].sum())
+    style.show(fig, style.image_grid_alt(["training image", "tokenizer reconstruction", "generation"], len(which),
+                                         f"{len(which)} {title} of {run.config.model.model} at a prefix of "
+                                         f"{headline[family]} tokens, {n_hit} of them extracted (red titles)"))
 
 
 attacked_images = {family: stages.training_images(run, 1.0) for family, run in runs.items()}
@@ -332,7 +365,7 @@ for family, attack in attacks.items():
 # almost all of the second and below most of the first. `memlib.similarity.calibrate_threshold`
 # picks the threshold with the best balanced accuracy between the two groups.
 
-# %%
+# %% tags=["hide-input"]
 calibration = {}
 measure = PixelSimilarity()
 for family in testbed:
@@ -360,7 +393,8 @@ for family in testbed:
                           "compared with": ["its own source"] * len(own) + ["nearest other training image"] * len(own)})
     fig, ax = plt.subplots(figsize=(7, 3.8))
     sns.histplot(data=frame, x="similarity", hue="compared with", bins=30, element="step", ax=ax,
-                 palette={"its own source": "#c0392b", "nearest other training image": "#5b7fa6"})
+                 palette={"its own source": style.PLANTED_VS_OTHER["planted"],
+                          "nearest other training image": style.PLANTED_VS_OTHER["not planted"]})
     ax.axvline(attack.threshold, color="black", linestyle="--", label=f"used threshold {attack.threshold:g}")
     ax.axvline(result.threshold, color="gray", linestyle=":", label=f"calibrated {result.threshold:.3f}")
     ax.set_xlabel(f"similarity of a generation ({measure.name})")
@@ -369,7 +403,10 @@ for family in testbed:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(run.out / "extraction_threshold_calibration.png", dpi=120)
-    plt.show()
+    style.show(fig, style.alt_text(
+        "Step histograms", f"the similarity of each generation of {run.config.model.model} to its own source and to the "
+        "nearest other training image, with the used and the calibrated threshold",
+        f"the calibrated threshold is {result.threshold:.3f}; the run used {attack.threshold:g}"))
     display(Markdown(
         f"**{run.config.model.model}.** The balanced-accuracy threshold is {result.threshold:.3f} (true-positive rate "
         f"{result.true_positive_rate:.2f}, false-positive rate {result.false_positive_rate:.2f}). At the threshold "
@@ -382,7 +419,7 @@ for family in testbed:
 # The numbers of this page, with the parameters that produced them, are written to
 # `summary-extraction.json` in each model's results folder (a record for the reader; {doc}`reproduction` gathers its numbers from the result files).
 
-# %%
+# %% tags=["hide-input"]
 lines = []
 for family, run in runs.items():
     attack = attacks[family]

@@ -16,6 +16,11 @@
 # **Question: does halving the incoming weights of the units with the highest UnitMem cut the
 # number of training images the attack extracts, and by more than halving as many random units?**
 #
+# ```{glue:md} lead
+# :format: myst
+# ```
+
+# %% [markdown]
 # The paper {cite:p}`kasliwal2025localizing` ranks all fc1 units of a model by UnitMem, takes the
 # global top k% (VAR-d30: 10%, RAR-XXL: 5%) and multiplies their rows of `fc1.weight` by 0.5
 # (bias and fc2 unchanged). It then reruns the attack on the same candidates
@@ -25,14 +30,14 @@
 #   seeds (if the random edit removed as much, UnitMem would not be what matters);
 # - **zeroing**: the top units multiplied by 0 instead of 0.5 (the paper: "no significant benefit").
 #
-# Every edit is undone bit-exactly after its row of the sweep (`memlib.intervene`). The cell below
-# holds the parameters; papermill replaces them.
+# Every edit is undone bit-exactly after its row of the sweep (`memlib.intervene`). The folded cell
+# below holds the parameters; papermill replaces them.
 #
 # ```{glue:md} rerun_box
 # :format: myst
 # ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
 # -- what this page discusses; None: the parameter file's value
 k_percent = None                 # the k% this page reports; unset in the file too: the paper's (VAR 10%, RAR 5%)
@@ -41,7 +46,7 @@ sweep_modes = None               # how units are chosen and scaled ("unitmem-hal
 random_seeds = None              # seeds of the random-unit control (at least 3)
 sweep_fid = None                 # measure FID (testbed: "testbed FID") for every sweep row
 
-# %%
+# %% tags=["hide-input"]
 import time
 from pathlib import Path
 
@@ -52,14 +57,14 @@ import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import stages, summaries
+from memlib import stages, style, summaries
 from memlib.config import page_config
 from memlib.results import atomic_write_json, provenance
 
 config = page_config(params_file, k_percent=k_percent, k_percents=k_percents, sweep_modes=sweep_modes,
                      random_seeds=random_seeds, sweep_fid=sweep_fid)
 started = time.time()
-sns.set_theme(style="whitegrid", context="notebook")
+style.apply()
 
 # %% [markdown]
 # ## The run's models
@@ -92,13 +97,15 @@ for family, run in runs.items():
 # full-scale model. On the testbed the FID column is a **testbed FID**: the Frechet distance of the
 # testbed classifier's features, not FID in the paper's sense.
 
-# %% tags=["remove-stderr", "hide-output"]
+# %% tags=["remove-stderr"]
 sweeps = {family: stages.stage_sweep(run) for family, run in runs.items()}
+
+# %% tags=["hide-input", "hide-output"]
 for family, table in sweeps.items():
     columns = ["mode", "k_percent", "seed", "units_edited"] + [c for c in table if c.startswith("extracted@")] + ["fid"]
     display(Markdown(f"**{runs[family].config.model.model}**: {len(table)} rows (all columns: `sweep.csv` in "
                      f"`{stages.shown_path(runs[family].out)}`); FID column: {table['fid_metric'].dropna().iloc[0] if table['fid'].notna().any() else 'not measured'}"))
-    display(table[columns].style.format({"fid": "{:.2f}"}, na_rep="—").hide(axis="index"))
+    display(style.scroll_table(table[columns].style.format({"fid": "{:.2f}"}, na_rep="—").hide(axis="index")))
 
 # %% [markdown]
 # ## Extraction after the edit, at the reported k
@@ -106,8 +113,8 @@ for family, table in sweeps.items():
 # The count is the number of candidates extracted at each model's reported prefix (`reported_prefix`). The random
 # control is shown as the mean over its seeds, with each seed as a dot.
 
-# %%
-results, page_numbers = {}, {}
+# %% tags=["hide-input"]
+results, page_numbers, lead_text = {}, {}, {}
 for family, table in sweeps.items():
     rows = summaries.rows_at_k(table, k_report[family], headline[family]).assign(model=runs[family].config.model.model)
     results[family] = rows
@@ -139,20 +146,22 @@ for family, table in sweeps.items():
         if "random_half_fid_min" in summary:
             text += (f" (random units: {summary['random_half_fid_min']:.2f} to {summary['random_half_fid_max']:.2f}, "
                      "which shows how much the distance varies between edits of the same size)")
-    display(Markdown(text + "; the verdicts below say which of these differences lie outside the noise."))
+    lead_text[family] = text + "; the verdicts below say which of these differences lie outside the noise."
+    display(Markdown(lead_text[family]))
 
 if results:
     frame = pd.concat(results.values(), ignore_index=True).assign(edit=lambda f: f["mode"].map(summaries.MODE_LABELS))
     grid = sns.catplot(data=frame, x="edit", y="extracted", col="model", kind="bar", errorbar=("pi", 100),
-                       color="#9bb7d4", sharey=False, height=4, aspect=1.2)
+                       hue="edit", palette=style.edit_palette(), legend=False, sharey=False, height=4, aspect=1.2)
     grid.map_dataframe(sns.stripplot, x="edit", y="extracted", color="black", size=5)
-    grid.set_axis_labels("", "extracted candidates")
+    grid.set_axis_labels("", style.LABELS["extracted"])
     for ax, (family, rows) in zip(grid.axes.flat, results.items()):
         ax.set_title(f"{runs[family].config.model.model}: top/random {k_report[family]:g}%, prefix {headline[family]}")
         ax.tick_params(axis="x", labelrotation=20)
     grid.figure.suptitle("Extraction after editing fc1 units (bar: mean; line: range over seeds)", y=1.03)
     grid.figure.savefig(Path(config.run.results_dir) / "mitigation_at_k.png", dpi=120, bbox_inches="tight")
-    plt.show()
+    glue("fig_at_k", grid.figure, display=False)
+    plt.close(grid.figure)
 
 # %% [markdown]
 # ## Edits against their controls, by duplication level
@@ -166,8 +175,8 @@ if results:
 # deterministic edits, the range over seeds for the random control, a t interval over sampling seeds
 # for FID.
 
-# %% tags=["hide-input"]
-verdicts = {}
+# %% tags=["hide-input", "remove-stderr"]
+verdicts, found_by_family = {}, {}
 for family, table in sweeps.items():
     run = runs[family]
     if run.config.data.dataset != "testbed":
@@ -183,35 +192,57 @@ for family, table in sweeps.items():
     everything = long[long["group"] == "all"]
     for mode, rows in everything.groupby("mode", sort=False):
         by_k = rows.groupby("k_percent")["extracted"]
-        ax_k.plot(by_k.mean().index, by_k.mean().values, marker="o", label=summaries.MODE_LABELS.get(mode, mode))
+        ax_k.plot(by_k.mean().index, by_k.mean().values, marker="o", label=summaries.MODE_LABELS.get(mode, mode),
+                  color=style.edit_color(mode))
         if mode == "random-half":
-            ax_k.fill_between(by_k.min().index, by_k.min().values, by_k.max().values, alpha=0.2)
-    ax_k.set_xlabel("k (% of fc1 units edited)")
-    ax_k.set_ylabel("extracted candidates")
+            ax_k.fill_between(by_k.min().index, by_k.min().values, by_k.max().values, alpha=0.2,
+                              color=style.edit_color(mode))
+    ax_k.set_xlabel(style.LABELS["k_percent"])
+    ax_k.set_ylabel(style.LABELS["extracted"])
     ax_k.legend(fontsize=8)
     at_k = long[(long["k_percent"] == k) & (long["group"] != "all")]
     sns.barplot(data=at_k, x="group", y="extracted", hue=at_k["mode"].map(lambda m: summaries.MODE_LABELS.get(m, m)),
-                errorbar=("pi", 100), ax=ax_group)
-    ax_group.set_xlabel("group (copies per epoch)")
+                errorbar=("pi", 100), palette=style.edit_palette(), ax=ax_group)
+    ax_group.set_xlabel(style.LABELS["group"])
     ax_group.set_ylabel(f"extracted after the edit, k = {k:g}%")
     ax_group.legend(fontsize=7)
     fig.suptitle(f"{run.config.model.model}: extraction after each edit (prefix {prefix} tokens)")
     fig.tight_layout()
-    plt.show()
+    at_k_all = everything[everything["k_percent"] == k].groupby("mode", sort=False)["extracted"].mean()
+    style.show(fig, style.alt_text(
+        "Line plot and grouped bar chart", f"the candidates of {run.config.model.model} extracted after each edit, "
+        f"against k (left) and per image group at k = {k:g}% (right)",
+        f"at k = {k:g}%, " + ", ".join(f"{summaries.MODE_LABELS.get(m, m)} leaves {n:.1f}" for m, n in at_k_all.items())))
 
     candidates = stages.stage_attack(run).result.candidate_ids.tolist()  # every attacked candidate (the stored attack)
     found = {summaries.MITIGATION_CLAIMS[key]: verdict for key, verdict in
              summaries.mitigation_verdicts(table, candidates, k, headline[family], seed=config.run.seed).items()}
+    found_by_family[family] = found
     verdicts[family] = {claim: {"effect": e.value, "lo": e.lo, "hi": e.hi, "interval": e.method, "verdict": w}
                         for claim, (e, w) in found.items()}
     for i, (claim, (e, w)) in enumerate(found.items()):
         glue(f"{family}_verdict_{i}", w, display=False)
-    display(pd.DataFrame([{"claim (k = %g%%)" % k: claim, "effect": e.value, "95% interval": f"[{e.lo:.2f}, {e.hi:.2f}]",
-                           "how": e.method, "verdict": w} for claim, (e, w) in found.items()])
-            .style.format({"effect": "{:.2f}"}).hide(axis="index"))
+    display(style.scroll_table(pd.DataFrame([
+        {"claim (k = %g%%)" % k: claim, "effect": e.value, "95% interval": f"[{e.lo:.2f}, {e.hi:.2f}]", "how": e.method,
+         "verdict": w} for claim, (e, w) in found.items()]).style.format({"effect": "{:.2f}"}).hide(axis="index")))
     per_group = at_k.groupby(["mode", "group"], sort=False)["extracted"].mean().unstack()[list(groups)]
     per_group.index = [summaries.MODE_LABELS.get(m, m) for m in per_group.index]
-    display(per_group.style.format("{:.1f}"))
+    display(style.scroll_table(per_group.style.format("{:.1f}")))
+
+lead = []
+if results:
+    alt = style.alt_text("Bar charts, one per model", "the candidates extracted after each edit at the reported k, "
+                         "bars for the mean and dots for each random seed", "; ".join(
+                             f"{runs[f].config.model.model}: unedited {page_numbers[f]['extracted_before']}, top UnitMem "
+                             f"halved {page_numbers[f]['unitmem_half_extracted_mean']:.0f}" for f in results))
+    lead.append(style.figure_md("fig_at_k", alt, "Extraction after editing fc1 units at the reported k (bar: mean over "
+                                "seeds; dots: each seed). The verdicts below the figure are computed.", "fig-mitigation-at-k"))
+for family in results:
+    lead.append(lead_text[family])
+    if found_by_family.get(family):
+        lead.append("Verdicts at the reported k: " + "; ".join(f"{claim}: **{w}**" for claim, (_, w)
+                                                                in found_by_family[family].items()) + ".")
+glue("lead", Markdown("\n\n".join(lead) or "**This run has no model.**"), display=False)
 
 # %% [markdown]
 # ### RAR's reading position and the edit
@@ -270,36 +301,45 @@ if fid_rows:
     fig, ax = plt.subplots(figsize=(7, 3.8))
     for offset, (model, rows) in zip((-0.15, 0.15), fid_frame.groupby("model", sort=False)):
         x = rows["k_percent"].to_numpy() * (1 + offset / 5)
+        family = next(f for f, r in runs.items() if r.config.model.model == model)
         ax.errorbar(x, rows["change"], yerr=np.clip([rows["change"] - rows["lo"], rows["hi"] - rows["change"]], 0, None),
-                    fmt="o-", capsize=3, label=model)
-    ax.axhline(0, color="gray", linestyle="--")
+                    fmt="o-", capsize=3, label=model, color=style.FAMILY_COLORS[family])
+    ax.axhline(0, color=style.OKABE_ITO["grey"], linestyle="--")
     ax.set_xscale("log")
     ax.set_xlabel("k (% of fc1 units halved, log scale)")
     ax.set_ylabel("FID after minus before (paired by seed)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    plt.show()
-    display(fid_frame.style.format({"change": "{:+.2f}", "lo": "{:+.2f}", "hi": "{:+.2f}"}).hide(axis="index"))
+    style.show(fig, style.alt_text(
+        "Line plot with error bars", "the FID of the UnitMem edit minus the FID of the unedited model, paired by seed, "
+        "against k on a log axis, one line per model", "; ".join(
+            f"{r.model} at k = {r.k_percent:g}%: {r.change:+.2f} ({r.verdict})" for r in fid_frame.itertuples())))
+    display(style.scroll_table(fid_frame.style.format({"change": "{:+.2f}", "lo": "{:+.2f}", "hi": "{:+.2f}"})
+                               .hide(axis="index")))
 
 # %% [markdown]
 # ## The count against the prefix length, before and after the edit
 #
 # The same edits at every prefix length of the run (the random control: mean over seeds).
 
-# %%
+# %% tags=["hide-input"]
 if results:
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 3.8), squeeze=False)
     for ax, (family, rows) in zip(axes[0], results.items()):
         prefixes = runs[family].config.attack.prefix_lengths
         for mode, group in rows.groupby("mode", sort=False):
-            ax.plot(prefixes, [group[f"extracted@{n}"].mean() for n in prefixes], marker="o", label=summaries.MODE_LABELS[mode])
-        ax.set_xlabel("prefix length (tokens)")
-        ax.set_ylabel("extracted candidates")
+            ax.plot(prefixes, [group[f"extracted@{n}"].mean() for n in prefixes], marker="o", label=summaries.MODE_LABELS[mode],
+                    color=style.edit_color(mode))
+        ax.set_xlabel(style.LABELS["prefix"])
+        ax.set_ylabel(style.LABELS["extracted"])
         ax.set_title(f"{runs[family].config.model.model}, k = {k_report[family]:g}%")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(Path(config.run.results_dir) / "mitigation_vs_prefix.png", dpi=120)
-    plt.show()
+    style.show(fig, style.alt_text(
+        "Line plots, one per model", "the extracted candidates against the prefix length, one line for the unedited "
+        "model and one for each edit at the reported k (" + ", ".join(f"{runs[f].config.model.model}: {k_report[f]:g}%"
+                                                                      for f in results) + ")"))
 
 # %% [markdown]
 # ## Summary
@@ -307,7 +347,7 @@ if results:
 # The numbers of this page, with the parameters that produced them, are written to
 # `summary-mitigation.json` in each model's results folder (a record for the reader; {doc}`reproduction` gathers its numbers from the result files).
 
-# %%
+# %% tags=["hide-input"]
 lines = []
 for family, run in runs.items():
     summary = page_numbers[family]

@@ -16,6 +16,11 @@
 # **Question: how much does measuring memorization cost, and does the code meet its
 # performance targets?**
 #
+# ```{glue:md} lead
+# :format: myst
+# ```
+
+# %% [markdown]
 # This page runs nothing itself: it shows the latest results in `benchmarks/results.json`,
 # written by the scripts in `benchmarks/` (`python benchmarks/run_all.py` and
 # `python benchmarks/bench_book.py`; the README there describes each one). Every figure is the
@@ -30,11 +35,11 @@
 # :format: myst
 # ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 params_file = "notebooks/params/testbed.yaml"  # the run's parameter file (named in the re-run box)
 benchmark_results = "benchmarks/results.json"  # the file the benchmark scripts write
 
-# %%
+# %% tags=["hide-input"]
 import json
 import time
 from pathlib import Path
@@ -44,9 +49,11 @@ import pandas as pd
 from IPython.display import Markdown, display
 from myst_nb import glue
 
+from memlib import style
 from memlib.config import make_config
 
 started = time.time()
+style.apply()
 
 results_path = Path(make_config(benchmark_results=benchmark_results).book.benchmark_results)
 entries = json.loads(results_path.read_text())["entries"]
@@ -97,7 +104,7 @@ def measured_on(names):
 # `accumulate_unitmem` end to end. The target: collection keeps at least 0.9 of the throughput
 # of the same work without capture, (tokenize + forward) / collect.
 
-# %%
+# %% tags=["hide-input"]
 capture_models = [m for m in ("var-testbed", "rar-testbed", "var-d16") if get(f"capture/{m}/ratio")]
 capture_table = pd.DataFrame(
     {
@@ -113,7 +120,7 @@ capture_table = pd.DataFrame(
     },
     index=pd.Index(capture_models, name="model"),
 )
-display(capture_table.style.format(precision=2))
+display(style.scroll_table(capture_table.style.format(precision=2)))
 display(Markdown(measured_on([f"capture/{m}/ratio" for m in capture_models])))
 capture_target = entries[f"capture/{capture_models[0]}/ratio"]["target"]["value"]
 capture_runs = {m: entries[f"capture/{m}/ratio"]["runs"] for m in capture_models}
@@ -143,7 +150,7 @@ if straddling:
 # (`UnitMemAccumulator`); the dense approach keeps every per-image mean and computes UnitMem
 # from the full (N, units) table (what the median variant needs).
 
-# %%
+# %% tags=["hide-input"]
 stream_n = sorted(int(k.rsplit("/", 1)[1]) for k in entries if k.startswith("memory/stream/"))
 dense_n = sorted(int(k.rsplit("/", 1)[1]) for k in entries if k.startswith("memory/dense/"))
 all_n = sorted(set(stream_n) | set(dense_n))
@@ -157,7 +164,7 @@ memory_table = pd.DataFrame(
     },
     index=pd.Index(all_n, name="N images"),
 )
-display(memory_table.style.format(precision=1, na_rep="-"))
+display(style.scroll_table(memory_table.style.format(precision=1, na_rep="-")))
 growth = get("memory/stream_growth")
 mem_settings = entries[f"memory/stream/{stream_n[0]}"]["settings"]
 G, K, U = mem_settings["unit_grid_GKU"]
@@ -170,21 +177,30 @@ display(Markdown(
 ))
 display(Markdown(measured_on([f"memory/stream/{n}" for n in stream_n] + [f"memory/dense/{n}" for n in dense_n])))
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6.5, 3.8))
-ax.plot(stream_n, [median(f"memory/stream/{n}") for n in stream_n], "o-", label="streaming (measured)")
-ax.plot(dense_n, [median(f"memory/dense/{n}") for n in dense_n], "s-", label="dense (measured)")
+ax.plot(stream_n, [median(f"memory/stream/{n}") for n in stream_n], "o-", label="streaming (measured)",
+        color=style.OKABE_ITO["bluish green"])
+ax.plot(dense_n, [median(f"memory/dense/{n}") for n in dense_n], "s-", label="dense (measured)",
+        color=style.OKABE_ITO["reddish purple"])
 ax.plot(all_n, [median(f"memory/dense_storage/{n}") for n in all_n], "k:", label="dense: per-image means alone (computed)")
 ax.set_xscale("log")
 ax.set_yscale("log")
 ax.set_xlabel("images N")
 ax.set_ylabel("peak memory above start (MiB)")
 ax.set_title("UnitMem collection: peak memory")
-ax.legend(frameon=False, fontsize=8)
+ax.legend(frameon=False, fontsize=10)
 fig.tight_layout()
-plt.show()
+glue("fig_memory", fig, display=False)
+plt.close(fig)
+memory_alt = style.alt_text(
+    "Log-log line plot", "the peak memory of UnitMem collection against the number of images, streaming and dense",
+    f"streaming stays between {min(median(f'memory/stream/{n}') for n in stream_n):.0f} and "
+    f"{max(median(f'memory/stream/{n}') for n in stream_n):.0f} MiB from N = {stream_n[0]} to {stream_n[-1]}")
 
 # %% [markdown]
+# The figure of this section is the one at the top of the page.
+#
 # ## Generation: KV cache against full recomputation
 #
 # Tokens per second of class-conditional sampling with the family's guidance (two transformer
@@ -193,7 +209,7 @@ plt.show()
 # "positions ratio" is how many more transformer positions recomputation processes: the
 # speed-up the cache would give if time were proportional to positions.
 
-# %%
+# %% tags=["hide-input"]
 gen_cases = [k.split("/")[1] for k in entries if k.startswith("generation/") and k.endswith("/speedup")]
 gen_table = pd.DataFrame(
     {
@@ -211,7 +227,7 @@ gen_table = pd.DataFrame(
     },
     index=pd.Index(gen_cases, name="case"),
 )
-display(gen_table.style.format(precision=1))
+display(style.scroll_table(gen_table.style.format(precision=1)))
 notes = [f"- `{c}`: recompute time {entries[f'generation/{c}/speedup']['settings']['recompute']}."
          for c in gen_cases if "recompute" in entries[f"generation/{c}/speedup"]["settings"]]
 checks = [c for c in gen_cases if "estimate_error" in entries[f"generation/{c}/speedup"]]
@@ -221,18 +237,20 @@ if notes:
     display(Markdown("\n".join(notes)))
 display(Markdown(measured_on([f"generation/{c}/speedup" for c in gen_cases])))
 
-# %%
+# %% tags=["hide-input"]
 fig, ax = plt.subplots(figsize=(6.5, 3.6))
-colors = ["#c0392b" if c.startswith("var") else "#2c7fb8" for c in gen_cases]
+colors = [style.FAMILY_COLORS["var" if c.startswith("var") else "rar"] for c in gen_cases]
 ax.bar(gen_cases, gen_table["speed-up (median)"], color=colors)
 ax.axhline(3, color="k", linestyle=":", label="target at 256 tokens: 3x")
 ax.set_yscale("log")
 ax.set_ylabel("KV cache speed-up (x)")
-ax.set_title("Generation: recompute time / KV-cached time (red: VAR, blue: RAR)")
+ax.set_title("Generation: recompute time / KV-cached time (blue: VAR, orange: RAR)")
 ax.tick_params(axis="x", labelrotation=30)
-ax.legend(frameon=False, fontsize=8)
+ax.legend(frameon=False, fontsize=10)
 fig.tight_layout()
-plt.show()
+style.show(fig, style.alt_text(
+    "Bar chart, log scale", "the KV-cache speed-up of generation for each case, VAR in blue and RAR in orange, with a "
+    "dotted line at the target of 3", ", ".join(f"{c}: {x:.1f}x" for c, x in gen_table["speed-up (median)"].items())))
 
 # %% [markdown]
 # VAR predicts a whole scale per step, one step per scale, so recomputation only repeats the
@@ -248,7 +266,7 @@ plt.show()
 # Wall time of `make book` after `make clean` (cold) and right after a build (warm), and each
 # notebook's papermill time in those builds, from `python benchmarks/bench_book.py`.
 
-# %%
+# %% tags=["hide-input"]
 book_states = [s for s in ("cold", "warm") if get(f"book/make_book/{s}")]
 if not book_states:
     display(Markdown("**Not measured yet**: run `python benchmarks/bench_book.py` (it rebuilds the book several times)."))
@@ -271,7 +289,7 @@ else:
 # device: images per second for UnitMem collection and for generation, and the fraction of the
 # GPU's bf16 peak that the teacher-forced forward reaches.
 
-# %%
+# %% tags=["hide-input"]
 gpu_status = get("gpu/status")
 if gpu_status is None:
     display(Markdown("**Not measured yet**: run `python benchmarks/gpu_check.py` on a machine with a GPU."))
@@ -300,7 +318,7 @@ else:
 #
 # Every target with its latest median:
 
-# %%
+# %% tags=["hide-input"]
 def why(name, entry):
     """Why a target is missed, from the measurements themselves ('' when it holds)."""
     if entry["target"]["holds"]:
@@ -333,7 +351,15 @@ summary = pd.DataFrame(
     },
     index=pd.Index(list(targets), name="figure"),
 )
-display(summary.style.set_properties(**{"text-align": "left"}))
+display(style.scroll_table(summary.style.set_properties(**{"text-align": "left"})))
+held = [name for name, entry in targets.items() if entry["target"]["holds"]]
+missed = [f"{name} ({verdict(entry)})" for name, entry in targets.items() if not entry["target"]["holds"]]
+glue("lead", Markdown(
+    style.figure_md("fig_memory", memory_alt, "Peak memory of UnitMem collection against the number of images, "
+                    "streaming against dense (log-log).", "fig-performance-memory") + "\n"
+    + f"**{len(held)} of the {len(targets)} performance targets hold** (medians of the latest runs)"
+    + (": missed are " + "; ".join(missed) if missed else "") + ". The table at the end of the page says why."),
+    display=False)
 
 # %% tags=["remove-cell"]
 # The page's execution time (the re-run box and the teaching page show it) and its re-run box.

@@ -16,6 +16,13 @@
 # **Question: which of the paper's findings does this run reproduce, and which of its numbers can be
 # compared at all?**
 #
+# Each claim with this run's computed verdict (holds / does not hold / cannot tell at this noise;
+# "—": a claim about the other architecture); the numbers and intervals behind each are in "The
+# findings, one by one" below.
+#
+# ```{glue:any} verdict_table
+# ```
+#
 # The table of the paper's numbers is read from `book/paper_numbers.yaml`, one data file labelled
 # as the paper's {cite:p}`kasliwal2025localizing`; nothing on this page is typed by hand. This run's
 # numbers come from this run's result files, read through `memlib.findings` (the same records and
@@ -26,11 +33,11 @@
 # :format: myst
 # ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
 k_percent = None                 # the k% the mitigation page reported; None: the parameter file's (unset: the paper's)
 
-# %%
+# %% tags=["hide-input"]
 import json
 import math
 import time
@@ -70,16 +77,16 @@ runs = stages.make_runs(config, "sweep", usable_prefixes=True)
 
 # %% tags=["remove-stderr"]
 numbers = {family: findings.gather(run) for family, run in runs.items()}
-for family, n in numbers.items():
-    print(f"{n.model}: k = {n.k_percent:g}% ({n.units_edited} units), prefix {n.prefix} tokens, "
-          f"{n.candidates} candidates, {len(n.findings)} findings")
+for n in numbers.values():
+    print(f"{n.model}: k = {n.k_percent:g}% ({n.units_edited} units), prefix "
+          f"{n.prefix}, {n.candidates} candidates, {len(n.findings)} findings")
 
 # %% [markdown]
 # ## What can be compared
 #
 # The statement below is built from this run's parameters.
 
-# %%
+# %% tags=["hide-input"]
 def run_kind(run) -> dict:
     cfg = run.config
     return {"testbed": cfg.data.dataset == "testbed", "sscd": cfg.attack.similarity == "sscd",
@@ -121,7 +128,7 @@ display(Markdown("\n\n".join(comparability(family) for family in runs) or "No mo
 # run's result files. "Extracted" counts candidates at each model's reported prefix
 # (`reported_prefix`; the paper: 30 tokens); the FID column says which distance it is.
 
-# %%
+# %% tags=["hide-input"]
 def fmt(value, spec: str = "g") -> str:
     """A number for a table, or an em dash when there is none."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -170,7 +177,7 @@ display(mitigation_table.style.hide(axis="index"))
 # when it rules the claimed direction out, otherwise **cannot tell at this noise**. On the testbed
 # a verdict is about the direction of a finding, not its size.
 
-# %%
+# %% tags=["hide-input"]
 finding_rows = [{"model": n.model, "claim": f.claim, "this run": f.this_run,
                  "effect [95% interval]": f.effect.text() if f.effect is not None else "—", "verdict": f.verdict}
                 for n in numbers.values() for f in n.findings]
@@ -193,7 +200,7 @@ display(Markdown(f"The paper on zeroing: *{PAPER['zeroing_note']}*"))
 # The paper's appendix sweep (RAR-XXL) beside this run's UnitMem edit at every k of the sweep, for
 # each model of the run (k = 0: the unedited model).
 
-# %%
+# %% tags=["hide-input"]
 sweep_rows = [{"source": "the paper", "model": name, "k (%)": entry["k_percent"], "extracted": entry["extracted"],
                "distance": entry["fid"], "distance is": "FID (Inception, 50k)"}
               for name, paper in PAPER["models"].items() for entry in paper.get("sweep", [])]
@@ -212,7 +219,7 @@ display(sweep_table.style.format({"distance": lambda v: fmt(v, ".2f"), "extracte
 # attack extracts from them; the attack paper {cite:p}`kowalczuk2025privacy` reported its own counts
 # with the same pipeline.
 
-# %%
+# %% tags=["hide-input"]
 base_rows = [{"source": "the paper", "model": name, "FID": paper["fid_official"],
               "extracted": paper.get("extracted_before"), "extracted (attack paper)": paper.get("extracted_attack_paper")}
              for name, paper in PAPER["models"].items()]
@@ -228,12 +235,14 @@ display(pd.DataFrame(base_rows).style.format({"FID": lambda v: fmt(v, ".2f"), "e
 # The values of the keys that shape the numbers above, per model (the collapsed cell at the top
 # of every page lists what papermill passed it).
 
-# %%
+# %% tags=["hide-input"]
 SHOWN = ["model", "checkpoint", "tokenizer_checkpoint", "dataset", "max_images", "n_views", "activation", "selection",
          "similarity", "threshold", "prefix_lengths", "per_class", "score_span", "k_percents", "sweep_modes",
          "random_seeds", "sweep_fid", "fid_feature", "fid_samples_per_class", "seed"]
-parameter_table = pd.DataFrame({run.config.model.model: {key: json.dumps(to_jsonable(run.config.flat()[key])) for key in SHOWN}
-                                for run in runs.values()})
+PATHS = ("checkpoint", "tokenizer_checkpoint")  # shown relative to the repository (stages.shown_path)
+parameter_table = pd.DataFrame({run.config.model.model: {
+    key: json.dumps(stages.shown_path(value) if key in PATHS and value else to_jsonable(value))
+    for key, value in ((key, run.config.flat()[key]) for key in SHOWN)} for run in runs.values()})
 parameter_table.index.name = "parameter"
 if runs:
     display(parameter_table)
@@ -241,7 +250,7 @@ if runs:
 # %% [markdown]
 # ## Summary
 
-# %%
+# %% tags=["hide-input"]
 lines = []
 for family, n in numbers.items():
     run = runs[family]

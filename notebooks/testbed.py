@@ -16,6 +16,11 @@
 # **Question: what do the testbed models see during training, and which images are they meant
 # to memorize?**
 #
+# ```{glue:md} lead
+# :format: myst
+# ```
+
+# %% [markdown]
 # The testbed is a subset of Fashion-MNIST {cite:p}`xiao2017fashion` in which a few training
 # images per class are *planted*: each is repeated a known number of times per training epoch
 # (2, 4, 8, 16 or 32 copies, its *duplication level*), so that a small model memorizes the most
@@ -24,20 +29,20 @@
 # known in advance, and every later notebook checks its measurements against it.
 # The page {doc}`../book/testbed` explains the design; this notebook shows the data itself.
 #
-# The cell below holds the parameters; papermill replaces them (see the collapsed cell after it).
+# The folded cell below holds the parameters; papermill replaces them (see the folded cell after it).
 #
 # ```{glue:md} rerun_box
 # :format: myst
 # ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 params_file = "notebooks/params/testbed.yaml"  # the run's parameter file (named in the re-run box)
 seed = 0                        # seeds which training images the grid shows
 results_dir = "results/testbed" # the figures are also saved here as PNG files
 images_per_class = 8            # columns of the grid of training images
 testbed_file = None             # None: the shipped data/fashion_mnist_testbed.npz
 
-# %%
+# %% tags=["hide-input"]
 import json
 import time
 from pathlib import Path
@@ -46,13 +51,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
+from IPython.display import Markdown
 from myst_nb import glue
 
+from memlib import style
 from memlib.collect import fc1_width
 from memlib.data import DATA_DIR, load_testbed, testbed_views, training_indices
 from memlib.extract import decode_images
 from memlib.models.registry import load_generator
 
+style.apply()
 started = time.time()
 
 if isinstance(images_per_class, bool) or not isinstance(images_per_class, int) or images_per_class < 1:
@@ -74,19 +82,17 @@ data = load_testbed(testbed_file)
 is_planted, is_control = data.is_planted(), data.is_control()
 groups = data.groups()
 
-counts = pd.DataFrame(
-    {
-        "training images": np.bincount(data.train_labels, minlength=data.num_classes),
-        "of which planted": np.bincount(data.train_labels[is_planted], minlength=data.num_classes),
-        "of which control": np.bincount(data.train_labels[is_control], minlength=data.num_classes),
-        "held-out images": np.bincount(data.heldout_labels, minlength=data.num_classes),
-    },
-    index=pd.Index(data.class_names, name="class"),
-)
+label_sets = {"training images": data.train_labels,
+              "of which planted": data.train_labels[is_planted],
+              "of which control": data.train_labels[is_control],
+              "held-out images": data.heldout_labels}
+counts = pd.DataFrame({name: np.bincount(ids, minlength=data.num_classes)
+                       for name, ids in label_sets.items()},
+                      index=pd.Index(data.class_names, name="class"))
 counts.loc["all classes"] = counts.sum()
 counts
 
-# %%
+# %% tags=["remove-input"]
 glue("n_train", len(data.train_labels), display=False)
 glue("n_heldout", len(data.heldout_labels), display=False)
 glue("n_planted", int(is_planted.sum()), display=False)
@@ -103,7 +109,7 @@ glue("planted_per_level", len(groups[f"{min(data.levels)}x"]), display=False)
 # Each row is one class; the images are drawn at random (with `seed`) from the training images
 # that are *not* planted.
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(
     data.num_classes, images_per_class, figsize=(0.9 * images_per_class + 1.4, 0.9 * data.num_classes),
     squeeze=False,
@@ -125,6 +131,7 @@ plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} fig_training_images
+# :alt: Grid of ordinary training images of the testbed, one row per class, in inverted gray levels.
 # :name: fig-testbed-training-images
 #
 # Randomly drawn training images of the testbed that are neither planted nor in the control group
@@ -140,7 +147,7 @@ plt.close(fig)
 # seen once, like every other image: a planted image and a control image differ only in how often
 # the model saw them.
 
-# %%
+# %% tags=["hide-input"]
 rows_of = {name: ids for name, ids in groups.items() if name != "control"}
 control_by_class = [groups["control"][data.train_labels[groups["control"]] == label] for label in range(data.num_classes)]
 rows_of["control (first)"] = np.array([ids[0] for ids in control_by_class])
@@ -163,12 +170,7 @@ glue("fig_planted_images", fig, display=False)
 plt.close(fig)
 
 # %% [markdown]
-# ```{glue:figure} fig_planted_images
-# :name: fig-testbed-planted-images
-#
-# The planted images, one row per duplication level and one column per class, and the first
-# control image of every class (gray levels inverted).
-# ```
+# The planted images and the control group are the figure at the top of this page.
 #
 # An extraction attack starts generation from the first tokens of an image, which on a 32 x 32
 # image cover its top rows. If two planted images of a class began with the same rows, a model
@@ -177,7 +179,7 @@ plt.close(fig)
 # smallest mean absolute difference of the first 8 rows between two of them in the same class is
 # {glue:text}`planted_min_top_rows_diff:.1f` gray levels (of 255).
 
-# %%
+# %% tags=["hide-input"]
 top_rows = 8
 smallest_difference = np.inf
 chosen = np.concatenate([data.planted_ids, data.control_ids])
@@ -196,7 +198,7 @@ glue("planted_min_top_rows_diff", float(smallest_difference), display=False)
 # 1.28 million; here the planted copies are {glue:text}`planted_share_of_epoch:.1%` of the
 # {glue:text}`epoch_size:d` sequences of one epoch. The figure shows what one epoch is made of.
 
-# %%
+# %% tags=["hide-input"]
 epoch = training_indices(data)
 epoch_is_planted = is_planted[epoch]
 glue("epoch_size", len(epoch), display=False)
@@ -207,7 +209,7 @@ composition = pd.Series(
      **{f"planted at {level} copies": int(data.train_copies[groups[f"{level}x"]].sum()) for level in data.levels}}
 )
 fig, ax = plt.subplots(figsize=(7, 3.2))
-colors = ["#9bb7d4"] + list(plt.cm.Reds(np.linspace(0.35, 0.9, len(data.levels))))
+colors = [style.ORDINARY_COLOR] + list(style.planted_colors(data.levels).values())
 ax.barh(composition.index[::-1], composition.values[::-1], color=colors[::-1])
 for y, value in enumerate(composition.values[::-1]):
     ax.text(value, y, f" {value:,}", va="center", fontsize=8)
@@ -221,6 +223,7 @@ plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} fig_epoch_composition
+# :alt: Horizontal bar chart, log scale, of the sequences of one training epoch: the images seen once, and the copies of the planted images at each duplication level.
 # :name: fig-testbed-epoch
 #
 # The sequences of one training epoch: every ordinary and control image once, each planted image
@@ -237,7 +240,7 @@ plt.close(fig)
 # augmented, ten CPU epochs memorized nothing). Below: the centre view and four random views of
 # three planted images, per family.
 
-# %%
+# %% tags=["hide-input"]
 examples = groups[f"{max(data.levels)}x"][:3]
 view_rng = torch.Generator().manual_seed(seed)
 fig, axes = plt.subplots(2 * len(examples), 5, figsize=(6.2, 2.6 * len(examples)), squeeze=False)
@@ -261,6 +264,7 @@ plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} fig_views
+# :alt: Grid of three planted images, each in one centre view and four random training views, for the augmentation of VAR and of RAR, in inverted gray levels.
 # :name: fig-testbed-views
 #
 # The centre view and four random training views of three planted images, for each family's
@@ -278,7 +282,7 @@ plt.close(fig)
 # - `rar-testbed`, a next-token model in the layout of RAR {cite:p}`yu2024rar`: a VQGAN turns an image
 #   into 8 x 8 codes, and an 8-block transformer predicts them one by one in raster order (64 tokens).
 
-# %%
+# %% tags=["hide-input"]
 CHECKPOINTS = DATA_DIR / "checkpoints"
 MODEL_NAMES = {"var": "var-testbed", "rar": "rar-testbed"}
 generators, records = {}, {}
@@ -315,14 +319,14 @@ models
 # centre views of the held-out images) and stops when it has not improved for two epochs, after at
 # most ten.
 
-# %%
+# %% tags=["hide-input"]
 fig, axes = plt.subplots(1, len(MODEL_NAMES), figsize=(11, 3.6), squeeze=False)
 for ax, (family, name) in zip(axes[0], MODEL_NAMES.items()):
     log = pd.DataFrame(records[family]["log"])
     trained = log[log["epoch"] > 0]
     ax.plot(trained["epoch"], trained["train_loss"], marker="o", label="training images (with label dropout)")
     ax.plot(log["epoch"], log["heldout_loss"], marker="s", label="held-out images")
-    ax.axvline(records[family]["kept_epoch"], color="gray", linestyle="--", label="epoch kept")
+    ax.axvline(records[family]["kept_epoch"], color=style.OKABE_ITO["grey"], linestyle="--", label="epoch kept")
     ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy (nats per token)")
     ax.set_title(name)
@@ -334,6 +338,7 @@ plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} fig_training_curves
+# :alt: Two line plots, one per testbed transformer, of the training and held-out cross-entropy per epoch, with a dashed line at the epoch whose weights are kept.
 # :name: fig-testbed-training-curves
 #
 # Training and held-out loss per epoch of the two testbed transformers; the dashed line marks the
@@ -346,7 +351,7 @@ plt.close(fig)
 # duplication level, for the control group, for a sample of ordinary training images and for
 # held-out images. {doc}`extraction` runs the full attack.
 
-# %%
+# %% tags=["hide-input"]
 checks = []
 for family, name in MODEL_NAMES.items():
     check = records[family]["memorization_check"]
@@ -361,6 +366,20 @@ for family, name in MODEL_NAMES.items():
     glue(f"{family}_check_top", int(first[top].split("/")[0]), display=False)
     glue(f"{family}_check_top_of", int(first[top].split("/")[1]), display=False)
     glue(f"{family}_check_control", int(first["control"].split("/")[0]), display=False)
+reproduced = {family: checks[checks["model"] == name].iloc[0] for family, name in MODEL_NAMES.items()}  # shortest prefix
+lead_alt = style.image_grid_alt(list(rows_of), data.num_classes,
+                                "the planted training images, one column per class, one row per duplication level "
+                                "and a last row with the first control image of each class, in inverted gray levels")
+lead_caption = ("The planted images, one row per duplication level (copies per epoch) and one column per class, "
+                "and the first control image of every class (gray levels inverted).")
+glue("lead", Markdown(style.figure_md("fig_planted_images", lead_alt, lead_caption, "fig-testbed-planted-images") + "\n" + (
+    f"**{int(is_planted.sum())} of the {len(data.train_labels)} training images are planted**, at {len(data.levels)} "
+    f"duplication levels from {min(data.levels)} to {max(data.levels)} copies per epoch; their copies are "
+    f"{epoch_is_planted.mean():.1%} of the sequences of one epoch. Greedy decoding from a short prefix reproduces "
+    + " and ".join(f"{reproduced[f][top]} ({style.FAMILY_NAMES[f]})" for f in MODEL_NAMES)
+    + f" of the images planted at {max(data.levels)} copies, and "
+    + " and ".join(f"{reproduced[f]['control']} ({style.FAMILY_NAMES[f]})" for f in MODEL_NAMES)
+    + " of the control images, seen once.")), display=False)
 checks
 
 # %% [markdown]
@@ -373,7 +392,7 @@ checks
 # levels (of 255): {glue:text}`var_recon_mae:.1f` for VAR's VQVAE and {glue:text}`rar_recon_mae:.1f`
 # for RAR's VQGAN.
 
-# %%
+# %% tags=["hide-input"]
 n_recon = 250  # held-out images for the reconstruction error (a few seconds per tokenizer on a CPU)
 heldout = {family: testbed_views(data.heldout_images[:n_recon], family) for family in MODEL_NAMES}  # centre views
 glue("n_recon", n_recon, display=False)
@@ -405,6 +424,7 @@ plt.close(fig)
 
 # %% [markdown]
 # ```{glue:figure} fig_tokenizer_reconstructions
+# :alt: Grid of one held-out image per class (top row) and its reconstructions by the VAR and the RAR tokenizer (rows below), in inverted gray levels.
 # :name: fig-testbed-reconstructions
 #
 # One held-out image per class and its reconstruction (encode its centre view to tokens, decode)
@@ -416,7 +436,7 @@ plt.close(fig)
 # Class-conditional samples of each model, with its default sampling (VAR: classifier-free guidance
 # 1.5, no top-k or top-p; RAR: guidance 2.0), seeded with `seed`. Each row is one class.
 
-# %%
+# %% tags=["hide-input"]
 for family, gen in generators.items():
     labels = torch.arange(data.num_classes).repeat_interleave(images_per_class)
     with torch.no_grad():
@@ -438,12 +458,14 @@ for family, gen in generators.items():
 
 # %% [markdown]
 # ```{glue:figure} fig_samples_var
+# :alt: Grid of class-conditional samples of var-testbed, one row per class, in inverted gray levels.
 # :name: fig-testbed-samples-var
 #
 # Samples of `var-testbed` (gray levels inverted).
 # ```
 #
 # ```{glue:figure} fig_samples_rar
+# :alt: Grid of class-conditional samples of rar-testbed, one row per class, in inverted gray levels.
 # :name: fig-testbed-samples-rar
 #
 # Samples of `rar-testbed` (gray levels inverted).

@@ -16,6 +16,11 @@
 # **Question: as more units are edited, how fast does extraction fall, and what does it cost in
 # image quality?**
 #
+# ```{glue:md} lead
+# :format: myst
+# ```
+
+# %% [markdown]
 # Editing more units removes more memorization but also more of what the model has learned in
 # general. The paper {cite:p}`kasliwal2025localizing` reports the trade-off for RAR-XXL in an
 # appendix (top 1%, 5% and 10% of units halved). This page shows the whole sweep of
@@ -25,13 +30,13 @@
 # **On the testbed the quality measure is a "testbed FID"**: the Frechet distance between the
 # features of the testbed's own classifier for generated and real images. It is not FID in the
 # paper's sense (Inception features, 50,000 ImageNet samples) and its values are not comparable to
-# the paper's. The cell below holds the parameters; papermill replaces them.
+# the paper's. The folded cell below holds the parameters; papermill replaces them.
 #
 # ```{glue:md} rerun_box
 # :format: myst
 # ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
 # -- what this page discusses; None: the parameter file's value
 k_percents = None                # every k% the sweep edits (0: the unedited model)
@@ -40,7 +45,7 @@ sweep_fid = None                 # measure FID (testbed: "testbed FID") for ever
 fid_feature = None               # "testbed" (the testbed classifier) or "inception"
 fid_samples_per_class = None     # class-conditional samples per class (the paper: 50)
 
-# %%
+# %% tags=["hide-input"]
 import time
 from pathlib import Path
 
@@ -51,14 +56,14 @@ import seaborn as sns
 from IPython.display import Markdown, display
 from myst_nb import glue
 
-from memlib import stages, summaries
+from memlib import stages, style, summaries
 from memlib.config import page_config
 from memlib.results import atomic_write_json, provenance
 
 config = page_config(params_file, k_percents=k_percents, sweep_modes=sweep_modes, sweep_fid=sweep_fid,
                      fid_feature=fid_feature, fid_samples_per_class=fid_samples_per_class)
 started = time.time()
-sns.set_theme(style="whitegrid", context="notebook")
+style.apply()
 
 # %% [markdown]
 # ## The run's models
@@ -83,6 +88,7 @@ for family, run in runs.items():
 # %% tags=["remove-stderr"]
 sweeps = {family: stages.stage_sweep(run) for family, run in runs.items()}
 
+# %% tags=["hide-input", "hide-output"]
 
 def by_mode(table: pd.DataFrame, family: str) -> pd.DataFrame:
     """Per (mode, k): the count at the longest prefix and FID, mean and range over seeds."""
@@ -101,7 +107,8 @@ for family, curve in curves.items():
     display(Markdown(f"**{runs[family].config.model.model}** (count at prefix {headline[family]} tokens; "
                      f"{metric[family] or 'no FID measured'}):"))
     shown = curve[["mode", "k_percent", "seeds", "extracted", "extracted_min", "extracted_max", "fid"]]
-    display(shown.style.format({"extracted": "{:.1f}", "fid": "{:.2f}"}, na_rep="—").hide(axis="index"))
+    display(style.scroll_table(shown.style.format({"extracted": "{:.1f}", "fid": "{:.2f}"}, na_rep="—")
+                               .hide(axis="index")))
 
 # %% [markdown]
 # ## Extraction and image quality against k
@@ -109,12 +116,14 @@ for family, curve in curves.items():
 # Lines: the mean over seeds (one seed except for the random control); bands: the range over seeds.
 # k = 0 is the unedited model.
 
-# %%
+# %% tags=["hide-input"]
 def plot_against_k(ax, curve: pd.DataFrame, column: str) -> None:
     for mode, group in curve.groupby("mode", sort=False):
-        ax.plot(group["k_percent"], group[column], marker="o", label=summaries.MODE_LABELS[mode])
+        ax.plot(group["k_percent"], group[column], marker="o", label=summaries.MODE_LABELS[mode],
+                color=style.edit_color(mode))
         if (group["seeds"] > 1).any():
-            ax.fill_between(group["k_percent"], group[f"{column}_min"], group[f"{column}_max"], alpha=0.2)
+            ax.fill_between(group["k_percent"], group[f"{column}_min"], group[f"{column}_max"], alpha=0.2,
+                            color=style.edit_color(mode))
 
 
 if curves:
@@ -122,7 +131,7 @@ if curves:
     fig, axes = plt.subplots(n_rows, len(curves), figsize=(5.5 * len(curves), 3.6 * n_rows), squeeze=False)
     for j, (family, curve) in enumerate(curves.items()):
         plot_against_k(axes[0, j], curve, "extracted")
-        axes[0, j].set_ylabel(f"extracted candidates (prefix {headline[family]})")
+        axes[0, j].set_ylabel(f"{style.LABELS['extracted']} (prefix {headline[family]})")
         axes[0, j].set_title(runs[family].config.model.model)
         axes[0, j].legend(fontsize=8)
         if n_rows == 2:
@@ -131,10 +140,11 @@ if curves:
                 axes[1, j].set_ylabel(f"{metric[family]} (lower is better)")
             else:
                 axes[1, j].axis("off")
-        axes[-1, j].set_xlabel("k: share of fc1 units edited (%)")
+        axes[-1, j].set_xlabel(style.LABELS["k_percent"])
     fig.tight_layout()
     fig.savefig(Path(config.run.results_dir) / "tradeoff_vs_k.png", dpi=120)
-    plt.show()
+    glue("fig_vs_k", fig, display=False)
+    plt.close(fig)
 
 # %% [markdown]
 # ## The Pareto plot
@@ -145,7 +155,7 @@ if curves:
 # better on both. Points on the Pareto front (no other point of the model has both a lower count and
 # a lower distance) are circled.
 
-# %%
+# %% tags=["hide-input"]
 def pareto_front(points: pd.DataFrame) -> pd.Series:
     """True for the points no other point beats on both columns (lower is better)."""
     fid, count = points["fid"].to_numpy(), points["extracted"].to_numpy()
@@ -163,19 +173,22 @@ if with_fid:
         front = pareto_front(points)
         fronts[family] = points[front]
         sns.scatterplot(data=points.assign(edit=points["mode"].map(summaries.MODE_LABELS)), x="fid", y="extracted",
-                        hue="edit", style="edit", s=70, ax=ax)
+                        hue="edit", style="edit", s=70, palette=style.edit_palette(), ax=ax)
         ax.scatter(points.loc[front, "fid"], points.loc[front, "extracted"], s=240, facecolors="none",
                    edgecolors="black", linewidths=1, label="Pareto front")
         for _, row in points[points["k_percent"] > 0].iterrows():
             ax.annotate(f"{row['k_percent']:g}", (row["fid"], row["extracted"]), textcoords="offset points",
                         xytext=(5, 4), fontsize=8)
         ax.set_xlabel(f"{metric[family]} (lower is better)")
-        ax.set_ylabel(f"extracted candidates (prefix {headline[family]})")
+        ax.set_ylabel(f"{style.LABELS['extracted']} (prefix {headline[family]})")
         ax.set_title(runs[family].config.model.model)
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(Path(config.run.results_dir) / "tradeoff_pareto.png", dpi=120)
-    plt.show()
+    style.show(fig, style.alt_text(
+        "Scatter plots, one per model", "each edit of the sweep placed by its image-quality distance and its extracted "
+        "count, labelled with k, the Pareto front circled", "; ".join(
+            f"{runs[f].config.model.model}: {len(fronts[f])} points on the front" for f in with_fid)))
 elif curves:
     display(Markdown("This run measured no FID (`sweep_fid: false`), so there is no Pareto plot."))
 
@@ -186,7 +199,7 @@ elif curves:
 # each model's results folder (a record for the reader; {doc}`reproduction` gathers its numbers
 # from the result files).
 
-# %%
+# %% tags=["hide-input"]
 def records(frame: pd.DataFrame) -> list[dict]:
     """Rows as plain dicts, a missing value (no FID measured) as None."""
     return frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
@@ -226,6 +239,16 @@ for family, curve in curves.items():
 if not curves:
     lines.append("- No model in this run.")
 display(Markdown("\n".join(lines)))
+if curves:
+    alt = style.alt_text("Line plots, one column per model", "the extracted count" + (" and the image-quality distance"
+                         if any(has_fid.values()) else "") + " against k for the UnitMem edit and its controls, "
+                         "with bands for the range over random seeds", " ".join(lines).replace("**", "").replace("- ", ""))
+    panels = "Extraction (top) and image quality (bottom)" if any(has_fid.values()) else "Extraction"
+    glue("lead", Markdown(style.figure_md("fig_vs_k", alt, f"{panels} against k, the share of fc1 units edited; "
+                                          "k = 0 is the unedited model.", "fig-tradeoff-vs-k")
+                          + "\n" + "\n".join(lines)), display=False)
+else:
+    glue("lead", Markdown("**This run has no model.**"), display=False)
 
 # %% tags=["remove-cell"]
 # The page's execution time (the re-run box and the teaching page show it) and its re-run box.

@@ -16,6 +16,11 @@
 # **Question: which fc1 units of a next-token (RAR) model respond to one training image far more
 # than to all others, and in which blocks do they sit?**
 #
+# ```{glue:md} lead
+# :format: myst
+# ```
+
+# %% [markdown]
 # UnitMem {cite:p}`wang2024localizing` scores a unit by how much more its mean activation on its
 # most activating training image exceeds its mean activation on the other images: 0 when every
 # image drives the unit equally, 1 when exactly one image does ({doc}`../book/method`). RAR
@@ -29,14 +34,14 @@
 # producing the image. This page also shows the **option** of averaging over all positions.
 #
 # On the testbed the planted images are known, so the images that drive the top units can be
-# checked against them. The cell below holds the parameters; papermill replaces them (see the
-# collapsed cell after it).
+# checked against them. The folded cell below holds the parameters; papermill replaces them (see
+# the folded cell after it).
 #
 # ```{glue:md} rerun_box
 # :format: myst
 # ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
 # -- what this page discusses; None: the parameter file's value
 activation = None                # "post": |GELU(fc1)|, "pre": |fc1|
@@ -44,7 +49,7 @@ selection = None                 # RAR ranking: "predicts-last" (T-2), "last" (T
 k_percent = None                 # top-k% of units to locate; unset in the file too: the paper's (VAR 10%, RAR 5%)
 images_per_class = None          # columns of the grid of top-unit images
 
-# %%
+# %% tags=["hide-input"]
 import time
 
 import matplotlib.pyplot as plt
@@ -62,7 +67,8 @@ from memlib.results import atomic_write_json, provenance
 config = page_config(params_file, activation=activation, selection=selection, k_percent=k_percent,
                      images_per_class=images_per_class)
 started = time.time()
-sns.set_theme(style="whitegrid", context="notebook")
+style.apply()
+POSITION_COLORS = dict(zip(("predicts-last", "last", "all"), style.READING_COLORS))  # the chosen reading first
 
 # %% [markdown]
 # ## The run's models
@@ -93,6 +99,8 @@ for family, run in runs.items():
 
 # %% tags=["remove-stderr"]
 unitmem = {family: stages.stage_unitmem(run) for family, run in runs.items()}
+
+# %% tags=["hide-input"]
 POSITIONS = {"predicts-last": "T-2, predicts the last token (chosen)", "last": "T-1, last input token (option)",
              "all": "mean over all positions (option)"}
 CHOSEN = "predicts-last"
@@ -110,10 +118,10 @@ for family, result in unitmem.items():
 # The mean over all units of a block, for both readings of the last position and for all positions. UnitMem has no
 # unit; it lies in [0, 1]. Where along the depth the memorizing units sit is summarised by the
 # block with the highest mean UnitMem (the *peak block*) and the UnitMem-weighted mean block index
-# (the *centre of mass*, 0 = first block).
+# (the *centre of mass*, 0 = first block). The curves are the figure at the top of this page.
 
-# %%
-mean_by_group, localization = {}, {}
+# %% tags=["hide-input"]
+mean_by_group, localization, lead_sentence = {}, {}, {}
 for family, result in unitmem.items():
     frame = pd.DataFrame({label: result.group(name).mean(dim=1).numpy() for name, label in POSITIONS.items()})
     frame.index.name = "block"
@@ -121,14 +129,16 @@ for family, result in unitmem.items():
     n_blocks = len(frame)
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.lineplot(data=frame.reset_index().melt("block", var_name="positions", value_name="mean UnitMem"),
-                 x="block", y="mean UnitMem", hue="positions", marker="o", ax=ax)
-    ax.set_xlabel("transformer block (0 = first)")
-    ax.set_ylabel("mean UnitMem of the block's fc1 units")
+                 x="block", y="mean UnitMem", hue="positions", marker="o",
+                 palette={POSITIONS[name]: color for name, color in POSITION_COLORS.items()}, ax=ax)
+    ax.set_xlabel(f"{style.LABELS['block']} (0 = first)")
+    ax.set_ylabel(f"{style.LABELS['mean_unitmem']} of the block's fc1 units")
     ax.set_xticks(range(n_blocks))
     ax.set_title(f"{runs[family].config.model.model}: mean UnitMem per block")
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_rar_per_block.png", dpi=120)
-    plt.show()
+    glue(f"fig_{family}_per_block", fig, display=False)
+    plt.close(fig)
 
     last = frame[POSITIONS[CHOSEN]].to_numpy()
     peak, centre = summaries.depth_profile(last)
@@ -140,11 +150,12 @@ for family, result in unitmem.items():
     glue(f"{family}_peak_block", peak, display=False)
     glue(f"{family}_centre_of_mass", centre, display=False)
     where = "in the second half of the blocks" if centre > (n_blocks - 1) / 2 else "in the first half of the blocks"
-    display(Markdown(
+    lead_sentence[family] = (
         f"**{runs[family].config.model.model}** ({n_blocks} blocks). At the chosen position (T-2) the peak block is {peak} "
         f"and the centre of mass is block {centre:.2f}, {where}; the blocks of the second half hold "
         f"{100 * second_half:.0f}% of the summed mean UnitMem. The paper reports that memorization in RAR "
-        "concentrates in the middle and later blocks."))
+        "concentrates in the middle and later blocks.")
+    display(Markdown(lead_sentence[family]))
 
 # %% [markdown]
 # ## Where the top units sit
@@ -156,13 +167,21 @@ for family, result in unitmem.items():
 # the later half of the blocks against one half (`memlib.summaries.later_blocks_share`).
 
 # %%
-top_units = {}
+chosen = {}  # family -> (units, 2): block and unit index of the global top k%
+for family, result in unitmem.items():
+    how = runs[family].config.sweep.selection
+    scores_KU = result.selection_scores(None if how == "default" else how)
+    chosen[family] = select_units(scores_KU, k_top[family], "global")
+    print(f"top {k_top[family]:g}%: {len(chosen[family])} units")
+
+# %% tags=["hide-input"]
+top_units, lead = {}, []
 for family, result in unitmem.items():
     k = k_top[family]
     how = None if runs[family].config.sweep.selection == "default" else runs[family].config.sweep.selection
     scores_KU = result.selection_scores(how)
     n_blocks, n_units = scores_KU.shape
-    chosen_M2 = select_units(scores_KU, k, "global")
+    chosen_M2 = chosen[family]
     per_block = np.bincount(chosen_M2[:, 0].numpy(), minlength=n_blocks)
     shares = pd.DataFrame({
         label: 100 * np.bincount(select_units(result.group(name), k, "global")[:, 0].numpy(), minlength=n_blocks) / n_units
@@ -178,23 +197,37 @@ for family, result in unitmem.items():
     glue(f"{family}_later_verdict", later_word, display=False)
     glue(f"{family}_later_share", later.value + 0.5, display=False)
     glue(f"{family}_readings_shared", shared, display=False)
-    display(Markdown(
+    later_sentence = (
         f"**{runs[family].config.model.model}.** {100 * (later.value + 0.5):.0f}% of the top {k:g}% units (T-2) sit in "
         f"the later half of the blocks (95% interval {100 * (later.lo + 0.5):.0f}-{100 * (later.hi + 0.5):.0f}%): the "
         f"paper's claim that memorization concentrates in the middle and later blocks **{later_word}**. The two "
-        f"readings of \"last token\" share {100 * shared:.0f}% of their top {k:g}% units."))
+        f"readings of \"last token\" share {100 * shared:.0f}% of their top {k:g}% units.")
+    display(Markdown(later_sentence))
+    peak = localization[family]["peak_block_last"]
+    alt = style.alt_text("Line plot", f"the mean UnitMem of the fc1 units of each block of {runs[family].config.model.model}, "
+                         "at T-2, at T-1 and over all positions", f"at T-2 it peaks in block {peak}")
+    caption = (f"Mean UnitMem per block of {runs[family].config.model.model}, at the chosen reading of the last token "
+               "(T-2), at T-1 and averaged over all positions.")
+    lead.append(style.figure_md(f"fig_{family}_per_block", alt, caption, f"fig-unitmem-rar-{family}")
+                + "\n" + lead_sentence[family] + "\n\n" + later_sentence)
 
     fig, ax = plt.subplots(figsize=(7, 4))
     sns.barplot(data=shares.reset_index().melt("block", var_name="ranking by", value_name="share"),
-                x="block", y="share", hue="ranking by", ax=ax)
-    ax.axhline(k, color="gray", linestyle="--", label=f"uniform ({k:g}%)")
-    ax.set_xlabel("transformer block")
+                x="block", y="share", hue="ranking by",
+                palette={POSITIONS[name]: color for name, color in POSITION_COLORS.items()}, ax=ax)
+    ax.axhline(k, color=style.OKABE_ITO["grey"], linestyle="--", label=f"uniform ({k:g}%)")
+    ax.set_xlabel(style.LABELS["block"])
     ax.set_ylabel("share of the block's fc1 units in the top k% (%)")
     ax.set_title(f"{runs[family].config.model.model}: where the global top {k:g}% units sit")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_rar_top_units.png", dpi=120)
-    plt.show()
+    style.show(fig, style.alt_text(
+        "Grouped bar chart", f"the share of each block's fc1 units in the global top {k:g}% of "
+        f"{runs[family].config.model.model}, ranked at T-2, at T-1 and over all positions",
+        f"ranked at T-2, block {int(np.argmax(per_block))} holds the most, {100 * per_block.max() / n_units:.1f}% of its units"))
+glue("lead", Markdown("\n\n".join(lead) or f"**This run has no RAR model** (`model: {config.model.model}`)."),
+     display=False)
 
 # %% [markdown]
 # ## The distribution of UnitMem
@@ -202,19 +235,23 @@ for family, result in unitmem.items():
 # Most units respond to many images alike (UnitMem near 0); memorizing units form the right tail.
 # The counts are on a logarithmic axis.
 
-# %%
+# %% tags=["hide-input"]
 for family, result in unitmem.items():
     long = pd.concat([pd.DataFrame({"UnitMem": result.group(name).reshape(-1).numpy(), "positions": label})
                       for name, label in POSITIONS.items()])
     fig, ax = plt.subplots(figsize=(8, 4))
-    sns.histplot(data=long, x="UnitMem", hue="positions", element="step", fill=False, bins=50, ax=ax)
+    sns.histplot(data=long, x="UnitMem", hue="positions", element="step", fill=False, bins=50,
+                 palette={POSITIONS[name]: color for name, color in POSITION_COLORS.items()}, ax=ax)
     ax.set_yscale("log")
     ax.set_xlabel("UnitMem (0: every image alike, 1: one image only)")
     ax.set_ylabel("number of fc1 units")
     ax.set_title(f"{runs[family].config.model.model}: UnitMem of all fc1 units")
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_rar_distribution.png", dpi=120)
-    plt.show()
+    style.show(fig, style.alt_text("Step histograms, log count axis", f"the UnitMem of all fc1 units of "
+                                   f"{runs[family].config.model.model}, at T-2, at T-1 and over all positions",
+                                   f"the median unit scores {long['UnitMem'].median():.3f} and the highest "
+                                   f"{long['UnitMem'].max():.3f}"))
     quantiles = long.groupby("positions")["UnitMem"].quantile([0.5, 0.9, 0.99, 1.0]).unstack()
     quantiles.columns = ["median", "90th percentile", "99th percentile", "max"]
     display(quantiles.style.format("{:.3f}"))
@@ -227,7 +264,7 @@ for family, result in unitmem.items():
 # share of planted images among all images of D' (what a unit with a random argmax would give). The
 # grid shows the images that are the argmax of the most top units at T-2.
 
-# %%
+# %% tags=["hide-input"]
 argmax_summary = {}
 for family, result in unitmem.items():
     run = runs[family]
@@ -268,11 +305,15 @@ for family, result in unitmem.items():
         ax.imshow(ground_truth(image).permute(1, 2, 0).numpy().clip(0, 1))
         is_planted = planted is not None and planted[ids[j]]
         ax.set_title(f"#{ids[j]}: {counts[j]} units" + ("\nplanted" if is_planted else ""), fontsize=8,
-                     color="#c0392b" if is_planted else "black")
+                     color=style.HIGHLIGHT_COLOR if is_planted else "black")
     fig.suptitle(f"{run.config.model.model}: argmax images of the most top-{k:g}% units (T-2)")
     fig.tight_layout()
     fig.savefig(run.out / "unitmem_rar_argmax_images.png", dpi=120)
-    plt.show()
+    n_planted_shown = int(sum(planted[ids[j]] for j in shown)) if planted is not None else None
+    style.show(fig, style.alt_text(
+        f"Grid of {len(shown)} images", f"the training images that are the argmax of the most top-{k:g}% units of "
+        f"{run.config.model.model} at T-2, each titled with its index and its number of units",
+        f"{n_planted_shown} of them are planted (red titles)" if n_planted_shown is not None else None))
 
 # %% [markdown]
 # ## Localization against the planted ground truth, at both readings
@@ -306,11 +347,11 @@ for family, result in unitmem.items():
         frames["T-2, 1 view (n_views: 1)"] = (pd.DataFrame(shares), pd.DataFrame(aucs))
     shares, aucs = frames[POSITIONS[CHOSEN]]
     fig = style.localization_figure(frames, k, f"{run.config.model.model}: do the top units point at the memorized images?")
-    plt.show()
+    style.show(fig, style.localization_alt(frames, k))
     localization_by_level[family] = {label: {"shares": sh.to_dict(orient="records"), "auc": au.to_dict(orient="records")}
                                      for label, (sh, au) in frames.items()}
-    display(pd.concat({label: sh.set_index("group")[["share", "base_rate", "enrichment", "verdict"]]
-                       for label, (sh, _) in frames.items()}, axis=1).style.format(precision=3))
+    display(style.scroll_table(pd.concat({label: sh.set_index("group")[["share", "base_rate", "enrichment", "verdict"]]
+                                          for label, (sh, _) in frames.items()}, axis=1).style.format(precision=3)))
     display(Markdown(summaries.localization_sentence(run.config.model.model, "at T-2", k, shares, aucs)))
 
 # %% [markdown]
@@ -319,7 +360,7 @@ for family, result in unitmem.items():
 # The numbers of this page, with the parameters that produced them, are written to
 # `summary-unitmem-rar.json` in the results folder (a record for the reader; {doc}`reproduction` gathers its numbers from the result files).
 
-# %%
+# %% tags=["hide-input"]
 for family, run in runs.items():
     result = unitmem[family]
     record = {"notebook": "unitmem-rar", "model": run.config.model.model, "n_images": result.n_images,

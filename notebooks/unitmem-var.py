@@ -16,6 +16,11 @@
 # **Question: which fc1 units of a next-scale (VAR) model respond to one training image far more
 # than to all others, and in which blocks and at which scales do they sit?**
 #
+# ```{glue:md} lead
+# :format: myst
+# ```
+
+# %% [markdown]
 # UnitMem {cite:p}`wang2024localizing` scores a unit by how much more its mean activation on its
 # most activating training image exceeds its mean activation on the other images:
 # 0 when every image drives the unit equally, 1 when exactly one image does ({doc}`../book/method`).
@@ -30,14 +35,14 @@
 # other scales, and left out where the question is about single images.
 #
 # On the testbed the planted images are known, so the images that drive the top units can be
-# checked against them. The cell below holds the parameters; papermill replaces them (see the
-# collapsed cell after it).
+# checked against them. The folded cell below holds the parameters; papermill replaces them (see
+# the folded cell after it).
 #
 # ```{glue:md} rerun_box
 # :format: myst
 # ```
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 params_file = "notebooks/params/testbed.yaml"  # the run: every setting (memlib/config.py, README table)
 # -- what this page discusses; None: the parameter file's value
 activation = None                # "post": |GELU(fc1)|, "pre": |fc1|
@@ -45,7 +50,7 @@ selection = None                 # VAR ranking: "mean" / "max" over scales, or "
 k_percent = None                 # top-k% of units to locate; unset in the file too: the paper's (VAR 10%, RAR 5%)
 images_per_class = None          # columns of the grid of top-unit images
 
-# %%
+# %% tags=["hide-input"]
 import time
 
 import matplotlib.pyplot as plt
@@ -64,7 +69,7 @@ from memlib.results import atomic_write_json, provenance
 config = page_config(params_file, activation=activation, selection=selection, k_percent=k_percent,
                      images_per_class=images_per_class)
 started = time.time()
-sns.set_theme(style="whitegrid", context="notebook")
+style.apply()
 
 # %% [markdown]
 # ## The run's models
@@ -95,6 +100,8 @@ for family, run in runs.items():
 
 # %% tags=["remove-stderr"]
 unitmem = {family: stages.stage_unitmem(run) for family, run in runs.items()}
+
+# %% tags=["hide-input"]
 scales = {}
 for family, result in unitmem.items():
     gen = runs[family].generator()
@@ -119,8 +126,9 @@ def scale_scores(result) -> torch.Tensor:
 #
 # The mean over all units of a block, for the positions of each scale (scale $s$ has
 # $p_s \times p_s$ token positions). UnitMem has no unit; it lies in [0, 1].
+# The curves are the figure at the top of this page; the heatmap gives the same means as numbers.
 
-# %%
+# %% tags=["hide-input"]
 mean_SK = {}
 for family, result in unitmem.items():
     scores_SKU = scale_scores(result)
@@ -129,26 +137,31 @@ for family, result in unitmem.items():
     frame.columns.name = "block"
     long = frame.stack().rename("mean UnitMem").reset_index()
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    sns.lineplot(data=long, x="block", y="mean UnitMem", hue="scale", marker="o", palette="viridis", ax=ax)
-    ax.set_xlabel("transformer block (0 = first)")
-    ax.set_ylabel("mean UnitMem of the block's fc1 units")
+    fig, ax = plt.subplots(figsize=(8, 4))
+    sns.lineplot(data=long, x="block", y="mean UnitMem", hue="scale", marker="o",
+                 palette=style.ordered_colors(len(frame)), ax=ax)
+    ax.set_xlabel(f"{style.LABELS['block']} (0 = first)")
+    ax.set_ylabel(f"{style.LABELS['mean_unitmem']} of the block's fc1 units")
     ax.set_xticks(range(frame.shape[1]))
     ax.set_title(f"{runs[family].config.model.model}: mean UnitMem per block and scale")
-    ax.legend(title="scale (tokens)", bbox_to_anchor=(1.02, 1), loc="upper left")
+    ax.legend(title=f"{style.LABELS['scale']} (tokens)", bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_var_per_block.png", dpi=120)
-    plt.show()
+    glue(f"fig_{family}_per_block", fig, display=False)
+    plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(1.0 * frame.shape[1] + 3, 0.5 * frame.shape[0] + 1.5))
-    sns.heatmap(frame, annot=frame.shape[1] <= 16, fmt=".3f", cmap="magma", ax=ax,
-                cbar_kws={"label": "mean UnitMem"})
-    ax.set_xlabel("transformer block")
-    ax.set_ylabel("scale (tokens)")
+    sns.heatmap(frame, annot=frame.shape[1] <= 16, fmt=".3f", cmap=style.SEQUENTIAL_CMAP, ax=ax,
+                cbar_kws={"label": style.LABELS["mean_unitmem"]})
+    ax.set_xlabel(style.LABELS["block"])
+    ax.set_ylabel(f"{style.LABELS['scale']} (tokens)")
     ax.set_title(f"{runs[family].config.model.model}: mean UnitMem, scale x block")
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_var_heatmap.png", dpi=120)
-    plt.show()
+    hottest_s, hottest_k = np.unravel_index(np.argmax(mean_SK[family]), mean_SK[family].shape)
+    style.show(fig, style.alt_text("Heatmap", f"the mean UnitMem of {runs[family].config.model.model} per scale "
+                                   f"(rows) and block (columns)", f"the highest, {mean_SK[family].max():.3f}, is at "
+                                   f"scale {scales[family][hottest_s]}, block {hottest_k}"))
 
 # %% [markdown]
 # Where along the depth the memorizing units of one scale sit is summarised by two numbers: the
@@ -156,8 +169,9 @@ for family, result in unitmem.items():
 # (the *centre of mass*, 0 = first block). The paper's pattern would show both moving deeper as the
 # scale gets finer.
 
-# %%
+# %% tags=["hide-input"]
 localization = {}
+lead = []
 for family, m_SK in mean_SK.items():
     peaks, centres_S = zip(*(summaries.depth_profile(m_K) for m_K in m_SK))
     table = pd.DataFrame({
@@ -185,7 +199,7 @@ for family, m_SK in mean_SK.items():
     glue(f"{family}_early_verdict", early.verdict, display=False)
     glue(f"{family}_depth_shift_verdict", shift.verdict, display=False)
     glue(f"{family}_depth_shift_slope", shift.effect.value, display=False)
-    display(Markdown(
+    sentence = (
         f"**{runs[family].config.model.model}.** Leaving out scale 0, the centre of mass of mean UnitMem sits at "
         f"block {centres[0]:.2f} at scale 1 (the middle block is {(m_SK.shape[1] - 1) / 2:g}; "
         f"centre minus middle {early.effect.text()}): that memorization sits in the early blocks at the coarsest image "
@@ -193,7 +207,16 @@ for family, m_SK in mean_SK.items():
         f"{shift.effect.text()} blocks per scale ({shift.effect.method}): that it moves to deeper blocks as the scale "
         f"gets finer **{shift.verdict}**"
         f"{'' if moves_deeper else ' (the centre of mass does not rise at every single scale step)'}. "
-        f"Peak blocks by scale (scale 0 first): {', '.join(str(b) for b in table['peak block'])}."))
+        f"Peak blocks by scale (scale 0 first): {', '.join(str(b) for b in table['peak block'])}.")
+    display(Markdown(sentence))
+    alt = style.alt_text("Line plot", f"the mean UnitMem of the fc1 units of each block of {runs[family].config.model.model}, "
+                         "one line per scale from coarse (dark) to fine (light)",
+                         f"the peak blocks by scale are {', '.join(str(b) for b in table['peak block'])}")
+    caption = (f"Mean UnitMem per block of {runs[family].config.model.model}, one curve per scale (scale 0 sees only "
+               "the class label). The verdict below reads the centre of mass of each curve.")
+    lead.append(style.figure_md(f"fig_{family}_per_block", alt, caption, f"fig-unitmem-var-{family}") + "\n" + sentence)
+glue("lead", Markdown("\n\n".join(lead) or f"**This run has no VAR model** (`model: {config.model.model}`)."),
+     display=False)
 
 # %% [markdown]
 # ## Where the top units sit
@@ -204,13 +227,20 @@ for family, m_SK in mean_SK.items():
 # panel asks the same per scale: the global top k% of units by the UnitMem of that scale alone.
 
 # %%
+chosen = {}  # family -> (units, 2): block and unit index of the global top k%
+for family, result in unitmem.items():
+    how = runs[family].config.sweep.selection
+    scores_KU = result.selection_scores(None if how == "default" else how)
+    chosen[family] = select_units(scores_KU, k_top[family], "global")
+    print(f"top {k_top[family]:g}%: {len(chosen[family])} units")
+
+# %% tags=["hide-input"]
 top_units = {}
 for family, result in unitmem.items():
     k = k_top[family]
     how = None if runs[family].config.sweep.selection == "default" else runs[family].config.sweep.selection
-    scores_KU = result.selection_scores(how)
-    n_blocks, n_units = scores_KU.shape
-    chosen_M2 = select_units(scores_KU, k, "global")
+    n_blocks, n_units = result.selection_scores(how).shape
+    chosen_M2 = chosen[family]
     per_block = np.bincount(chosen_M2[:, 0].numpy(), minlength=n_blocks)
     scores_SKU = scale_scores(result)
     per_scale_SK = np.stack([np.bincount(select_units(s_KU, k, "global")[:, 0].numpy(), minlength=n_blocks)
@@ -221,22 +251,26 @@ for family, result in unitmem.items():
     glue(f"{family}_top_units", int(len(chosen_M2)), display=False)
 
     fig, (ax_sel, ax_scale) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [1, 1.3]})
-    ax_sel.bar(np.arange(n_blocks), 100 * per_block / n_units, color="#c0392b")
-    ax_sel.axhline(k, color="gray", linestyle="--", label=f"uniform ({k:g}%)")
-    ax_sel.set_xlabel("transformer block")
+    ax_sel.bar(np.arange(n_blocks), 100 * per_block / n_units, color=style.EDIT_COLORS["unitmem-half"])
+    ax_sel.axhline(k, color=style.OKABE_ITO["grey"], linestyle="--", label=f"uniform ({k:g}%)")
+    ax_sel.set_xlabel(style.LABELS["block"])
     ax_sel.set_ylabel("share of the block's fc1 units in the top k% (%)")
     ax_sel.set_xticks(range(n_blocks))
     ax_sel.set_title(f"selection score ({how or 'mean'} over scales), top {k:g}%")
     ax_sel.legend()
-    frame = pd.DataFrame(100 * per_scale_SK, index=pd.Index(scales[family], name="scale (tokens)"))
-    frame.columns.name = "transformer block"
-    sns.heatmap(frame, annot=n_blocks <= 16, fmt=".1f", cmap="rocket_r", ax=ax_scale,
+    frame = pd.DataFrame(100 * per_scale_SK, index=pd.Index(scales[family], name=f"{style.LABELS['scale']} (tokens)"))
+    frame.columns.name = style.LABELS["block"]
+    sns.heatmap(frame, annot=n_blocks <= 16, fmt=".1f", cmap=style.SEQUENTIAL_CMAP, ax=ax_scale,
                 cbar_kws={"label": "share of the block's units (%)"})
     ax_scale.set_title(f"top {k:g}% by the UnitMem of each scale")
     fig.suptitle(f"{runs[family].config.model.model}: where the global top {k:g}% units sit")
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_var_top_units.png", dpi=120)
-    plt.show()
+    style.show(fig, style.alt_text(
+        "Bar chart and heatmap", f"the share of each block's fc1 units in the global top {k:g}% of "
+        f"{runs[family].config.model.model}, by the selection score (bars) and by the UnitMem of each scale (heatmap)",
+        f"by the selection score, block {int(np.argmax(per_block))} holds the most, "
+        f"{100 * per_block.max() / n_units:.1f}% of its units"))
 
 # %% [markdown]
 # ## The distribution of UnitMem
@@ -244,7 +278,7 @@ for family, result in unitmem.items():
 # Most units respond to many images alike (UnitMem near 0); memorizing units form the right tail.
 # The counts are on a logarithmic axis.
 
-# %%
+# %% tags=["hide-input"]
 for family, result in unitmem.items():
     scores_SKU = scale_scores(result)
     long = pd.DataFrame({
@@ -252,16 +286,20 @@ for family, result in unitmem.items():
         "scale": np.repeat(scales[family], scores_SKU[0].numel()),
     })
     fig, ax = plt.subplots(figsize=(8, 4))
-    sns.histplot(data=long, x="UnitMem", hue="scale", element="step", fill=False, bins=50, palette="viridis", ax=ax)
+    sns.histplot(data=long, x="UnitMem", hue="scale", element="step", fill=False, bins=50,
+                 palette=style.ordered_colors(len(scales[family])), ax=ax)
     ax.set_yscale("log")
     ax.set_xlabel("UnitMem (0: every image alike, 1: one image only)")
     ax.set_ylabel("number of fc1 units")
     ax.set_title(f"{runs[family].config.model.model}: UnitMem of all fc1 units, per scale")
     fig.tight_layout()
     fig.savefig(runs[family].out / "unitmem_var_distribution.png", dpi=120)
-    plt.show()
     quantiles = long.groupby("scale")["UnitMem"].quantile([0.5, 0.9, 0.99, 1.0]).unstack()
     quantiles.columns = ["median", "90th percentile", "99th percentile", "max"]
+    style.show(fig, style.alt_text("Step histograms, log count axis", f"the UnitMem of all fc1 units of "
+                                   f"{runs[family].config.model.model}, one per scale",
+                                   f"the median unit scores {long['UnitMem'].median():.3f} and the highest "
+                                   f"{long['UnitMem'].max():.3f}"))
     display(quantiles.style.format("{:.3f}"))
 
 # %% [markdown]
@@ -273,7 +311,7 @@ for family, result in unitmem.items():
 # a unit with a random argmax would give). The grid shows the images that are the argmax of the most
 # top units.
 
-# %%
+# %% tags=["hide-input"]
 argmax_summary = {}
 for family, result in unitmem.items():
     run = runs[family]
@@ -317,11 +355,15 @@ for family, result in unitmem.items():
         ax.imshow(ground_truth(image).permute(1, 2, 0).numpy().clip(0, 1))
         is_planted = planted is not None and planted[ids[j]]
         ax.set_title(f"#{ids[j]}: {counts[j]} units" + ("\nplanted" if is_planted else ""), fontsize=8,
-                     color="#c0392b" if is_planted else "black")
+                     color=style.HIGHLIGHT_COLOR if is_planted else "black")
     fig.suptitle(f"{run.config.model.model}: argmax images of the most top-{k:g}% units (scales 1+)")
     fig.tight_layout()
     fig.savefig(run.out / "unitmem_var_argmax_images.png", dpi=120)
-    plt.show()
+    n_planted_shown = int(sum(planted[ids[j]] for j in shown)) if planted is not None else None
+    style.show(fig, style.alt_text(
+        f"Grid of {len(shown)} images", f"the training images that are the argmax of the most top-{k:g}% units of "
+        f"{run.config.model.model}, each titled with its index and its number of units",
+        f"{n_planted_shown} of them are planted (red titles)" if n_planted_shown is not None else None))
 
 # %% [markdown]
 # ## Localization against the planted ground truth
@@ -354,11 +396,11 @@ for family, run in runs.items():
               "1 view": localization_frames(one_view, testbed, k)}
     shares, aucs = frames[f"{run.config.unitmem.n_views} views"]
     fig = style.localization_figure(frames, k, f"{run.config.model.model}: do the top units point at the memorized images?")
-    plt.show()
+    style.show(fig, style.localization_alt(frames, k))
     localization_by_level[family] = {label: {"shares": sh.to_dict(orient="records"), "auc": au.to_dict(orient="records")}
                                      for label, (sh, au) in frames.items()}
-    display(pd.concat({label: sh.set_index("group")[["share", "base_rate", "enrichment", "verdict"]]
-                       for label, (sh, _) in frames.items()}, axis=1).style.format(precision=3))
+    display(style.scroll_table(pd.concat({label: sh.set_index("group")[["share", "base_rate", "enrichment", "verdict"]]
+                                          for label, (sh, _) in frames.items()}, axis=1).style.format(precision=3)))
     display(Markdown(summaries.localization_sentence(run.config.model.model, "of the image scales", k, shares, aucs)))
 
 # %% [markdown]
@@ -377,7 +419,7 @@ for family, result in unitmem.items():
     frame = pd.DataFrame({"with scale 0 (chosen)": summaries.top_units_per_block(with_s0, k),
                           "without scale 0": summaries.top_units_per_block(without_s0, k)})
     frame.index.name = "block"
-    display(frame.T.style.format("{:.1%}"))
+    display(style.scroll_table(frame.T.style.format("{:.1%}")))
     display(Markdown(f"**{runs[family].config.model.model}.** {100 * shared:.0f}% of the top {k:g}% units are the same "
                      "with and without scale 0; the table gives the share of the top units in each block."))
 
@@ -387,7 +429,7 @@ for family, result in unitmem.items():
 # The numbers of this page, with the parameters that produced them, are written to
 # `summary-unitmem-var.json` in the results folder (a record for the reader; {doc}`reproduction` gathers its numbers from the result files).
 
-# %%
+# %% tags=["hide-input"]
 for family, run in runs.items():
     result = unitmem[family]
     record = {

@@ -142,8 +142,6 @@ def test_every_page_loads_offline_with_all_images(visited):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15 item 6 is open: the notebook figures have no alt text of their own yet "
-                   "(memlib.style.alt_text and the cell metadata are ready); remove this mark when they do")
 def test_every_image_has_alt_text(visited):
     missing = [f"{rel}: {src} (alt={alt!r})" for rel, result in visited.items()
                for src, alt in result["alts"] if missing_alt_text(src, alt)]

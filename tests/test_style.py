@@ -11,6 +11,12 @@ from memlib import style
 OKABE_ITO_PUBLISHED = {"#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7"}
 
 
+def to_hex_upper(color) -> str:
+    from matplotlib.colors import to_hex
+
+    return to_hex(color).upper()
+
+
 def distinct(colors) -> bool:
     return len({to_rgb(c) for c in colors}) == len(list(colors))
 
@@ -21,6 +27,7 @@ def test_palette_is_okabe_ito_and_distinct_within_each_figure_role():
     assert distinct(style.FAMILY_COLORS.values())
     assert distinct(style.EDIT_COLORS.values())
     assert distinct(style.group_colors([2, 4, 8, 16, 32]).values())
+    assert distinct(style.READING_COLORS) and set(style.READING_COLORS) <= set(style.OKABE_ITO.values())
 
 
 def test_names_are_stable():
@@ -108,7 +115,87 @@ def test_localization_figure_draws_every_reading_and_the_base_rates():
     fig = style.localization_figure(frames, 20, "title")
     ax_share, ax_auc = fig.axes
     assert len(ax_share.patches) == 2 * len(groups) == len(ax_auc.patches)  # a bar per group and reading
+    bar_colors = [to_hex_upper(p.get_facecolor()) for p in ax_share.patches]
+    assert bar_colors == [style.READING_COLORS[0]] * len(groups) + [style.READING_COLORS[1]] * len(groups)
     assert [t.get_text() for t in ax_share.get_xticklabels()] == ["control", "32x"]
     marks = ax_share.collections[-1].get_offsets()[:, 1]
     assert np.allclose(marks, [10 / 40, 4 / 40])  # the base rates: each group's share of D'
     assert fig._suptitle.get_text() == "title"
+    alt = style.localization_alt(frames, 20)
+    top = frames["a"][0].iloc[-1]
+    assert alt.startswith("Two grouped bar charts of the share of the top-20% units") and "readings a, b" in alt
+    assert f"the 32x group holds {top['share']:.2f} of the argmax images against a base rate of 0.10" in alt
+    assert f"its AUC is {frames['a'][1].iloc[-1]['auc']:.2f}." in alt
+
+
+def test_ordered_colors_run_dark_to_light_like_the_planted_levels():
+    colors = style.ordered_colors(5)
+    assert colors == list(style.planted_colors([2, 4, 8, 16, 32]).values())
+    luminance = [float(np.dot(to_rgb(c), [0.2126, 0.7152, 0.0722])) for c in colors]
+    assert all(a < b for a, b in zip(luminance, luminance[1:])), luminance
+    assert len(style.ordered_colors(1)) == 1
+    with pytest.raises(ValueError, match="whole number of colours >= 1"):
+        style.ordered_colors(0)
+
+
+def test_shown_figure_carries_its_alt_text_in_the_html_and_the_png():
+    import base64
+    import html
+
+    from IPython.core.formatters import DisplayFormatter
+
+    shown = style.FigureWithAlt(b"\x89PNG fake", 'Line plot of "x" <falling>\n  from 1 to 0.')
+    data, _ = DisplayFormatter().format(shown)
+    assert data["image/png"] == b"\x89PNG fake"
+    img = data["text/html"]
+    assert img.startswith('<img src="data:image/png;base64,' + base64.b64encode(b"\x89PNG fake").decode())
+    expected = html.escape('Line plot of "x" <falling> from 1 to 0.', quote=True)
+    assert f'alt="{expected}"' in img
+    with pytest.raises(ValueError, match="alt text"):
+        style.FigureWithAlt(b"", "  \n ")
+
+
+def test_figure_md_is_a_glue_figure_with_one_line_alt_a_label_and_the_caption():
+    md = style.figure_md("fig_main", "Bar chart of extracted\nshare per group.", "Share per group.", "fig-x")
+    assert md.splitlines() == ["```{glue:figure} fig_main", ":alt: Bar chart of extracted share per group.",
+                               ":name: fig-x", "", "Share per group.", "```"]
+    assert ":name:" not in style.figure_md("k", "alt")
+    with pytest.raises(ValueError, match="key and alt text"):
+        style.figure_md("k", " ")
+
+
+def test_show_displays_the_rendered_figure_with_its_alt_and_closes_it(monkeypatch):
+    import IPython.display
+    import matplotlib.pyplot as plt
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    style.show(fig, "Line plot of y falling from 1 to 0.")
+    assert len(shown) == 1 and shown[0].alt == "Line plot of y falling from 1 to 0."
+    assert shown[0].png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert not plt.fignum_exists(fig.number)
+
+
+def test_sweep_modes_have_one_name_and_one_colour_everywhere():
+    from memlib import summaries
+    from memlib.sweep import MODES
+
+    assert set(summaries.MODE_LABELS) == set(MODES) | {"baseline"}
+    for mode, name in summaries.MODE_LABELS.items():
+        key = "unedited" if mode == "baseline" else mode
+        assert name == style.EDIT_NAMES[key] and style.edit_color(mode) == style.EDIT_COLORS[key]
+    assert style.edit_palette()["top UnitMem, halved"] == style.EDIT_COLORS["unitmem-half"]
+
+
+def test_scroll_table_wraps_every_column_in_a_scrolling_box():
+    import pandas as pd
+
+    frame = pd.DataFrame({f"extracted@{n}": [n] for n in range(30)} | {"fid": [1.5]})
+    html = style.scroll_table(frame.style.hide(axis="index")).data
+    assert html.startswith('<div class="table-scroll" style="overflow-x: auto;') and html.endswith("</div>")
+    assert "extracted@29" in html and "fid" in html
+    folded = style.scroll_table(frame, folded="The full table (31 columns) <all seeds>").data
+    assert folded.startswith("<details><summary>The full table (31 columns) &lt;all seeds&gt;</summary><div class=")
+    assert folded.endswith("</div></details>") and "extracted@29" in folded

@@ -112,3 +112,12 @@ def test_localization_figure_draws_every_reading_and_the_base_rates():
     marks = ax_share.collections[-1].get_offsets()[:, 1]
     assert np.allclose(marks, [10 / 40, 4 / 40])  # the base rates: each group's share of D'
     assert fig._suptitle.get_text() == "title"
+
+
+def test_exercise_rerun_box_gives_the_variants_command_and_its_change():
+    box = style.exercise_rerun_box("unitmem-rar-last", "unitmem-rar", "notebooks/params/testbed.yaml", {"selection": "last"})
+    assert ".venv/bin/python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercise unitmem-rar-last" in box
+    assert '`selection: "last"`' in box and "{doc}`unitmem-rar`" in box and "{glue:text}`page_seconds:.0f` s" in box
+    assert box.startswith(":::{admonition} Re-run this exercise") and box.endswith(":::")
+    with pytest.raises(ValueError, match="no overrides"):
+        style.exercise_rerun_box("x", "unitmem-rar", "notebooks/params/testbed.yaml", {})

@@ -126,6 +126,7 @@ def make_run(config: RunConfig, out: str | os.PathLike | None = None) -> Run:
             raise ValueError(f"device: got {config.run.device!r}; expected 'auto' or 'cpu' on this machine (no CUDA device)")
         device = torch.device(config.run.device)
     out = Path(out) if out is not None else Path(config.run.results_dir)
+    out.mkdir(parents=True, exist_ok=True)  # the pages write figures and summaries there, even when every stage is cached elsewhere
     return Run(config, out, device, dist_utils.get_rank(), dist_utils.get_world_size())
 
 

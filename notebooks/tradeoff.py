@@ -246,7 +246,7 @@ for family, table in sweeps.items():
     glue(f"ex_{family}_samples_per_class", run.config.fid.fid_samples_per_class, display=False)
     edited = table[(table["mode"] == "unitmem-half") & (table["k_percent"] == k)]
     baseline = table[table["k_percent"] == 0].iloc[0]
-    if not has_fid[family] or edited.empty or baseline["fid_by_seed"] is None:
+    if edited.empty or baseline["fid_by_seed"] is None or edited.iloc[0]["fid_by_seed"] is None:
         glue(f"ex_{family}_fid_sentence", f"{run.config.model.model}: no FID measured at k = {k:g}%", display=False)
         continue
     before_by_seed, after_by_seed = list(baseline["fid_by_seed"]), list(edited.iloc[0]["fid_by_seed"])
@@ -254,7 +254,7 @@ for family, table in sweeps.items():
     glue(f"ex_{family}_fid_after", float(np.mean(after_by_seed)), display=False)
     glue(f"ex_{family}_fid_before_first_seed", float(before_by_seed[0]), display=False)
     glue(f"ex_{family}_fid_after_first_seed", float(after_by_seed[0]), display=False)
-    claim = f"{run.config.model.model}: {metric[family]} after minus before halving the top {k:g}%, paired by seed"
+    claim = f"{run.config.model.model}: {baseline['fid_metric']} after minus before halving the top {k:g}%, paired by seed"
     if len(before_by_seed) >= 2:
         sentence = summaries.claim_sentence(claim, *summaries.fid_change(before_by_seed, after_by_seed))
     else:

@@ -471,7 +471,8 @@ for family, attack in attacks.items():
 # **Run** (`threshold: 0.995`; the attack is recomputed, since its result depends on the threshold):
 #
 # ```bash
-# .venv/bin/python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercise extraction-strict-threshold
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise extraction-strict-threshold
 # ```
 #
 # **Compare** planted against not-planted extractions and the verdicts with this page's.
@@ -509,7 +510,8 @@ for family, attack in attacks.items():
 # read from the cache):
 #
 # ```bash
-# .venv/bin/python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercise extraction-short-prefix
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise extraction-short-prefix
 # ```
 #
 # **Compare** the counts per group and the dose-response verdict with this page's.

@@ -365,7 +365,8 @@ for family, run in runs.items():
 # zeroing), `sweep_fid: false`):
 #
 # ```bash
-# .venv/bin/python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercise mitigation-k20
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise mitigation-k20
 # ```
 #
 # **Compare** each edit's count with the random control's range and with the unedited model.
@@ -400,7 +401,8 @@ for family, run in runs.items():
 # `sweep_modes: [unitmem-half, random-half, unitmem-zero]`, `sweep_fid: false`):
 #
 # ```bash
-# .venv/bin/python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercise mitigation-k1
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise mitigation-k1
 # ```
 #
 # **Compare** halving with zeroing and both with the random control.

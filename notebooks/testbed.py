@@ -526,7 +526,8 @@ for family, gen in generators.items():
 # **Run** (`seed: 1`):
 #
 # ```bash
-# .venv/bin/python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercise testbed-seed
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise testbed-seed
 # ```
 #
 # **Compare** the counts of both seeds with each other and with the base rate.
@@ -561,7 +562,8 @@ for family, gen in generators.items():
 # **Run** (`images_per_class: 16`):
 #
 # ```bash
-# .venv/bin/python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercise testbed-more-samples
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise testbed-more-samples
 # ```
 #
 # **Compare** with the base rate and with this page's run.

@@ -288,7 +288,8 @@ for family, table in sweeps.items():
 # **Run** (`fid_seeds: [0]`, the sweep cut to `k_percents: [0, 5, 10]` and `sweep_modes: [unitmem-half]`):
 #
 # ```bash
-# .venv/bin/python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercise tradeoff-one-fid-seed
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise tradeoff-one-fid-seed
 # ```
 #
 # **Compare** the seed-0 values with this page's, and the verdicts.
@@ -321,7 +322,8 @@ for family, table in sweeps.items():
 # `sweep_modes: [unitmem-half]`):
 #
 # ```bash
-# .venv/bin/python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercise tradeoff-few-samples
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise tradeoff-few-samples
 # ```
 #
 # **Compare** the unedited FID and the verdicts with this page's.

@@ -388,7 +388,8 @@ for family, run in runs.items():
 # **Run** (`selection: last`; UnitMem is read from the cache, both positions were collected):
 #
 # ```bash
-# .venv/bin/python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercise unitmem-rar-last
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise unitmem-rar-last
 # ```
 #
 # **Compare** the share of planted argmax images and the verdict on the later blocks with this page's.
@@ -418,7 +419,8 @@ for family, run in runs.items():
 # **Run** (`n_views: 1`; UnitMem is recomputed with one view per image):
 #
 # ```bash
-# .venv/bin/python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercise unitmem-rar-one-view
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise unitmem-rar-one-view
 # ```
 #
 # **Compare** the per-level shares and AUCs with this page's, against the base rates of D'.

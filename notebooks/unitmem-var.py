@@ -452,7 +452,8 @@ for family, run in runs.items():
 # **Run** (`k_percent: 1`; UnitMem itself is not recomputed, only the ranking):
 #
 # ```bash
-# .venv/bin/python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercise unitmem-var-top1
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise unitmem-var-top1
 # ```
 #
 # **Compare** the share of planted argmax images and the per-level verdicts with this page's.
@@ -484,7 +485,8 @@ for family, run in runs.items():
 # **Run** (`unitmem_images: 300`; UnitMem is recomputed on the smaller D'):
 #
 # ```bash
-# .venv/bin/python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercise unitmem-var-small-dprime
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise unitmem-var-small-dprime
 # ```
 #
 # **Compare** the share of the most duplicated group among the top units with its base rate, in

@@ -1,4 +1,4 @@
-# `make book`   execute the notebooks with papermill, then build the static site into _build/html
+# `make book`   execute the notebooks with papermill (then their exercise variants), build the static site into _build/html
 # `make test`   run the test suite (pytest), including a headless-browser check of the built site
 # Each target creates .venv (python3.11) and installs requirements.txt and memlib when needed.
 #
@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 PARAMS ?= notebooks/params/testbed.yaml
 TIMEOUT ?= 3600
 
-.PHONY: book test checkpoints venv chromium clean
+.PHONY: book exercises test checkpoints venv chromium clean
 
 venv: $(STAMP)
 
@@ -30,10 +30,16 @@ $(STAMP): requirements.txt pyproject.toml | $(PY)
 
 book: $(STAMP)
 	$(PY) scripts/run_notebooks.py --params $(PARAMS) --timeout $(TIMEOUT)
+	$(PY) scripts/run_notebooks.py --params $(PARAMS) --timeout $(TIMEOUT) --exercises
 	$(PY) scripts/write_provenance.py
 	rm -rf _build/html    # no stale pages of removed notebooks in the site
 	$(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
 	@echo "The book is in _build/html/index.html"
+
+# Only the exercise variants (notebooks/exercises.yaml), after the pages: their solutions
+# paste these runs' numbers, and each reads the stages it leaves unchanged from the pages' cache.
+exercises: $(STAMP)
+	$(PY) scripts/run_notebooks.py --params $(PARAMS) --timeout $(TIMEOUT) --exercises
 
 test: $(STAMP) chromium
 	$(PY) -m pytest

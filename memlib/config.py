@@ -4,7 +4,7 @@ A run is configured by one flat YAML file (``notebooks/params/*.yaml``) or keywo
 :func:`load_config` / :func:`make_config` read it once into a frozen :class:`RunConfig` with one
 section per concern::
 
-    run      seed, device, results_dir, batch_size, shard_size, amp
+    run      seed, device, results_dir, cache_dir, batch_size, shard_size, amp
     model    model, model_overrides, checkpoint, tokenizer_checkpoint
     data     dataset, testbed_file, imagenet_train_dir, strict_images, max_images
     unitmem  unitmem_fraction, unitmem_images, n_views, rar_views, activation, unitmem_pooled
@@ -133,6 +133,10 @@ class RunSection:
                           "torch device of the models (`auto`: CUDA when available)")
     results_dir: str = setting("results", lambda x: isinstance(x, str) and x != "", "a folder path",
                                "folder of result files, figures and summaries", kind="path")
+    cache_dir: str | None = setting(None, _string, "a folder path (empty: results_dir)",
+                                    "folder of the stages' cached results (`<stage>-<key>/`, named by their settings); "
+                                    "empty: `results_dir`. A run with its own `results_dir` reuses another run's "
+                                    "stage results by pointing here (the exercise runs do)", kind="path")
     batch_size: int = setting(64, _positive_int, "a positive integer (rows per forward pass)", "rows per forward pass")
     shard_size: int = setting(256, _positive_int, "a positive integer (images or candidates per resumable shard)",
                               "images or candidates per resumable shard")
@@ -302,8 +306,8 @@ def make_config(values: Mapping[str, Any] | None = None, base_dir: str | os.Path
 def _check(f: dataclasses.Field, value: Any, base_dir: Path) -> tuple[str | None, Any]:
     """(problem or None, the value with a given path made absolute and a path not given None)."""
     meta = f.metadata
-    if meta["kind"] in ("file", "dir") and value in (None, ""):
-        return None, None
+    if value in (None, "") and (meta["kind"] in ("file", "dir") or (meta["kind"] == "path" and f.default is None)):
+        return None, None  # a path not given (results_dir, whose default is a folder, must be given)
     if not meta["check"](value):
         return f"{f.name}: got {value!r}; expected {_expected(f)}", value
     if meta["kind"] in ("file", "dir", "path"):
@@ -403,7 +407,8 @@ def model_configs(config: RunConfig, stage: str) -> dict[str, RunConfig]:
 
     A ``model`` name gives that one model. An empty ``model`` on the testbed gives the testbed
     pair (:data:`TESTBED_MODELS`) with the checkpoints shipped in data/checkpoints, each with its
-    own results folder ``results_dir/<name>``. An unset ``k_percent`` becomes the paper's k% of
+    own results folder ``results_dir/<name>`` (and cache folder ``cache_dir/<name>`` when
+    ``cache_dir`` is given). An unset ``k_percent`` becomes the paper's k% of
     the model's family, so what a page reports is what its provenance records.
     """
     from .models.registry import get_config  # a config dataclass, not a model
@@ -421,7 +426,8 @@ def model_configs(config: RunConfig, stage: str) -> dict[str, RunConfig]:
                 configs[family] = config.replace(
                     model=name, checkpoint=str(TESTBED_CHECKPOINTS / f"{name}.safetensors"),
                     tokenizer_checkpoint=str(TESTBED_CHECKPOINTS / f"{name}-tokenizer.safetensors"),
-                    results_dir=str(Path(config.run.results_dir) / name))
+                    results_dir=str(Path(config.run.results_dir) / name),
+                    cache_dir=str(Path(config.run.cache_dir) / name) if config.run.cache_dir else None)
             except ValueError as err:
                 raise ValueError(f"{err}\n  (the testbed checkpoints are made by `make checkpoints`)") from err
     for family, model_config in configs.items():

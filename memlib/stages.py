@@ -18,7 +18,8 @@ Every stage
    them exactly in shard order (UnitMem: sum/max/argmax; attack: by candidate position), so
    the result does not depend on N or on interruptions;
 4. saves the merged result with the sections it used as its parameters, seed, code version,
-   timing and library versions (``OUT/<stage>-<hash>/`` and the latest under ``OUT/<stage>``).
+   timing and library versions (``CACHE/<stage>-<hash>/`` and the latest under ``OUT/<stage>``;
+   CACHE is ``cache_dir`` when given, else OUT, the results folder).
 
 ``MEMLIB_SHARD_PAUSE_S`` (environment, seconds): sleep after each finished shard; only for
 demonstrating and testing interruption.
@@ -87,6 +88,13 @@ class Run:
     def name(self) -> str:
         return self.config.model.model
 
+    @property
+    def cache(self) -> Path:
+        """Folder of the stages' cached results: ``cache_dir`` when given, else :attr:`out`.
+        Only the content-keyed entries live there; the latest copies, summaries and figures
+        stay in :attr:`out`, so a run with its own ``results_dir`` never overwrites another's."""
+        return Path(self.config.run.cache_dir) if self.config.run.cache_dir else self.out
+
     def generator(self) -> Generator:
         if self._gen is None:
             m = self.config.model
@@ -118,6 +126,7 @@ def make_run(config: RunConfig, out: str | os.PathLike | None = None) -> Run:
             raise ValueError(f"device: got {config.run.device!r}; expected 'auto' or 'cpu' on this machine (no CUDA device)")
         device = torch.device(config.run.device)
     out = Path(out) if out is not None else Path(config.run.results_dir)
+    out.mkdir(parents=True, exist_ok=True)  # the pages write figures and summaries there, even when every stage is cached elsewhere
     return Run(config, out, device, dist_utils.get_rank(), dist_utils.get_world_size())
 
 
@@ -261,7 +270,7 @@ def run_shards(run: Run, folder: Path, n_items: int, compute: Callable[[range], 
 def stage_result(run: Run, stage: str, settings: dict, compute: Callable[[Path], tuple[dict, dict]], inputs: dict):
     """The stage's result through :func:`memlib.results.cached`: read back when finished
     before, else computed (every rank), written by rank 0, and read by all after a barrier."""
-    return cached(stage, settings, compute, run.out, inputs=inputs, seed=run.config.run.seed,
+    return cached(stage, settings, compute, run.cache, inputs=inputs, seed=run.config.run.seed,
                   latest=run.out / stage, writer=run.rank == 0, wait=dist_utils.barrier, log=run.log)
 
 
@@ -428,8 +437,8 @@ def fid_fn(run: Run):
     images ("testbed FID"), or clean-fid's Inception against ``fid_reference_npz``: its
     ``mu``/``sigma`` (``fid_reference: mu-sigma``, the ADM evaluator's statistics the paper's FIDs
     use) or statistics recomputed from its ``arr_0`` images (``recompute``). Computed reference
-    statistics are cached under ``OUT/fid-cache``, bound to their images and extractor."""
-    cfg, cache = run.config, run.out / "fid-cache"
+    statistics are cached under ``<cache>/fid-cache`` (:attr:`Run.cache`), bound to their images and extractor."""
+    cfg, cache = run.config, run.cache / "fid-cache"
     f, family = cfg.fid, run.generator().family
     if f.fid_feature == "testbed":
         extractor = fid_lib.TestbedFeatures(f.classifier_checkpoint, run.device)

@@ -23,6 +23,7 @@ colour may recur across groups that never meet in one figure.
 import base64
 import html
 import io
+import json
 
 import matplotlib as mpl
 from matplotlib.colors import to_hex
@@ -241,6 +242,34 @@ def rerun_box(page: str, params_file: str, seconds: float | None,
         "```",
         "",
         f"Every parameter, its meaning and its default: {{doc}}`{parameters_doc}`.",
+        ":::",
+    ])
+
+
+def exercise_command(exercise_id: str, params_file: str = "notebooks/params/testbed.yaml") -> str:
+    """The command that runs one exercise variant (notebooks/exercises.yaml) of a page."""
+    return f".venv/bin/python scripts/run_notebooks.py --params {params_file} --exercise {exercise_id}"
+
+
+def exercise_rerun_box(exercise_id: str, page: str, params_file: str, overrides: dict) -> str:
+    """MyST markdown of the re-run box of an exercise run: the page ``page`` executed with
+    ``overrides`` over ``params_file``; the time is the one the run glued (``page_seconds``)."""
+    if not overrides:
+        raise ValueError(f"exercise {exercise_id!r}: an exercise run changes at least one setting, got no overrides")
+    changed = ", ".join(f"`{key}: {json.dumps(value)}`" for key, value in overrides.items())
+    return "\n".join([
+        ":::{admonition} Re-run this exercise",
+        ":class: tip",
+        "",
+        f"This page is {{doc}}`{page}` executed with {changed} over `{params_file}`, in "
+        "{glue:text}`page_seconds:.0f` s (stages it leaves unchanged read from the main run's cache). From the repository root:",
+        "",
+        "```bash",
+        exercise_command(exercise_id, params_file),
+        "```",
+        "",
+        "The variants are listed in `notebooks/exercises.yaml`; every parameter, its meaning and its default: "
+        "{doc}`../book/parameters`.",
         ":::",
     ])
 

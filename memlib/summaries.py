@@ -188,6 +188,15 @@ def verdict(effect: Estimate, claimed: str = "positive") -> str:
     return CANNOT_TELL
 
 
+def claim_sentence(claim: str, effect: Estimate, word: str, fmt: str = ".2f") -> str:
+    """One plain-text sentence of a computed verdict: the claim, the effect with its 95%
+    interval and how it was made, and the verdict word of :func:`verdict` (the words the
+    exercises' solutions paste: never a rise or fall read from a difference inside the noise)."""
+    if word not in (HOLDS, DOES_NOT_HOLD, CANNOT_TELL):
+        raise ValueError(f"word: expected one of {HOLDS!r}, {DOES_NOT_HOLD!r}, {CANNOT_TELL!r}, got {word!r}")
+    return f"{claim}: {effect.text(fmt)} ({effect.method}); verdict: {word}"
+
+
 def wilson(successes: int, trials: int) -> Estimate:
     """A binomial proportion with its Wilson score interval (95%)."""
     if trials <= 0:
@@ -198,6 +207,18 @@ def wilson(successes: int, trials: int) -> Estimate:
     half = Z95 * math.sqrt(p * (1 - p) / trials + Z95**2 / (4 * trials**2)) / denom
     # min/max: rounding must not put the interval on one side of the point (p = 0 gives lo = 1e-17)
     return Estimate(p, min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)), "Wilson 95%")
+
+
+def over_base_rate(hits: int, trials: int, base_rate: float) -> tuple[Estimate, str]:
+    """Is a share above what chance gives? Effect = ``hits / trials`` minus ``base_rate`` (e.g.
+    the planted images' share of the training set), with the Wilson interval of the share moved
+    by the same amount; the claim is that it is positive."""
+    if not 0 <= base_rate <= 1:
+        raise ValueError(f"base_rate: expected a share in [0, 1], got {base_rate!r}")
+    share = wilson(hits, trials)
+    effect = Estimate(share.value - base_rate, share.lo - base_rate, share.hi - base_rate,
+                      f"Wilson 95% of {hits}/{trials}, minus the base rate {base_rate:.3f}")
+    return effect, verdict(effect, "positive")
 
 
 def mean_t_interval(values: Sequence[float]) -> Estimate:

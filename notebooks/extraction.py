@@ -450,3 +450,119 @@ from memlib import style as _style  # noqa: E402
 
 glue("page_seconds", time.time() - started, display=False)
 glue("rerun_box", _Markdown(_style.rerun_box("extraction", params_file, None)), display=False)
+
+# %% tags=["remove-cell"]
+# For the exercises (the exercise runs of notebooks/exercises.yaml glue the same keys): the
+# counts at the reported prefix against the answer key, and the dose-response verdict as a sentence.
+for family, attack in attacks.items():
+    run, prefix = runs[family], headline[family]
+    hit = attack.extracted[attack.prefix_lengths.index(prefix)].numpy()
+    glue(f"ex_{family}_prefix", prefix, display=False)
+    glue(f"ex_{family}_threshold", attack.threshold, display=False)
+    glue(f"ex_{family}_candidates", attack.num_candidates_total, display=False)
+    glue(f"ex_{family}_extracted", int(hit.sum()), display=False)
+    if family in calibration:
+        glue(f"ex_{family}_used_fpr", calibration[family]["used_false_positive_rate"], display=False)
+        glue(f"ex_{family}_used_tpr", calibration[family]["used_true_positive_rate"], display=False)
+    if family not in testbed:
+        continue
+    n_read = run.config.data.max_images or len(testbed[family].train_labels)
+    groups = {name: ids[ids < n_read] for name, ids in testbed[family].groups().items()}
+    planted = testbed[family].is_planted()[attack.candidate_ids.numpy()]
+    glue(f"ex_{family}_extracted_planted", int((hit & planted).sum()), display=False)
+    glue(f"ex_{family}_extracted_not_planted", int((hit & ~planted).sum()), display=False)
+    by_group = summaries.extraction_by_group(attack.candidate_ids.numpy()[hit], groups)
+    effect, word = summaries.dose_response(attack.candidate_ids.numpy()[hit], groups)
+    glue(f"ex_{family}_dose_sentence", summaries.claim_sentence(
+        f"{run.config.model.model}, prefix {prefix}: extracted share of the {by_group[-1]['group']} images "
+        f"({by_group[-1]['extracted']} of {by_group[-1]['images']}) minus that of the control group "
+        f"({by_group[0]['extracted']} of {by_group[0]['images']})", effect, word), display=False)
+
+# %% [markdown] tags=["exercise"]
+# ## Exercises
+#
+# Each exercise changes one setting of this page's run. Write your prediction down first, then run
+# the variant from the repository root: it executes this page with the change, under its own results
+# folder (`results/testbed/exercises/<id>`), reusing every cached result the change leaves alone.
+# Compare with the answer key (which candidates are planted, and at which level) and with this page's
+# run. The solution says what the variant run of this book showed; its numbers are glued from that
+# run ({doc}`../book/exercise-runs`).
+#
+# This page's run, at threshold {glue:text}`ex_var_threshold:g`: `var-testbed` extracts
+# {glue:text}`ex_var_extracted:d` of {glue:text}`ex_var_candidates:d` candidates from a
+# {glue:text}`ex_var_prefix:d`-token prefix ({glue:text}`ex_var_extracted_planted:d` planted,
+# {glue:text}`ex_var_extracted_not_planted:d` not), `rar-testbed` {glue:text}`ex_rar_extracted:d`
+# from {glue:text}`ex_rar_prefix:d` tokens ({glue:text}`ex_rar_extracted_planted:d` planted,
+# {glue:text}`ex_rar_extracted_not_planted:d` not). {glue:text}`ex_var_dose_sentence:s`;
+# {glue:text}`ex_rar_dose_sentence:s`.
+#
+# ````{exercise} A stricter copy decision
+# :label: ex-extraction-strict-threshold
+#
+# **Predict.** A generation counts as a copy when its similarity to the candidate's tokenizer
+# reconstruction exceeds `threshold`. At this page's threshold, {glue:text}`ex_var_used_fpr:.0%` (VAR)
+# and {glue:text}`ex_rar_used_fpr:.0%` (RAR) of the generations would also count as copies of
+# another training image (the calibration above). With `threshold: 0.995`, which count falls more:
+# the planted candidates extracted or the others? Does the dose-response verdict survive?
+#
+# **Run** (`threshold: 0.995`; the attack is recomputed, since its result depends on the threshold):
+#
+# ```bash
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise extraction-strict-threshold
+# ```
+#
+# **Compare** planted against not-planted extractions and the verdicts with this page's.
+# ````
+#
+# ```{solution} ex-extraction-strict-threshold
+# :class: dropdown
+#
+# The run `extraction-strict-threshold` took
+# {glue:text}`exercise-extraction-strict-threshold.ipynb::page_seconds:.0f` s on this machine. At
+# threshold {glue:text}`exercise-extraction-strict-threshold.ipynb::ex_var_threshold:g`, `var-testbed`
+# extracts {glue:text}`exercise-extraction-strict-threshold.ipynb::ex_var_extracted:d`
+# ({glue:text}`exercise-extraction-strict-threshold.ipynb::ex_var_extracted_planted:d` planted,
+# {glue:text}`exercise-extraction-strict-threshold.ipynb::ex_var_extracted_not_planted:d` not) and
+# `rar-testbed` {glue:text}`exercise-extraction-strict-threshold.ipynb::ex_rar_extracted:d`
+# ({glue:text}`exercise-extraction-strict-threshold.ipynb::ex_rar_extracted_planted:d` planted,
+# {glue:text}`exercise-extraction-strict-threshold.ipynb::ex_rar_extracted_not_planted:d` not); the
+# share of generations that would count as copies of another image is
+# {glue:text}`exercise-extraction-strict-threshold.ipynb::ex_var_used_fpr:.0%` (VAR) and
+# {glue:text}`exercise-extraction-strict-threshold.ipynb::ex_rar_used_fpr:.0%` (RAR). Computed:
+# {glue:text}`exercise-extraction-strict-threshold.ipynb::ex_var_dose_sentence:s`;
+# {glue:text}`exercise-extraction-strict-threshold.ipynb::ex_rar_dose_sentence:s`.
+# ```
+#
+# ````{exercise} A shorter prefix
+# :label: ex-extraction-short-prefix
+#
+# **Predict.** The attacker gives the model the first tokens of the image: here
+# {glue:text}`ex_var_prefix:d` (VAR) and {glue:text}`ex_rar_prefix:d` (RAR). With
+# `reported_prefix: {var: 5, rar: 5}` the page reports the count at 5 tokens (VAR's first three
+# scales). Which images does a shorter prefix still recover, and does the attack still tell the
+# duplicated images from the control group?
+#
+# **Run** (`reported_prefix: {var: 5, rar: 5}`; the attack already generated from 5 tokens, so it is
+# read from the cache):
+#
+# ```bash
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise extraction-short-prefix
+# ```
+#
+# **Compare** the counts per group and the dose-response verdict with this page's.
+# ````
+#
+# ```{solution} ex-extraction-short-prefix
+# :class: dropdown
+#
+# The run `extraction-short-prefix` took {glue:text}`exercise-extraction-short-prefix.ipynb::page_seconds:.0f` s
+# on this machine. From {glue:text}`exercise-extraction-short-prefix.ipynb::ex_var_prefix:d` tokens,
+# `var-testbed` extracts {glue:text}`exercise-extraction-short-prefix.ipynb::ex_var_extracted:d`
+# candidates ({glue:text}`exercise-extraction-short-prefix.ipynb::ex_var_extracted_planted:d` planted)
+# and `rar-testbed` {glue:text}`exercise-extraction-short-prefix.ipynb::ex_rar_extracted:d`
+# ({glue:text}`exercise-extraction-short-prefix.ipynb::ex_rar_extracted_planted:d` planted). Computed:
+# {glue:text}`exercise-extraction-short-prefix.ipynb::ex_var_dose_sentence:s`;
+# {glue:text}`exercise-extraction-short-prefix.ipynb::ex_rar_dose_sentence:s`.
+# ```

@@ -374,3 +374,109 @@ from memlib import style as _style  # noqa: E402
 
 glue("page_seconds", time.time() - started, display=False)
 glue("rerun_box", _Markdown(_style.rerun_box("mitigation", params_file, None)), display=False)
+
+# %% tags=["remove-cell"]
+# For the exercises (the exercise runs of notebooks/exercises.yaml glue the same keys): the
+# counts at the reported k and the computed verdicts of the edit against its controls, as sentences.
+for family, run in runs.items():
+    summary = page_numbers[family]
+    glue(f"ex_{family}_k_percent", k_report[family], display=False)
+    glue(f"ex_{family}_units_edited", summary["units_edited"], display=False)
+    glue(f"ex_{family}_before", summary["extracted_before"], display=False)
+    glue(f"ex_{family}_half", int(summary["unitmem_half_extracted_mean"]), display=False)
+    if "random_half_extracted_mean" in summary:
+        glue(f"ex_{family}_random_mean", summary["random_half_extracted_mean"], display=False)
+        glue(f"ex_{family}_random_range", f"{summary['random_half_extracted_min']}-{summary['random_half_extracted_max']}", display=False)
+    if "unitmem_zero_extracted_mean" in summary:
+        glue(f"ex_{family}_zero", int(summary["unitmem_zero_extracted_mean"]), display=False)
+    found = verdicts.get(family) or {}
+    glue(f"ex_{family}_verdicts", "; ".join(
+        summaries.claim_sentence(f"{run.config.model.model}, k = {k_report[family]:g}%: {claim}",
+                                 summaries.Estimate(v["effect"], v["lo"], v["hi"], v["interval"]), v["verdict"])
+        for claim, v in found.items()) or "no verdicts (not a testbed run)", display=False)
+
+# %% [markdown] tags=["exercise"]
+# ## Exercises
+#
+# Each exercise changes one setting of this page's run. Write your prediction down first, then run
+# the variant from the repository root: it executes this page with the change, under its own results
+# folder (`results/testbed/exercises/<id>`), reusing every cached result the change leaves alone (here
+# UnitMem and the unedited attack; the sweep is recomputed, with fewer rows and no FID so that it
+# stays short). Compare with the controls (random units of the same number, the unedited model) and
+# with this page's run. The solution says what the variant run of this book showed; its numbers are
+# glued from that run ({doc}`../book/exercise-runs`).
+#
+# This page's run: {glue:text}`ex_var_verdicts:s`. {glue:text}`ex_rar_verdicts:s`.
+#
+# ````{exercise} A larger edit
+# :label: ex-mitigation-k20
+#
+# **Predict.** This page halves the top {glue:text}`ex_var_k_percent:g`% (VAR) and
+# {glue:text}`ex_rar_k_percent:g`% (RAR) UnitMem units. At `k_percent: 20`, will the edit remove more
+# extractions, and will it now beat halving as many *random* units? Will zeroing remove more than
+# halving?
+#
+# **Run** (`k_percent: 20` with the sweep cut to `k_percents: [0, 20]` and
+# `sweep_modes: [unitmem-half, random-half, unitmem-zero]` (the UnitMem edit, the random control and
+# zeroing), `sweep_fid: false`):
+#
+# ```bash
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise mitigation-k20
+# ```
+#
+# **Compare** each edit's count with the random control's range and with the unedited model.
+# ````
+#
+# ```{solution} ex-mitigation-k20
+# :class: dropdown
+#
+# The run `mitigation-k20` took {glue:text}`exercise-mitigation-k20.ipynb::page_seconds:.0f` s on this
+# machine. `var-testbed`: {glue:text}`exercise-mitigation-k20.ipynb::ex_var_before:d` extracted
+# unedited, {glue:text}`exercise-mitigation-k20.ipynb::ex_var_half:d` after halving the top
+# {glue:text}`exercise-mitigation-k20.ipynb::ex_var_k_percent:g`%
+# ({glue:text}`exercise-mitigation-k20.ipynb::ex_var_units_edited:d` units),
+# {glue:text}`exercise-mitigation-k20.ipynb::ex_var_zero:d` after zeroing them, and
+# {glue:text}`exercise-mitigation-k20.ipynb::ex_var_random_range:s` after halving random units;
+# `rar-testbed`: {glue:text}`exercise-mitigation-k20.ipynb::ex_rar_before:d`,
+# {glue:text}`exercise-mitigation-k20.ipynb::ex_rar_half:d`,
+# {glue:text}`exercise-mitigation-k20.ipynb::ex_rar_zero:d` and
+# {glue:text}`exercise-mitigation-k20.ipynb::ex_rar_random_range:s`. The computed verdicts:
+# {glue:text}`exercise-mitigation-k20.ipynb::ex_var_verdicts:s`.
+# {glue:text}`exercise-mitigation-k20.ipynb::ex_rar_verdicts:s`.
+# ```
+#
+# ````{exercise} A smaller edit, halved or zeroed
+# :label: ex-mitigation-k1
+#
+# **Predict.** At `k_percent: 1` only the very top UnitMem units are edited. If memorization sits in
+# a few units, a small edit should already act, and zeroing (scale 0) should act more than halving
+# (scale 0.5). What do you expect against the random control at this k?
+#
+# **Run** (`k_percent: 1` with `k_percents: [0, 1]`, the same three edits
+# `sweep_modes: [unitmem-half, random-half, unitmem-zero]`, `sweep_fid: false`):
+#
+# ```bash
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise mitigation-k1
+# ```
+#
+# **Compare** halving with zeroing and both with the random control.
+# ````
+#
+# ```{solution} ex-mitigation-k1
+# :class: dropdown
+#
+# The run `mitigation-k1` took {glue:text}`exercise-mitigation-k1.ipynb::page_seconds:.0f` s on this
+# machine. `var-testbed`: {glue:text}`exercise-mitigation-k1.ipynb::ex_var_before:d` unedited,
+# {glue:text}`exercise-mitigation-k1.ipynb::ex_var_half:d` halved,
+# {glue:text}`exercise-mitigation-k1.ipynb::ex_var_zero:d` zeroed
+# ({glue:text}`exercise-mitigation-k1.ipynb::ex_var_units_edited:d` units), random units
+# {glue:text}`exercise-mitigation-k1.ipynb::ex_var_random_range:s`; `rar-testbed`:
+# {glue:text}`exercise-mitigation-k1.ipynb::ex_rar_before:d`,
+# {glue:text}`exercise-mitigation-k1.ipynb::ex_rar_half:d`,
+# {glue:text}`exercise-mitigation-k1.ipynb::ex_rar_zero:d`, random
+# {glue:text}`exercise-mitigation-k1.ipynb::ex_rar_random_range:s`. The computed verdicts:
+# {glue:text}`exercise-mitigation-k1.ipynb::ex_var_verdicts:s`.
+# {glue:text}`exercise-mitigation-k1.ipynb::ex_rar_verdicts:s`.
+# ```

@@ -496,3 +496,112 @@ from memlib import style as _style  # noqa: E402
 
 glue("page_seconds", time.time() - started, display=False)
 glue("rerun_box", _Markdown(_style.rerun_box("testbed", params_file, None)), display=False)
+
+# %% tags=["remove-cell"]
+# For the exercises (the exercise runs of notebooks/exercises.yaml glue the same keys):
+# the training image nearest to each class-conditional sample of the figure above (pixel
+# similarity to every training image as stored), against the answer key.
+from memlib import summaries as _summaries  # noqa: E402
+from memlib.similarity import PixelSimilarity as _PixelSimilarity  # noqa: E402
+
+glue("ex_seed", seed, display=False)
+glue("ex_images_per_class", images_per_class, display=False)
+glue("ex_planted_share_of_train", float(is_planted.mean()), display=False)
+train_N3HW = torch.from_numpy(data.train_images).float().div(255).unsqueeze(1).expand(-1, 3, -1, -1)
+for family, gen in generators.items():
+    sample_labels = torch.arange(data.num_classes).repeat_interleave(images_per_class)
+    with torch.no_grad():
+        sampled = decode_images(gen, gen.sample(sample_labels, generator=torch.Generator().manual_seed(seed)))
+    nearest_id = _PixelSimilarity().pairwise(sampled, train_N3HW).argmax(dim=1).numpy()
+    hits = int(is_planted[nearest_id].sum())
+    effect, word = _summaries.over_base_rate(hits, len(sampled), float(is_planted.mean()))
+    glue(f"ex_{family}_samples", len(sampled), display=False)
+    glue(f"ex_{family}_nearest_planted", hits, display=False)
+    glue(f"ex_{family}_nearest_distinct", len(set(nearest_id[is_planted[nearest_id]].tolist())), display=False)
+    glue(f"ex_{family}_nearest_verdict", _summaries.claim_sentence(
+        f"{MODEL_NAMES[family]}: share of samples nearest a planted image minus the planted share of the training set",
+        effect, word, ".3f"), display=False)
+
+# %% [markdown] tags=["exercise"]
+# ## Exercises
+#
+# Each exercise changes one setting of this page's run. Write your prediction down first, then run
+# the variant from the repository root: it executes this page with the change, under its own results
+# folder (`results/testbed/exercises/<id>`), reusing every cached result the change leaves alone.
+# Compare with the answer key and with this page's run. The solution says what the variant run of
+# this book showed; its numbers are glued from that run ({doc}`../book/exercise-runs`).
+#
+# For every class-conditional sample in the figures above, the nearest training image in pixel
+# space (`memlib.similarity.PixelSimilarity`) is a planted image for {glue:text}`ex_var_nearest_planted:d` of the
+# {glue:text}`ex_var_samples:d` samples of `var-testbed` and {glue:text}`ex_rar_nearest_planted:d`
+# of the {glue:text}`ex_rar_samples:d` samples of `rar-testbed` (`seed` {glue:text}`ex_seed:d`),
+# while planted images are only {glue:text}`ex_planted_share_of_train:.1%` of the training set.
+# Computed against that base rate: {glue:text}`ex_var_nearest_verdict:s`; {glue:text}`ex_rar_nearest_verdict:s`.
+#
+# ````{exercise} Another sampling seed
+# :label: ex-testbed-seed
+#
+# **Predict.** The samples are drawn with `seed` {glue:text}`ex_seed:d`. With `seed: 1` the models draw other samples.
+# Which of this page's numbers change: the planted set and its share of the training set, the number
+# of samples whose nearest training image is planted, the verdict against the base rate?
+#
+# **Run** (`seed: 1`):
+#
+# ```bash
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise testbed-seed
+# ```
+#
+# **Compare** the counts of both seeds with each other and with the base rate.
+# ````
+#
+# ```{solution} ex-testbed-seed
+# :class: dropdown
+#
+# The run `testbed-seed` took {glue:text}`exercise-testbed-seed.ipynb::page_seconds:.0f` s on this
+# machine. With `seed: 1` the nearest training image is planted for
+# {glue:text}`exercise-testbed-seed.ipynb::ex_var_nearest_planted:d` of
+# {glue:text}`exercise-testbed-seed.ipynb::ex_var_samples:d` VAR samples and
+# {glue:text}`exercise-testbed-seed.ipynb::ex_rar_nearest_planted:d` of
+# {glue:text}`exercise-testbed-seed.ipynb::ex_rar_samples:d` RAR samples (this page, seed
+# {glue:text}`ex_seed:d`: {glue:text}`ex_var_nearest_planted:d` and {glue:text}`ex_rar_nearest_planted:d`). The planted
+# set is the data file's, so its share stays {glue:text}`exercise-testbed-seed.ipynb::ex_planted_share_of_train:.1%`.
+# The computed verdicts of that run: {glue:text}`exercise-testbed-seed.ipynb::ex_var_nearest_verdict:s`;
+# {glue:text}`exercise-testbed-seed.ipynb::ex_rar_nearest_verdict:s`. The difference between the two
+# seeds is the sampling noise of one set of samples of this size: read a change only where the
+# verdicts differ.
+# ```
+#
+# ````{exercise} Twice as many samples
+# :label: ex-testbed-more-samples
+#
+# **Predict.** `images_per_class: 16` draws 16 samples per class instead of this page's
+# {glue:text}`ex_images_per_class:d`. Does the number of
+# samples nearest a planted image double? Do they hit more *different* planted images (this run:
+# {glue:text}`ex_var_nearest_distinct:d` for VAR, {glue:text}`ex_rar_nearest_distinct:d` for RAR),
+# and does the interval of the verdict get narrower?
+#
+# **Run** (`images_per_class: 16`):
+#
+# ```bash
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise testbed-more-samples
+# ```
+#
+# **Compare** with the base rate and with this page's run.
+# ````
+#
+# ```{solution} ex-testbed-more-samples
+# :class: dropdown
+#
+# The run `testbed-more-samples` took {glue:text}`exercise-testbed-more-samples.ipynb::page_seconds:.0f` s
+# on this machine. Of {glue:text}`exercise-testbed-more-samples.ipynb::ex_var_samples:d` VAR samples,
+# {glue:text}`exercise-testbed-more-samples.ipynb::ex_var_nearest_planted:d` are nearest a planted image
+# ({glue:text}`exercise-testbed-more-samples.ipynb::ex_var_nearest_distinct:d` different ones); of
+# {glue:text}`exercise-testbed-more-samples.ipynb::ex_rar_samples:d` RAR samples,
+# {glue:text}`exercise-testbed-more-samples.ipynb::ex_rar_nearest_planted:d`
+# ({glue:text}`exercise-testbed-more-samples.ipynb::ex_rar_nearest_distinct:d` different ones); this
+# page's {glue:text}`ex_images_per_class:d` per class: {glue:text}`ex_var_nearest_planted:d` and {glue:text}`ex_rar_nearest_planted:d`.
+# Computed: {glue:text}`exercise-testbed-more-samples.ipynb::ex_var_nearest_verdict:s`;
+# {glue:text}`exercise-testbed-more-samples.ipynb::ex_rar_nearest_verdict:s`.
+# ```

@@ -258,3 +258,110 @@ from memlib import style as _style  # noqa: E402
 
 glue("page_seconds", time.time() - started, display=False)
 glue("rerun_box", _Markdown(_style.rerun_box("tradeoff", params_file, None)), display=False)
+
+# %% tags=["remove-cell"]
+# For the exercises (the exercise runs of notebooks/exercises.yaml glue the same keys): the
+# testbed FID of the UnitMem edit at the reported k against the unedited model, paired by sampling
+# seed, with its computed verdict as a sentence (none with a single seed: no interval).
+for family, table in sweeps.items():
+    run, k = runs[family], runs[family].config.sweep.k_percent
+    glue(f"ex_{family}_k_percent", k, display=False)
+    glue(f"ex_{family}_fid_seeds", len(run.config.fid.fid_seeds), display=False)
+    glue(f"ex_{family}_samples_per_class", run.config.fid.fid_samples_per_class, display=False)
+    edited = table[(table["mode"] == "unitmem-half") & (table["k_percent"] == k)]
+    baseline = table[table["k_percent"] == 0].iloc[0]
+    if edited.empty or baseline["fid_by_seed"] is None or edited.iloc[0]["fid_by_seed"] is None:
+        glue(f"ex_{family}_fid_sentence", f"{run.config.model.model}: no FID measured at k = {k:g}%", display=False)
+        continue
+    before_by_seed, after_by_seed = list(baseline["fid_by_seed"]), list(edited.iloc[0]["fid_by_seed"])
+    glue(f"ex_{family}_fid_before", float(np.mean(before_by_seed)), display=False)
+    glue(f"ex_{family}_fid_after", float(np.mean(after_by_seed)), display=False)
+    glue(f"ex_{family}_fid_before_first_seed", float(before_by_seed[0]), display=False)
+    glue(f"ex_{family}_fid_after_first_seed", float(after_by_seed[0]), display=False)
+    claim = f"{run.config.model.model}: {baseline['fid_metric']} after minus before halving the top {k:g}%, paired by seed"
+    if len(before_by_seed) >= 2:
+        sentence = summaries.claim_sentence(claim, *summaries.fid_change(before_by_seed, after_by_seed))
+    else:
+        sentence = (f"{claim}: {after_by_seed[0] - before_by_seed[0]:+.2f} from a single sampling seed, which gives "
+                    "no interval, so no verdict")
+    glue(f"ex_{family}_fid_sentence", sentence, display=False)
+
+# %% [markdown] tags=["exercise"]
+# ## Exercises
+#
+# Each exercise changes one setting of this page's run. Write your prediction down first, then run
+# the variant from the repository root: it executes this page with the change, under its own results
+# folder (`results/testbed/exercises/<id>`), reusing every cached result the change leaves alone (here
+# UnitMem and the unedited attack; the sweep is recomputed, cut to the UnitMem edit at k = 0, 5 and
+# 10% so that it stays short). Compare with this page's run: the unedited model is the control. The
+# solution says what the variant run of this book showed; its numbers are glued from that run
+# ({doc}`../book/exercise-runs`).
+#
+# This page's run measures the testbed FID with {glue:text}`ex_var_fid_seeds:d` sampling seeds of
+# {glue:text}`ex_var_samples_per_class:d` samples per class: {glue:text}`ex_var_fid_sentence:s`;
+# {glue:text}`ex_rar_fid_sentence:s`.
+#
+# ````{exercise} One FID seed instead of three
+# :label: ex-tradeoff-one-fid-seed
+#
+# **Predict.** Each sampling seed is a full set of samples; the page reads an FID change only where
+# the t interval over seeds excludes zero. With `fid_seeds: [0]` there is one set of samples. Will the
+# FID of seed 0 be the same number as in this page's run? What can you still conclude about the
+# edit's cost in image quality?
+#
+# **Run** (`fid_seeds: [0]`, the sweep cut to `k_percents: [0, 5, 10]` and `sweep_modes: [unitmem-half]`):
+#
+# ```bash
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise tradeoff-one-fid-seed
+# ```
+#
+# **Compare** the seed-0 values with this page's, and the verdicts.
+# ````
+#
+# ```{solution} ex-tradeoff-one-fid-seed
+# :class: dropdown
+#
+# The run `tradeoff-one-fid-seed` took {glue:text}`exercise-tradeoff-one-fid-seed.ipynb::page_seconds:.0f` s
+# on this machine. Seed 0 gives `var-testbed`
+# {glue:text}`exercise-tradeoff-one-fid-seed.ipynb::ex_var_fid_before_first_seed:.3f` unedited and
+# {glue:text}`exercise-tradeoff-one-fid-seed.ipynb::ex_var_fid_after_first_seed:.3f` edited (this page's
+# seed 0: {glue:text}`ex_var_fid_before_first_seed:.3f` and {glue:text}`ex_var_fid_after_first_seed:.3f`),
+# `rar-testbed` {glue:text}`exercise-tradeoff-one-fid-seed.ipynb::ex_rar_fid_before_first_seed:.3f` and
+# {glue:text}`exercise-tradeoff-one-fid-seed.ipynb::ex_rar_fid_after_first_seed:.3f` (this page:
+# {glue:text}`ex_rar_fid_before_first_seed:.3f` and {glue:text}`ex_rar_fid_after_first_seed:.3f`):
+# sampling is seeded, so one seed reproduces its own numbers exactly. But one seed has no spread:
+# {glue:text}`exercise-tradeoff-one-fid-seed.ipynb::ex_var_fid_sentence:s`;
+# {glue:text}`exercise-tradeoff-one-fid-seed.ipynb::ex_rar_fid_sentence:s`.
+# ```
+#
+# ````{exercise} Fewer samples per FID
+# :label: ex-tradeoff-few-samples
+#
+# **Predict.** This page's FID uses {glue:text}`ex_var_samples_per_class:d` samples per class. FID
+# estimated from fewer samples is biased upwards. With `fid_samples_per_class: 5`, will the unedited
+# model's FID rise? Will the verdict on the edit's FID change stay the same?
+#
+# **Run** (`fid_samples_per_class: 5`, the same cut sweep `k_percents: [0, 5, 10]` and
+# `sweep_modes: [unitmem-half]`):
+#
+# ```bash
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise tradeoff-few-samples
+# ```
+#
+# **Compare** the unedited FID and the verdicts with this page's.
+# ````
+#
+# ```{solution} ex-tradeoff-few-samples
+# :class: dropdown
+#
+# The run `tradeoff-few-samples` took {glue:text}`exercise-tradeoff-few-samples.ipynb::page_seconds:.0f` s
+# on this machine. With {glue:text}`exercise-tradeoff-few-samples.ipynb::ex_var_samples_per_class:d`
+# samples per class the unedited FID is
+# {glue:text}`exercise-tradeoff-few-samples.ipynb::ex_var_fid_before:.2f` (`var-testbed`) and
+# {glue:text}`exercise-tradeoff-few-samples.ipynb::ex_rar_fid_before:.2f` (`rar-testbed`), against
+# {glue:text}`ex_var_fid_before:.2f` and {glue:text}`ex_rar_fid_before:.2f` on this page. Computed:
+# {glue:text}`exercise-tradeoff-few-samples.ipynb::ex_var_fid_sentence:s`;
+# {glue:text}`exercise-tradeoff-few-samples.ipynb::ex_rar_fid_sentence:s`.
+# ```

@@ -383,3 +383,105 @@ from memlib import style as _style  # noqa: E402
 
 glue("page_seconds", time.time() - started, display=False)
 glue("rerun_box", _Markdown(_style.rerun_box("unitmem-rar", params_file, None)), display=False)
+
+# %% tags=["remove-cell"]
+# For the exercises (the exercise runs of notebooks/exercises.yaml glue the same keys): the
+# verdicts of this run at the reading position its `selection` ranks by, as plain sentences.
+READINGS = {"predicts-last": "T-2", "last": "T-1", "all": "all positions"}
+for family, run in runs.items():
+    result, k = unitmem[family], k_top[family]
+    reading = top_units[family]["selection"]
+    later, later_word = summaries.later_blocks_share(result.selection_scores(None if reading == CHOSEN else reading).numpy(), k)
+    glue(f"ex_{family}_reading", READINGS[reading], display=False)
+    glue(f"ex_{family}_n_views", run.config.unitmem.n_views, display=False)
+    glue(f"ex_{family}_k_percent", k, display=False)
+    glue(f"ex_{family}_later_sentence", summaries.claim_sentence(
+        f"share of the top {k:g}% units ({READINGS[reading]}) in the later half of the blocks, minus one half",
+        later, later_word), display=False)
+    testbed = stages.training_images(run, run.config.unitmem.unitmem_fraction).testbed
+    if testbed is None or POSITIONS[reading] not in localization_by_level.get(family, {}):
+        continue
+    g = result.group_names.index(reading)
+    top_ids = summaries.top_unit_argmax_ids(result.group(reading), result.argmax_GKU[g], k)
+    enrichment = summaries.planted_enrichment(top_ids, testbed.is_planted(), np.array(result.params["images"]))
+    glue(f"ex_{family}_planted_share", enrichment.share, display=False)
+    glue(f"ex_{family}_planted_base_share", enrichment.base_share, display=False)
+    by_level = localization_by_level[family][POSITIONS[reading]]
+    glue(f"ex_{family}_localization", summaries.localization_sentence(
+        run.config.model.model, f"at {READINGS[reading]}", k, pd.DataFrame(by_level["shares"]),
+        pd.DataFrame(by_level["auc"])).replace("**", ""), display=False)
+
+# %% [markdown] tags=["exercise"]
+# ## Exercises
+#
+# Each exercise changes one setting of this page's run. Write your prediction down first, then run
+# the variant from the repository root: it executes this page with the change, under its own results
+# folder (`results/testbed/exercises/<id>`), reusing every cached result the change leaves alone.
+# Compare with the answer key (the planted images and their control group) and with this page's run.
+# The solution says what the variant run of this book showed; its numbers are glued from that run
+# ({doc}`../book/exercise-runs`).
+#
+# This page's run ranks units at {glue:text}`ex_rar_reading:s` with {glue:text}`ex_rar_n_views:d`
+# views per image: {glue:text}`ex_rar_localization:s` {glue:text}`ex_rar_later_sentence:s`.
+#
+# ````{exercise} Read the last input token instead
+# :label: ex-unitmem-rar-last
+#
+# **Predict.** The paper's "last-token activation" has two readings; this page ranks units at T-2,
+# the position whose output predicts the last token. With `selection: last` the ranking uses T-1,
+# the last input position, whose output the model never uses. Will the top units sit in other
+# blocks? Will more or fewer of them point at planted images
+# (this run: {glue:text}`ex_rar_planted_share:.1%`, against {glue:text}`ex_rar_planted_base_share:.1%`
+# planted images in D')?
+#
+# **Run** (`selection: last`; UnitMem is read from the cache, both positions were collected):
+#
+# ```bash
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise unitmem-rar-last
+# ```
+#
+# **Compare** the share of planted argmax images and the verdict on the later blocks with this page's.
+# ````
+#
+# ```{solution} ex-unitmem-rar-last
+# :class: dropdown
+#
+# The run `unitmem-rar-last` took {glue:text}`exercise-unitmem-rar-last.ipynb::page_seconds:.0f` s on
+# this machine. Ranked at {glue:text}`exercise-unitmem-rar-last.ipynb::ex_rar_reading:s`,
+# {glue:text}`exercise-unitmem-rar-last.ipynb::ex_rar_planted_share:.1%` of the top
+# {glue:text}`exercise-unitmem-rar-last.ipynb::ex_rar_k_percent:g`% units have a planted argmax image
+# (at {glue:text}`ex_rar_reading:s`: {glue:text}`ex_rar_planted_share:.1%`). Its computed verdicts:
+# {glue:text}`exercise-unitmem-rar-last.ipynb::ex_rar_localization:s`
+# {glue:text}`exercise-unitmem-rar-last.ipynb::ex_rar_later_sentence:s`. Where the verdicts of the
+# two readings differ, the choice the paper leaves open decides the answer.
+# ```
+#
+# ````{exercise} One view instead of ten
+# :label: ex-unitmem-rar-one-view
+#
+# **Predict.** UnitMem averages a unit's activation over {glue:text}`ex_rar_n_views:d` augmented views
+# of each image (random crops and flips). With `n_views: 1` every image is seen through one random
+# view. Will UnitMem still single out the planted images, and will the verdict on the control group
+# change?
+#
+# **Run** (`n_views: 1`; UnitMem is recomputed with one view per image):
+#
+# ```bash
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise unitmem-rar-one-view
+# ```
+#
+# **Compare** the per-level shares and AUCs with this page's, against the base rates of D'.
+# ````
+#
+# ```{solution} ex-unitmem-rar-one-view
+# :class: dropdown
+#
+# The run `unitmem-rar-one-view` took {glue:text}`exercise-unitmem-rar-one-view.ipynb::page_seconds:.0f` s
+# on this machine, with {glue:text}`exercise-unitmem-rar-one-view.ipynb::ex_rar_n_views:d` view per
+# image. {glue:text}`exercise-unitmem-rar-one-view.ipynb::ex_rar_planted_share:.1%` of its top units
+# have a planted argmax image (this page: {glue:text}`ex_rar_planted_share:.1%`). Its computed
+# verdicts: {glue:text}`exercise-unitmem-rar-one-view.ipynb::ex_rar_localization:s` With one view,
+# an image's UnitMem rests on one crop: the verdicts above say whether that noise changes the answer.
+# ```

@@ -459,3 +459,103 @@ from memlib import style as _style  # noqa: E402
 
 glue("page_seconds", time.time() - started, display=False)
 glue("rerun_box", _Markdown(_style.rerun_box("unitmem-var", params_file, None)), display=False)
+
+# %% tags=["remove-cell"]
+# For the exercises (the exercise runs of notebooks/exercises.yaml glue the same keys):
+# the localization verdicts of this run, as plain sentences, and the numbers they rest on.
+for family, run in runs.items():
+    glue(f"ex_{family}_k_percent", k_top[family], display=False)
+    glue(f"ex_{family}_n_images", unitmem[family].n_images, display=False)
+    glue(f"ex_{family}_top_units", top_units[family]["units"], display=False)
+    if family not in localization_by_level:
+        continue
+    by_level = localization_by_level[family][f"{run.config.unitmem.n_views} views"]
+    level_shares, level_aucs = pd.DataFrame(by_level["shares"]), pd.DataFrame(by_level["auc"])
+    glue(f"ex_{family}_localization", summaries.localization_sentence(
+        run.config.model.model, "of the image scales", k_top[family], level_shares, level_aucs).replace("**", ""), display=False)
+    glue(f"ex_{family}_top_level", str(level_shares.iloc[-1]["group"]), display=False)
+    glue(f"ex_{family}_top_level_share", float(level_shares.iloc[-1]["share"]), display=False)
+    glue(f"ex_{family}_top_level_base_rate", float(level_shares.iloc[-1]["base_rate"]), display=False)
+    glue(f"ex_{family}_planted_share", argmax_summary[family]["top_unit_argmax_planted_share"], display=False)
+    glue(f"ex_{family}_planted_base_share", argmax_summary[family]["planted_share_of_images"], display=False)
+
+# %% [markdown] tags=["exercise"]
+# ## Exercises
+#
+# Each exercise changes one setting of this page's run. Write your prediction down first, then run
+# the variant from the repository root: it executes this page with the change, under its own results
+# folder (`results/testbed/exercises/<id>`), reusing every cached result the change leaves alone.
+# Compare with the answer key (the planted images and their control group) and with this page's run.
+# The solution says what the variant run of this book showed; its numbers are glued from that run
+# ({doc}`../book/exercise-runs`).
+#
+# This page's run: {glue:text}`ex_var_localization:s`
+#
+# ````{exercise} The top 1% instead of the top 10%
+# :label: ex-unitmem-var-top1
+#
+# **Predict.** This page locates the top {glue:text}`ex_var_k_percent:g`% units
+# ({glue:text}`ex_var_top_units:d` units); {glue:text}`ex_var_planted_share:.1%` of them have a planted
+# image as their argmax, against {glue:text}`ex_var_planted_base_share:.1%` planted images in D'. With
+# `k_percent: 1`, only the units with the very highest UnitMem remain. Will the share pointing at
+# planted images rise or fall, and will the verdicts on the most duplicated images and on the control
+# group change?
+#
+# **Run** (`k_percent: 1`; UnitMem itself is not recomputed, only the ranking):
+#
+# ```bash
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise unitmem-var-top1
+# ```
+#
+# **Compare** the share of planted argmax images and the per-level verdicts with this page's.
+# ````
+#
+# ```{solution} ex-unitmem-var-top1
+# :class: dropdown
+#
+# The run `unitmem-var-top1` took {glue:text}`exercise-unitmem-var-top1.ipynb::page_seconds:.0f` s on
+# this machine (UnitMem read from the cache). Of its top
+# {glue:text}`exercise-unitmem-var-top1.ipynb::ex_var_k_percent:g`%
+# ({glue:text}`exercise-unitmem-var-top1.ipynb::ex_var_top_units:d` units),
+# {glue:text}`exercise-unitmem-var-top1.ipynb::ex_var_planted_share:.1%` have a planted argmax image
+# (this page: {glue:text}`ex_var_planted_share:.1%` of the top {glue:text}`ex_var_k_percent:g`%; D':
+# {glue:text}`exercise-unitmem-var-top1.ipynb::ex_var_planted_base_share:.1%`). Its computed
+# verdicts: {glue:text}`exercise-unitmem-var-top1.ipynb::ex_var_localization:s` Fewer units give
+# wider intervals: a difference between the two runs counts only where a verdict changes.
+# ```
+#
+# ````{exercise} A smaller D'
+# :label: ex-unitmem-var-small-dprime
+#
+# **Predict.** UnitMem compares a unit's activation on its most activating image with its mean over
+# the other images of D' ({glue:text}`ex_var_n_images:d` images here). With `unitmem_images: 300`, D'
+# keeps every planted and control image but far fewer ordinary ones, so planted images become a
+# larger share of D'. Does the share of top units pointing at planted images rise just because the
+# base rate rises? Which number tells you whether UnitMem still singles out memorized images?
+#
+# **Run** (`unitmem_images: 300`; UnitMem is recomputed on the smaller D'):
+#
+# ```bash
+# .venv/bin/python scripts/run_notebooks.py \
+#   --params notebooks/params/testbed.yaml --exercise unitmem-var-small-dprime
+# ```
+#
+# **Compare** the share of the most duplicated group among the top units with its base rate, in
+# both runs.
+# ````
+#
+# ```{solution} ex-unitmem-var-small-dprime
+# :class: dropdown
+#
+# The run `unitmem-var-small-dprime` took
+# {glue:text}`exercise-unitmem-var-small-dprime.ipynb::page_seconds:.0f` s on this machine (UnitMem
+# computed anew on {glue:text}`exercise-unitmem-var-small-dprime.ipynb::ex_var_n_images:d` images).
+# {glue:text}`exercise-unitmem-var-small-dprime.ipynb::ex_var_planted_share:.1%` of the top units have
+# a planted argmax image, against a base rate of
+# {glue:text}`exercise-unitmem-var-small-dprime.ipynb::ex_var_planted_base_share:.1%` planted images
+# in that D' (this page: {glue:text}`ex_var_planted_share:.1%` against
+# {glue:text}`ex_var_planted_base_share:.1%`). The comparison that corrects for the base rate is the
+# enrichment of each group over its share of D', with its verdict:
+# {glue:text}`exercise-unitmem-var-small-dprime.ipynb::ex_var_localization:s`
+# ```

@@ -23,6 +23,22 @@ misspelled parameter would otherwise be ignored silently and the run would use t
 the run of EVERY notebook of the book (the file's settings with its page values over them, and
 the models it runs) is checked as the notebook will check it; one message names every bad key.
 
+With `--exercises` the script runs the book's exercise variants instead of its pages
+(`notebooks/exercises.yaml`, or the file given): each is one page re-run with the
+parameter file plus the variant's `overrides`, under its own `results_dir`
+(`<results_dir>/exercises/<id>`, with its parameter file `params.yaml` there) so it never
+overwrites the main run's summaries, figures or latest stage copies, and with `cache_dir` set to
+the main run's results folder, so every stage whose settings the variant leaves unchanged is read
+back from the main run's cache. The executed variant is `<out>/exercise-<id>.ipynb` (the page's
+cells tagged `exercise`, its exercises and solutions, left out; its title names the exercise
+run; its re-run box gives `--exercise <id>`), and its time is `exercise-<id>` in timings.json.
+The main page's solutions paste the variant's glued numbers from there. `--exercise ID`
+(repeatable) runs only those variants. The toc lists the variants as `executed/exercise-<id>`;
+such entries are not pages of their own.
+
+    python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercises
+    python scripts/run_notebooks.py --exercise unitmem-rar-last
+
 Papermill writes into a hidden temporary file beside `<out>/<name>.ipynb`, which is replaced
 only when the notebook completed, so `<out>/<name>.ipynb` is always the last complete execution.
 The first notebook that fails (or runs past --timeout) stops the run; its partly executed copy,
@@ -34,8 +50,10 @@ by the next run.
 
 import argparse
 import ast
+import copy
 import datetime
 import difflib
+import functools
 import json
 import os
 import re
@@ -44,31 +62,40 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import jupytext
 import nbformat
+import yaml
 from papermill.translators import PythonTranslator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the memlib the notebooks import (they run in ROOT)
+from memlib import style  # noqa: E402
 from memlib.config import KEYS as CONFIG_KEYS  # noqa: E402
 from memlib.yamlsafe import ParameterFileError, load_yaml  # noqa: E402
 
 TOC = ROOT / "_toc.yml"
 NOTEBOOK_DIR = ROOT / "notebooks"
 EXECUTED_PREFIX = "executed/"
+EXERCISE_PREFIX = "exercise-"  # executed/exercise-<id>: an exercise variant of a page, not a page of its own
+EXERCISES = NOTEBOOK_DIR / "exercises.yaml"
+EXERCISE_ID = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
+RUNNER_KEYS = ("results_dir", "cache_dir")  # set for every variant by this script, never by the variant
 KERNEL = "python3"
 
 
 def notebook_names(toc_path: Path = TOC) -> list[str]:
-    """Names of the notebooks the toc lists (entries `executed/<name>`), in book order."""
+    """Names of the notebooks the toc lists (entries `executed/<name>`, not the exercise runs
+    `executed/exercise-<id>`), in book order."""
     names = []
 
     def walk(node):
         if isinstance(node, dict):
             file = node.get("file")
-            if isinstance(file, str) and file.startswith(EXECUTED_PREFIX):
+            if isinstance(file, str) and file.startswith(EXECUTED_PREFIX) and not file.startswith(EXECUTED_PREFIX + EXERCISE_PREFIX):
                 names.append(file.removeprefix(EXECUTED_PREFIX).removesuffix(".ipynb"))
             for value in node.values():
                 walk(value)
@@ -157,20 +184,121 @@ def value_problems(values: dict, nb: nbformat.NotebookNode) -> list[str]:
     return []
 
 
+def page_values(params: dict, nb: nbformat.NotebookNode, declared: list[str]) -> dict:
+    """The settings a notebook runs with: the file's, the page's defaults over them, and the
+    file's values of the keys the page declares over those (what the runner passes it)."""
+    page = {k: v for k, v in notebook_defaults(nb).items() if k != "params_file"}
+    return {**params, **page, **{k: v for k, v in params.items() if k in declared}}
+
+
 def check_values(params: dict, sources: dict[str, nbformat.NotebookNode], declared: dict[str, list[str]],
                  params_path: Path) -> None:
     """Every notebook's run (the file's settings, its page values over them) checked before any
     notebook runs; one message names every problem and the notebooks it concerns."""
     problems: dict[str, list[str]] = {}
     for name, nb in sources.items():
-        page = {k: v for k, v in notebook_defaults(nb).items() if k != "params_file"}
-        values = {**params, **page, **{k: v for k, v in params.items() if k in declared[name]}}
+        values = page_values(params, nb, declared[name])
         for problem in value_problems(values, nb):
             problems.setdefault(problem, []).append(name)
     if problems:
         lines = [f"{problem} (notebook{'s' if len(names) > 1 else ''} {', '.join(names)})"
                  for problem, names in problems.items()]
         raise SystemExit(f"error: invalid parameters in {params_path}; no notebook was run:\n  " + "\n  ".join(lines))
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise variant: page ``page`` re-run with ``overrides`` over the run's parameters."""
+
+    id: str
+    page: str
+    overrides: dict
+
+    @property
+    def name(self) -> str:
+        """Its executed notebook's name (``<out>/<name>.ipynb``) and its key in timings.json."""
+        return EXERCISE_PREFIX + self.id
+
+
+def load_exercises(path: Path, pages: list[str]) -> list[Exercise]:
+    """The variants of an exercises file (``exercises:``, a list of ``{id, page, overrides}``),
+    checked: ids unique, lower-case words joined by hyphens; ``page`` a notebook of the toc;
+    ``overrides`` a non-empty mapping of settings of memlib.config other than the runner's own
+    (``results_dir``, ``cache_dir``). The values are checked with the run (:func:`check_exercises`)."""
+    data = read_params(path)
+    if not isinstance(data, dict) or set(data) != {"exercises"} or not isinstance(data["exercises"], list):
+        raise SystemExit(f"error: {path}: expected one key 'exercises' holding a list of {{id, page, overrides}}")
+    exercises, seen = [], set()
+    for i, entry in enumerate(data["exercises"]):
+        where = f"{path}: exercises[{i}]"
+        if not isinstance(entry, dict) or set(entry) != {"id", "page", "overrides"}:
+            raise SystemExit(f"error: {where}: expected exactly the keys id, page, overrides, got {entry!r}")
+        ex_id, page, overrides = entry["id"], entry["page"], entry["overrides"]
+        if not isinstance(ex_id, str) or not EXERCISE_ID.fullmatch(ex_id):
+            raise SystemExit(f"error: {where}: id {ex_id!r}: expected lower-case words joined by hyphens")
+        if ex_id in seen:
+            raise SystemExit(f"error: {where}: id {ex_id!r} is used twice")
+        seen.add(ex_id)
+        if page not in pages:
+            raise SystemExit(f"error: {where} ({ex_id}): page {page!r} is not a notebook of _toc.yml "
+                             f"(notebooks: {', '.join(pages)})")
+        if not isinstance(overrides, dict) or not overrides:
+            raise SystemExit(f"error: {where} ({ex_id}): overrides: expected a non-empty mapping of settings to values")
+        for key in overrides:
+            if key in RUNNER_KEYS or key not in CONFIG_KEYS:
+                why = "is set by the runner for every variant" if key in RUNNER_KEYS else "is no setting of memlib.config"
+                raise SystemExit(f"error: {where} ({ex_id}): override '{key}' {why}")
+        exercises.append(Exercise(ex_id, page, overrides))
+    return exercises
+
+
+def exercise_params(params: dict, exercise: Exercise) -> dict:
+    """The parameters of an exercise run: the file's, the overrides over them, its own results
+    folder ``<results_dir>/exercises/<id>``, and the main run's stage cache (``cache_dir``)."""
+    results_dir = params.get("results_dir") or "results"
+    return {**params, **exercise.overrides, "results_dir": f"{results_dir}/exercises/{exercise.id}",
+            "cache_dir": params.get("cache_dir") or results_dir}
+
+
+def check_exercises(exercises: list[Exercise], params: dict, sources: dict[str, nbformat.NotebookNode],
+                    declared: dict[str, list[str]], path: Path) -> None:
+    """Every variant's run checked as its page will check it; one message names every problem."""
+    problems = [f"{exercise.id} ({exercise.page}): {problem}" for exercise in exercises
+                for problem in value_problems(page_values(exercise_params(params, exercise), sources[exercise.page],
+                                                          declared[exercise.page]), sources[exercise.page])]
+    if problems:
+        raise SystemExit(f"error: invalid exercise variants in {path}; no notebook was run:\n  " + "\n  ".join(problems))
+
+
+def exercise_notebook(nb: nbformat.NotebookNode, exercise: Exercise, params_file: str) -> nbformat.NotebookNode:
+    """The page's source as the exercise run executes it: its cells tagged ``exercise`` (the
+    exercises and their solutions) left out, and its title naming the run, what it changed and
+    the page it varies."""
+    nb = copy.deepcopy(nb)
+    nb.cells = [cell for cell in nb.cells if "exercise" not in cell.get("metadata", {}).get("tags", [])]
+    first = next((cell for cell in nb.cells if cell.cell_type == "markdown"), None)
+    changed = ", ".join(f"`{key}: {json.dumps(value)}`" for key, value in exercise.overrides.items())
+    note = (f"# Exercise run: {exercise.id}\n\nThe page {{doc}}`{exercise.page}` executed with {changed} over "
+            f"`{params_file}`, for its exercise {{ref}}`ex-{exercise.id}`. Stages whose settings this leaves unchanged "
+            "were read from the main run's cache; this run's own files are in its results folder.\n")
+    if first is not None and first.source.startswith("# "):
+        first.source = note + first.source.split("\n", 1)[1] if "\n" in first.source else note
+    else:
+        nb.cells.insert(0, nbformat.v4.new_markdown_cell(note))
+    return nb
+
+
+def replace_rerun_box(out_path: Path, exercise: Exercise, params_file: str) -> None:
+    """Point the executed variant's glued re-run box at the exercise's own command (the page's
+    box would re-run the main page into its executed notebook)."""
+    nb = nbformat.read(out_path, as_version=4)
+    box = style.exercise_rerun_box(exercise.id, exercise.page, params_file, exercise.overrides)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            record = output.get("metadata", {}).get("scrapbook", {})
+            if record.get("name") == "rerun_box":
+                output["data"][f"{record.get('mime_prefix', '')}text/markdown"] = box
+    nbformat.write(nb, out_path)
 
 
 class Interrupted(Exception):
@@ -238,9 +366,11 @@ def run_papermill(nb: nbformat.NotebookNode, out_path: Path, params: dict, timeo
     return None if proc.returncode == 0 else "failed"
 
 
-def execute(name: str, nb: nbformat.NotebookNode, out_path: Path, params: dict, timeout_s: float) -> None:
-    """Execute notebook `name` into `out_path`, which is replaced only by a complete execution.
-    A failed execution is kept as `<name>.failed.ipynb`; the temporary file never stays."""
+def execute(name: str, nb: nbformat.NotebookNode, out_path: Path, params: dict, timeout_s: float,
+            source: str | None = None, finish: Callable[[Path], None] | None = None) -> None:
+    """Execute notebook `name` (the source `notebooks/<source or name>.py`) into `out_path`, which
+    is replaced only by a complete execution, after `finish(path)` when given. A failed execution
+    is kept as `<name>.failed.ipynb`; the temporary file never stays."""
     partial = temporary_copy(out_path)
     failed = out_path.with_name(f"{name}.failed.ipynb")
     try:
@@ -252,14 +382,16 @@ def execute(name: str, nb: nbformat.NotebookNode, out_path: Path, params: dict, 
                 raise SystemExit(f"error: notebook {name} {problem}; "
                                  f"the executed copy with the traceback is {failed}{kept}")
             raise SystemExit(f"error: notebook {name} {problem}{kept}")
-        finish_executed(partial, name)
+        finish_executed(partial, name, source or name)
+        if finish is not None:
+            finish(partial)
         os.replace(partial, out_path)
         failed.unlink(missing_ok=True)
     finally:
         partial.unlink(missing_ok=True)
 
 
-def finish_executed(out_path: Path, name: str) -> None:
+def finish_executed(out_path: Path, name: str, source: str) -> None:
     """Tag the injected-parameters cell `hide-input`; record repository-relative paths, not this machine's."""
     nb = nbformat.read(out_path, as_version=4)
     for cell in nb.cells:
@@ -267,7 +399,7 @@ def finish_executed(out_path: Path, name: str) -> None:
         if "injected-parameters" in tags and "hide-input" not in tags:
             tags.append("hide-input")
     papermill = nb.metadata.setdefault("papermill", {})
-    papermill["input_path"] = f"notebooks/{name}.py"
+    papermill["input_path"] = f"notebooks/{source}.py"
     papermill["output_path"] = f"executed/{name}.ipynb"
     papermill.pop("cwd", None)
     nbformat.write(nb, out_path)
@@ -300,9 +432,17 @@ def main(argv=None) -> None:
                         help="wall-clock limit per notebook in seconds (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=ROOT / "executed",
                         help="folder for the executed notebooks and timings.json (default: %(default)s)")
+    parser.add_argument("--exercises", type=Path, nargs="?", const=EXERCISES, default=None, metavar="FILE",
+                        help="execute the exercise variants of FILE (default: %(const)s) instead of the pages")
+    parser.add_argument("--exercise", action="append", default=[], metavar="ID",
+                        help="execute only this exercise variant (repeatable; implies --exercises)")
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error(f"--timeout must be positive, got {args.timeout}")
+    if args.exercise and args.exercises is None:
+        args.exercises = EXERCISES
+    if args.exercises is not None and args.only:
+        parser.error("--only selects pages; with --exercises select variants with --exercise ID")
 
     if args.out.exists() and not args.out.is_dir():
         raise SystemExit(f"error: --out {args.out} is a file; expected a folder (created if missing)")
@@ -323,20 +463,23 @@ def main(argv=None) -> None:
         params = read_params(params_path)
         check_keys_declared(params, declared, params_path)
         check_values(params, sources, declared, params_path)
+        jobs = [(name, name, sources[name], params, params_path, None) for name in args.only or names]
+        if args.exercises is not None:
+            jobs = exercise_jobs(args, names, sources, declared, params, params_path, parser)
 
         try:
             args.out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise SystemExit(f"error: --out {args.out}: cannot create the folder ({err.strerror})") from None
-        for current in args.only or names:
-            passed = {k: v for k, v in params.items() if k in declared[current]}
-            if "params_file" in declared[current]:
-                passed["params_file"] = os.path.relpath(params_path, ROOT)
+        for current, page, nb, run_params, run_params_path, finish in jobs:
+            passed = {k: v for k, v in run_params.items() if k in declared[page]}
+            if "params_file" in declared[page]:
+                passed["params_file"] = os.path.relpath(run_params_path, ROOT)
             out_path = args.out.resolve() / f"{current}.ipynb"
             print(f"[run_notebooks] {current}: parameters {passed}", flush=True)
             start = time.perf_counter()
-            execute(current, sources[current], out_path, passed, args.timeout)
-            update_timings(args.out, current, time.perf_counter() - start, params_path)
+            execute(current, nb, out_path, passed, args.timeout, source=page, finish=finish)
+            update_timings(args.out, current, time.perf_counter() - start, run_params_path)
             done.append(current)
             print(f"[run_notebooks] {current}: {time.perf_counter() - start:.1f} s -> {out_path}", flush=True)
     except Interrupted as stop:
@@ -348,6 +491,32 @@ def main(argv=None) -> None:
             print(f"[run_notebooks] interrupted by {stop} during {current} (finished this run: "
                   f"{', '.join(done) or 'none'}); {out_path} {kept}", file=sys.stderr, flush=True)
         raise SystemExit(128 + stop.signum) from None
+
+def exercise_jobs(args, names, sources, declared, params, params_path, parser) -> list[tuple]:
+    """(name, page, notebook, parameters, parameter file, finish) of each exercise run asked for,
+    after checking the exercises file and every variant's values; writes each variant's
+    parameter file ``<results_dir>/exercises/<id>/params.yaml``."""
+    path = args.exercises.resolve()
+    exercises = load_exercises(path, names)
+    known = [exercise.id for exercise in exercises]
+    for ex_id in args.exercise:
+        if ex_id not in known:
+            parser.error(f"--exercise {ex_id}: not a variant of {os.path.relpath(path, ROOT)} (variants: {', '.join(known)})")
+    chosen = [exercise for exercise in exercises if not args.exercise or exercise.id in args.exercise]
+    check_exercises(chosen, params, sources, declared, path)
+    shown_params = os.path.relpath(params_path, ROOT)
+    jobs = []
+    for exercise in chosen:
+        run_params = exercise_params(params, exercise)
+        run_params_path = ROOT / run_params["results_dir"] / "params.yaml"
+        run_params_path.parent.mkdir(parents=True, exist_ok=True)
+        run_params_path.write_text(f"# exercise {exercise.id}: {shown_params} with {json.dumps(exercise.overrides)} "
+                                   f"(written by scripts/run_notebooks.py --exercises)\n" + yaml.safe_dump(run_params, sort_keys=False))
+        finish = functools.partial(replace_rerun_box, exercise=exercise, params_file=shown_params)
+        jobs.append((exercise.name, exercise.page, exercise_notebook(sources[exercise.page], exercise, shown_params),
+                     run_params, run_params_path, finish))
+    return jobs
+
 
 if __name__ == "__main__":
     main()

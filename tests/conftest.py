@@ -24,8 +24,8 @@ def run_checked(*cmd, cwd):
 
 @pytest.fixture(scope="session")
 def smoke_book(tmp_path_factory) -> Path:
-    """A copy of the book's sources with every notebook executed under the smoke parameters
-    (executed/ beside the sources, as `make book` does)."""
+    """A copy of the book's sources with every notebook and every exercise variant executed
+    under the smoke parameters (executed/ beside the sources, as `make book` does)."""
     copy = tmp_path_factory.mktemp("book")
     for name in BOOK_SOURCES:
         source = ROOT / name
@@ -36,6 +36,9 @@ def smoke_book(tmp_path_factory) -> Path:
     for shared in ("data", "memlib"):  # read, not written, by the notebooks
         (copy / shared).symlink_to(ROOT / shared, target_is_directory=True)
     run_checked(sys.executable, "scripts/run_notebooks.py", "--params", "notebooks/params/smoke.yaml", "--timeout", "600", cwd=copy)
+    # the exercise variants, as `make book` runs them: the pages' solutions paste their numbers
+    run_checked(sys.executable, "scripts/run_notebooks.py", "--params", "notebooks/params/smoke.yaml", "--exercises",
+                "--timeout", "600", cwd=copy)
     return copy
 
 

@@ -20,7 +20,7 @@ PARAMS = ROOT / "notebooks" / "params"
 SCRIPT = ROOT / "scripts" / "run_notebooks.py"
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from run_notebooks import notebook_names  # noqa: E402
+from run_notebooks import EXERCISES, load_exercises, notebook_names  # noqa: E402
 
 # `{glue:text}`../executed/NAME.ipynb::KEY:FORMAT`` (and glue:any/glue:figure) in prose pages
 CROSS_PAGE_GLUE = re.compile(r"\{glue(?::\w+)?\}`(?:\.\./)?executed/([\w-]+)\.ipynb::(\w+)")
@@ -91,10 +91,39 @@ def test_prose_pages_glue_only_keys_that_exist(executed):
     references = [(page, *match) for page in sorted((ROOT / "book").glob("*.md"))
                   for match in CROSS_PAGE_GLUE.findall(page.read_text())]
     assert references, "the prose pages glue nothing; the pattern no longer matches their syntax"
-    available = {name: glued(nbformat.read(executed / f"{name}.ipynb", as_version=4)) for name in notebook_names()}
+    runs = notebook_names() + [e.name for e in load_exercises(EXERCISES, notebook_names())]
+    available = {name: glued(nbformat.read(executed / f"{name}.ipynb", as_version=4)) for name in runs}
     for page, name, key in references:
         assert name in available, f"{page.name} glues from executed/{name}, which _toc.yml does not list"
         assert key in available[name], f"{page.name} glues '{key}', which executed/{name} does not glue"
+
+
+@pytest.mark.slow
+def test_exercise_runs_execute_their_variant_beside_the_main_run(smoke_book, executed):
+    """Every variant ran with its overrides into its own results folder, its solutions' keys
+    exist, and the main run's summaries and latest stage copies are the main run's."""
+    smoke = yaml.safe_load((PARAMS / "smoke.yaml").read_text())
+    timings = json.loads((executed / "timings.json").read_text())
+    for exercise in load_exercises(EXERCISES, notebook_names()):
+        nb = nbformat.read(executed / f"{exercise.name}.ipynb", as_version=4)
+        assert nb.metadata.papermill.input_path == f"notebooks/{exercise.page}.py"
+        params_file = nb.metadata.papermill.parameters.get("params_file")
+        assert params_file in (None, f"results/smoke/exercises/{exercise.id}/params.yaml"), params_file
+        run_params = yaml.safe_load((smoke_book / "results" / "smoke" / "exercises" / exercise.id / "params.yaml").read_text())
+        assert run_params == {**smoke, **exercise.overrides, "results_dir": f"results/smoke/exercises/{exercise.id}",
+                              "cache_dir": "results/smoke"}
+        assert not any("exercise" in c.metadata.get("tags", []) for c in nb.cells)
+        values = glued(nb)
+        assert "page_seconds" in values and f"--exercise {exercise.id}" in values["rerun_box"]["text/markdown"]
+        assert timings[exercise.name]["seconds"] > 0
+    # the RAR page's variant read at T-1 wrote its summary in its own folder; the main run's says T-2
+    main = json.loads((smoke_book / "results/smoke/rar-testbed/summary-unitmem-rar.json").read_text())
+    variant = json.loads((smoke_book / "results/smoke/exercises/unitmem-rar-last/rar-testbed/summary-unitmem-rar.json").read_text())
+    assert (main["numbers"]["selection"], variant["numbers"]["selection"]) == ("predicts-last", "last")
+    # the one-view variant computed UnitMem into the shared cache but left the main latest copy alone
+    latest = json.loads((smoke_book / "results/smoke/rar-testbed/unitmem.json").read_text())
+    assert latest["meta"]["params"]["unitmem"]["n_views"] == smoke["n_views"]
+    assert len(list((smoke_book / "results/smoke/rar-testbed").glob("unitmem-*"))) == 2
 
 
 def test_a_misspelled_parameter_stops_the_run_naming_it(tmp_path):

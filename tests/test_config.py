@@ -110,3 +110,16 @@ def test_reported_prefix_is_a_page_setting_checked_against_the_prefix_lengths():
         cfg.make_config(prefix_lengths=[0, 8, 30], reported_prefix={"rar": 5})
     with pytest.raises(ValueError, match="reported_prefix"):
         cfg.make_config(reported_prefix={"dit": 8})
+
+
+def test_cache_dir_is_optional_and_follows_each_testbed_model(tmp_path):
+    assert make_config().run.cache_dir is None and make_config(cache_dir="").run.cache_dir is None
+    assert make_config(cache_dir="results/main").run.cache_dir == str(cfg.REPO_ROOT / "results" / "main")
+    variant, main = tmp_path / "variant", tmp_path / "main"
+    models = model_configs(make_config(results_dir=str(variant), cache_dir=str(main)), "attack")
+    for family, model in models.items():
+        name = cfg.TESTBED_MODELS[family]
+        assert (model.run.results_dir, model.run.cache_dir) == (str(variant / name), str(main / name))
+    assert all(m.run.cache_dir is None for m in model_configs(make_config(results_dir=str(variant)), "attack").values())
+    with pytest.raises(ValueError, match="results_dir: got ''"):
+        make_config(results_dir="")  # results_dir, unlike cache_dir, has no empty form

@@ -126,3 +126,26 @@ def test_pages_show_paths_relative_to_the_repository():
     assert shown_path(root / "data" / "checkpoints" / "x.safetensors") == "data/checkpoints/x.safetensors"
     outside = Path("/") / "no-such-root" / "model.pth"  # outside the repository and the working folder
     assert shown_path(outside) == "model.pth"
+
+
+def test_a_run_with_cache_dir_shares_the_stage_cache_but_keeps_its_own_latest_copy(tmp_path):
+    from memlib import stages
+    from memlib.config import make_config
+
+    computed = []
+
+    def compute(work):
+        computed.append(work)
+        return {"x": torch.arange(3)}, {"n": 3}
+
+    main = stages.Run(make_config(results_dir=str(tmp_path / "main")), tmp_path / "main", torch.device("cpu"))
+    stages.stage_result(main, "demo", {"a": 1}, compute, {})
+    assert computed[0].parent == tmp_path / "main" and (tmp_path / "main" / "demo.json").is_file()
+    variant_config = make_config(results_dir=str(tmp_path / "variant"), cache_dir=str(tmp_path / "main"))
+    variant = stages.Run(variant_config, tmp_path / "variant", torch.device("cpu"))
+    assert stages.stage_result(variant, "demo", {"a": 1}, compute, {}).tensors["x"].tolist() == [0, 1, 2]
+    assert len(computed) == 1, "the variant recomputed a stage the main run had cached"
+    stages.stage_result(variant, "demo", {"a": 2}, compute, {})  # changed settings: computed, into the shared cache
+    assert computed[1].parent == tmp_path / "main"
+    assert load_result(tmp_path / "main" / "demo").meta["params"] == {"a": 1}, "the variant overwrote the main run's latest copy"
+    assert load_result(tmp_path / "variant" / "demo").meta["params"] == {"a": 2}

@@ -199,3 +199,12 @@ def test_scroll_table_wraps_every_column_in_a_scrolling_box():
     folded = style.scroll_table(frame, folded="The full table (31 columns) <all seeds>").data
     assert folded.startswith("<details><summary>The full table (31 columns) &lt;all seeds&gt;</summary><div class=")
     assert folded.endswith("</div></details>") and "extracted@29" in folded
+
+
+def test_exercise_rerun_box_gives_the_variants_command_and_its_change():
+    box = style.exercise_rerun_box("unitmem-rar-last", "unitmem-rar", "notebooks/params/testbed.yaml", {"selection": "last"})
+    assert ".venv/bin/python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercise unitmem-rar-last" in box
+    assert '`selection: "last"`' in box and "{doc}`unitmem-rar`" in box and "{glue:text}`page_seconds:.0f` s" in box
+    assert box.startswith(":::{admonition} Re-run this exercise") and box.endswith(":::")
+    with pytest.raises(ValueError, match="no overrides"):
+        style.exercise_rerun_box("x", "unitmem-rar", "notebooks/params/testbed.yaml", {})

@@ -148,3 +148,22 @@ def test_localization_sentence_reads_the_verdicts_of_the_tables():
     assert text.startswith("**toy, 32x images.**") and f"{100 * top['share']:.1f}% of the top 10% units at T-2" in text
     assert f"memorized images **{top['verdict']}**" in text and f"over-represented: **{shares[0]['verdict']}**" in text
     assert text.endswith("duplicated ones.") == (shares[0]["verdict"] == HOLDS)
+
+
+def test_over_base_rate_moves_the_wilson_interval_by_the_base_rate():
+    effect, word = summaries.over_base_rate(10, 20, 0.1)
+    share = summaries.wilson(10, 20)
+    assert (effect.value, effect.lo, effect.hi) == pytest.approx((0.4, share.lo - 0.1, share.hi - 0.1))
+    assert word == HOLDS
+    assert summaries.over_base_rate(1, 80, 1 / 120)[1] == CANNOT_TELL  # one hit of 80 is no evidence
+    assert summaries.over_base_rate(0, 80, 0.5)[1] == DOES_NOT_HOLD
+    with pytest.raises(ValueError, match="base_rate"):
+        summaries.over_base_rate(1, 2, 1.5)
+
+
+def test_claim_sentence_states_the_interval_and_only_a_verdict_word():
+    effect = Estimate(0.25, 0.1, 0.4, "Wilson 95%")
+    assert summaries.claim_sentence("planted share minus base rate", effect, HOLDS) == (
+        "planted share minus base rate: 0.25 [0.10, 0.40] (Wilson 95%); verdict: holds")
+    with pytest.raises(ValueError, match="word"):
+        summaries.claim_sentence("x", effect, "rises")

@@ -226,7 +226,7 @@ def testbed_reconstructions(run) -> torch.Tensor:
 
     settings = {**run.settings(), "images": n_images}
     inputs = {**run.model_inputs(), "testbed": data.path}
-    return cached("testbed-reconstructions", settings, compute, run.out / "cache", inputs=inputs,
+    return cached("testbed-reconstructions", settings, compute, run.cache / "cache", inputs=inputs,
                   seed=cfg.run.seed).tensors["reconstructions_NHW"]
 
 

@@ -173,8 +173,9 @@ for family, table in sweeps.items():
     if run.config.data.dataset != "testbed":
         continue
     testbed = stages.training_images(run, 1.0).testbed
-    n_read = run.config.data.max_images or len(testbed.train_labels)
-    groups = {name: ids[ids < n_read] for name, ids in testbed.groups().items()}
+    attack = stages.stage_attack(run)  # the stored attack: its scored images and candidates
+    attacked = attack.image_ids_N.numpy()  # every image stage A scored (max_images: a class-spread sample)
+    groups = {name: np.intersect1d(ids, attacked) for name, ids in testbed.groups().items()}
     prefix, k = str(headline[family]), k_report[family]
     long = pd.DataFrame([{"mode": row["mode"], "k_percent": row["k_percent"], "seed": row["seed"], "group": group, "extracted": n}
                          for _, row in table.iterrows()
@@ -201,7 +202,7 @@ for family, table in sweeps.items():
 
     rows_k = table[table["k_percent"] == k]
     baseline = table[table["k_percent"] == 0].iloc[0]
-    candidates = stages.stage_attack(run).result.candidate_ids.tolist()  # every attacked candidate (the stored attack)
+    candidates = attack.result.candidate_ids.tolist()  # every attacked candidate
     ids_of = lambda mode: rows_k[rows_k["mode"] == mode].iloc[0]["extracted_ids"][prefix]  # noqa: E731
     found = {}
     if "unitmem-half" in set(rows_k["mode"]):

@@ -290,8 +290,11 @@ else:
     ).style.format(precision=2))
     stage_a_growth = get("stage_a/memory_growth")
     stage_a_settings = entries[f"stage_a/stage_a/{stage_a_n[0]}/seconds"]["settings"]
+    stage_a_overrides = stage_a_settings.get("model_overrides", {})
     display(Markdown(
-        f"Model: `{stage_a_settings['model']}` ({stage_a_settings['weights']}), batches of {stage_a_settings['batch_size']}, "
+        f"Model: `{stage_a_settings['model']}` reduced by `model_overrides` to {stage_a_overrides.get('depth', '?')} blocks at "
+        f"{stage_a_overrides.get('resolution', '?')} x {stage_a_overrides.get('resolution', '?')} pixels "
+        f"({stage_a_settings['weights']}), batches of {stage_a_settings['batch_size']}, "
         f"{stage_a_settings['num_workers']} decoding worker(s), {stage_a_settings['classes']} classes. Peak RSS from "
         f"N = {stage_a_growth['settings']['from_n']} to {stage_a_growth['settings']['to_n']}: {stage_a_growth['median']:+.1%} "
         f"(target at most {stage_a_growth['target']['value']:.0%}): **{verdict(stage_a_growth)}**. Overlap at the largest N: "

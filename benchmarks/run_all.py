@@ -5,8 +5,9 @@
 First waits (up to ``--max-wait`` seconds) until the 1-minute load average is at most
 ``--max-load``, since other work on the machine slows every figure; each entry records the
 load average it was measured under either way. Then runs bench_capture.py, bench_memory.py,
-bench_generation.py and gpu_check.py (which only records "not measured" without CUDA).
-`make book` timings are separate (bench_book.py rebuilds the book several times).
+bench_generation.py, bench_bf16.py and gpu_check.py (which only records "not measured" without CUDA).
+`make book` timings and stage A at 20,000 images are separate (bench_book.py rebuilds the book
+several times; bench_stage_a.py takes tens of minutes on two cores).
 
 The scripts inherit the environment as it is, OpenMP's wait policy included (see the README
 here for how much it matters), and every entry records the policy it ran under.
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import common
 
-SCRIPTS = ("bench_capture.py", "bench_memory.py", "bench_generation.py", "gpu_check.py")
+SCRIPTS = ("bench_capture.py", "bench_memory.py", "bench_generation.py", "bench_bf16.py", "gpu_check.py")
 
 
 def main(argv=None) -> None:

@@ -4,11 +4,11 @@ A run is configured by one flat YAML file (``notebooks/params/*.yaml``) or keywo
 :func:`load_config` / :func:`make_config` read it once into a frozen :class:`RunConfig` with one
 section per concern::
 
-    run      seed, device, results_dir, cache_dir, batch_size, shard_size, amp
+    run      seed, device, results_dir, cache_dir, batch_size, shard_size, amp, num_workers
     model    model, model_overrides, checkpoint, tokenizer_checkpoint
-    data     dataset, testbed_file, imagenet_train_dir, strict_images, max_images
+    data     dataset, testbed_file, imagenet_train_dir, class_ids, strict_images, max_images
     unitmem  unitmem_fraction, unitmem_images, n_views, rar_views, activation, unitmem_pooled
-    attack   similarity, sscd_torchscript, threshold, prefix_lengths, per_class, score_span
+    attack   similarity, sscd_torchscript, threshold, prefix_lengths, per_class, score_span, rar_attack_crop
     sweep    selection, k_percent, k_percents, sweep_modes, random_seeds, sweep_fid, sweep_fid_modes
     fid      fid_feature, fid_samples_per_class, fid_seeds, fid_reference, inception_torchscript, fid_reference_npz,
              classifier_checkpoint, sampling_kwargs
@@ -49,6 +49,8 @@ SWEEP_MODES = ("unitmem-half", "random-half", "unitmem-zero", "per-block-half", 
 SELECTIONS = ("default", "mean", "mean-from-s1", "max", "pooled", "predicts-last", "last", "all")
 FID_REFERENCES = ("mu-sigma", "recompute")
 RAR_VIEWS = ("ten-crop", "random")
+CLASS_IDS = ("wnid", "sorted")  # memlib.data.ImageFolderSample's class_ids
+RAR_ATTACK_CROPS = ("resize-centre", "ten-crop-centre")  # memlib.data.attack_view's rar_crop
 TEN_CROP_VIEWS = 10
 
 
@@ -141,7 +143,10 @@ class RunSection:
     shard_size: int = setting(256, _positive_int, "a positive integer (images or candidates per resumable shard)",
                               "images or candidates per resumable shard")
     amp: Any = setting("auto", lambda x: x == "auto" or _boolean(x), "'auto' (bf16 on CUDA), true or false",
-                       "bf16 autocast (`auto`: on CUDA only)")
+                       "bf16 autocast (`auto`: on CUDA only; its agreement with fp32 is measured in benchmarks/results.json, `bf16/...`)")
+    num_workers: Any = setting("auto", lambda x: x == "auto" or _nonneg_int(x), "'auto' or an integer >= 0",
+                               "processes that decode the attack's training images while the model runs (`0`: in the main process; "
+                               "`auto`: 0 for the in-memory testbed, else the CPUs per rank less one, at most 8); no result depends on it")
 
 
 @dataclass(frozen=True)
@@ -160,10 +165,13 @@ class DataSection:
                                        "the testbed `.npz`; empty: the shipped `data/fashion_mnist_testbed.npz`", kind="file")
     imagenet_train_dir: str | None = setting(None, _string, "an existing folder <dir>/<class>/<image>",
                                              "ImageNet-1k train folder `<dir>/<wnid>/<image>.JPEG`", kind="dir")
+    class_ids: str = setting("wnid", _one_of(*CLASS_IDS), "'wnid' or 'sorted'",
+                             "class ids of an image folder: `wnid` (the official ImageNet-1k index of each folder's wnid; another folder name is an error) "
+                             "or `sorted` (positions of the sorted folder names, for other data)")
     strict_images: bool = setting(False, _boolean, "true (an unreadable file in the image folder is an error) or false (skipped and counted)",
                                   "an unreadable image file is an error (`true`) or skipped and counted")
     max_images: int = setting(0, _nonneg_int, "an integer >= 0 (0: no limit)",
-                              "use only the first N training images for UnitMem and the attack (`0`: all)")
+                              "at most N images for UnitMem's D' and the attack, a seeded sample spread across classes (`0`: all)")
 
 
 @dataclass(frozen=True)
@@ -193,6 +201,9 @@ class AttackSection:
     per_class: int = setting(5, _positive_int, "a positive integer", "attack candidates per class")
     score_span: list | None = setting(None, _span, "null (the full sequence) or [start, stop] token positions",
                                       "stage-A token positions `[start, stop]`; null: the whole sequence")
+    rar_attack_crop: str = setting("resize-centre", _one_of(*RAR_ATTACK_CROPS), "'resize-centre' or 'ten-crop-centre'",
+                                   "the RAR image of a folder the attack tokenizes: `resize-centre` (the attack paper's: resize the shorter side "
+                                   "to res, centre crop) or `ten-crop-centre` (the centre crop of RAR's 1.1x ADM crop); the testbed's are its centre views")
 
 
 @dataclass(frozen=True)

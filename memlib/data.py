@@ -310,7 +310,8 @@ def sample_across_classes(labels: np.ndarray | list[int], n: int, seed: int) -> 
 
 
 class ImageFolderSample:
-    """A seeded, per-class uniform sample of ``root/<class_folder>/<image>``.
+    """A seeded, per-class uniform sample of ``root/<class_folder>/<image>``, listed without
+    decoding a single image.
 
     Classes are the sub-folders of ``root``. With ``class_ids="wnid"`` (the default) every
     folder must be named by an ImageNet-1k wnid (``n01440764``, ...) and its label is that
@@ -322,14 +323,17 @@ class ImageFolderSample:
     class ``max(1, round(fraction * n_class))`` files are drawn without replacement with
     ``numpy.random.default_rng(seed)``; the paper uses ``fraction=0.01`` of the training set.
 
-    Files that are not images (by extension), broken symbolic links, files that PIL cannot open,
-    images whose mode has no faithful 8-bit RGB conversion (:func:`mode_problem`: 32-bit integer
-    or float pixels) and decompression bombs (more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels)
-    are skipped and counted (``skipped``, a list of ``(path, reason)``; :meth:`summary`); a
-    non-image file or broken link is found when listing, the others only when the file is sampled
-    (every sampled file is decoded once, JPEGs at 1/8 size). With ``strict=True`` the first such
-    file raises ``ValueError`` naming it. A class folder without image files, or none of whose
-    sampled files is readable, is always an error naming the folder.
+    Listing reads names and sizes only: files that are not images (by extension) and broken
+    symbolic links are skipped and counted then (``skipped``, a list of ``(path, reason)``). A
+    file PIL cannot decode, an image whose mode has no faithful 8-bit RGB conversion
+    (:func:`mode_problem`: 32-bit integer or float pixels) or a decompression bomb (more than
+    ``PIL.Image.MAX_IMAGE_PIXELS`` pixels) is found when it is read: :meth:`read` returns the
+    problem, :meth:`readable` checks given positions (JPEGs decoded at 1/8 size) and
+    :meth:`skip` records one (a stage that reads in worker processes reports them here), so
+    every image is decoded only when a stage needs it, after its cache check. With
+    ``strict=True`` the first such file raises ``ValueError`` naming it. A class folder without
+    image files is an error when listing; one none of whose checked files is readable, when
+    checking. ``unreadable`` holds the positions found unreadable so far.
 
     Items are ``(PIL RGB image, label)`` (16-bit gray scaled to 8 bits, :func:`to_rgb`); apply the
     family's views (:func:`var_view`, :func:`rar_ten_crop`, ...) to the image.
@@ -352,19 +356,13 @@ class ImageFolderSample:
             raise ValueError(f"{self.root}: no class folders found (expected root/<class_folder>/<image>)")
         self.class_labels = self._class_labels()
         self.skipped: list[tuple[Path, str]] = []
+        self.unreadable: set[int] = set()
         self.samples: list[tuple[Path, int]] = []
         rng = np.random.default_rng(seed)
         for label, name in zip(self.class_labels, self.classes):
             files = self._list_images(self.root / name)
             n_take = max(1, round(fraction * len(files)))
-            chosen = sorted(rng.choice(len(files), size=n_take, replace=False))
-            readable = [files[i] for i in chosen if self._readable(files[i])]
-            if not readable:
-                path, reason = self.skipped[-1]
-                raise ValueError(f"class folder {self.root / name}: none of the {n_take} image files sampled "
-                                 f"(of {len(files)}) is readable, so the class would have no images "
-                                 f"(e.g. {path.name}: {reason})")
-            self.samples.extend((path, label) for path in readable)
+            self.samples.extend((files[i], label) for i in sorted(rng.choice(len(files), size=n_take, replace=False)))
 
     def _class_labels(self) -> tuple[int, ...]:
         if self.class_ids == "sorted":
@@ -380,43 +378,83 @@ class ImageFolderSample:
             )
         return tuple(index[name] for name in self.classes)
 
-    def _skip(self, path: Path, reason: str) -> None:
+    def _record(self, path: Path, reason: str) -> None:
         if self.strict:
             raise ValueError(f"{path}: {reason} (strict=True)")
         self.skipped.append((path, reason))
+
+    def skip(self, index: int, reason: str) -> None:
+        """Record that the image at position ``index`` is unreadable for ``reason`` (raises
+        ``ValueError`` naming the file with ``strict=True``)."""
+        if index not in self.unreadable:
+            self._record(self.samples[index][0], reason)
+            self.unreadable.add(index)
 
     def _list_images(self, folder: Path) -> list[Path]:
         files = []
         for path in sorted(folder.iterdir()):
             if path.is_symlink() and not path.exists():
-                self._skip(path, "broken symbolic link")
+                self._record(path, "broken symbolic link")
                 continue
             if not path.is_file():
                 continue
             if path.suffix.lower() in IMAGE_EXTENSIONS:
                 files.append(path)
             else:
-                self._skip(path, "not an image file (extension)")
+                self._record(path, "not an image file (extension)")
         if not files:
             raise ValueError(f"class folder {folder} holds no image files")
         return files
 
-    def _readable(self, path: Path) -> bool:
-        try:  # a full decode: verify() passes truncated JPEGs; draft() makes a JPEG decode at 1/8 size
+    def read(self, index: int, draft: bool = False) -> tuple[Image.Image | None, int, str | None]:
+        """``(RGB image, label, None)``, or ``(None, label, problem)`` when the file cannot be
+        read faithfully. ``draft``: a JPEG is decoded at 1/8 size (a cheaper check)."""
+        path, label = self.samples[index]
+        try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 with Image.open(path) as image:
                     problem = mode_problem(image.mode)
                     if problem is None:
-                        image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
-                        image.load()
+                        if draft:
+                            image.draft("RGB", (max(1, image.width // 8), max(1, image.height // 8)))
+                        return to_rgb(image), label, None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             problem = f"decompression bomb ({err})"
         except _DECODE_ERRORS as err:
             problem = f"unreadable image ({type(err).__name__})"
-        if problem is not None:
-            self._skip(path, problem)
-        return problem is None
+        return None, label, problem
+
+    def readable(self, indices=None) -> list[int]:
+        """The positions among ``indices`` (default: all) whose images decode (a full decode,
+        JPEGs at 1/8 size: ``verify()`` passes truncated JPEGs); the others are recorded by
+        :meth:`skip`. A class none of whose checked images decodes is an error naming its folder."""
+        indices = range(len(self)) if indices is None else indices
+        ok, checked = [], {}
+        for index in map(int, indices):
+            label = self.samples[index][1]
+            checked[label] = checked.get(label, 0) + 1
+            if index in self.unreadable:
+                continue
+            problem = self.read(index, draft=True)[2]
+            if problem is None:
+                ok.append(index)
+            else:
+                self.skip(index, problem)
+        for label in set(checked) - {self.samples[i][1] for i in ok}:
+            folder = self.root / self.classes[self.class_labels.index(label)]
+            path, reason = next((p, r) for p, r in reversed(self.skipped) if p.parent == folder)
+            raise ValueError(f"class folder {folder}: none of the {checked[label]} image files checked is readable, "
+                             f"so the class would have no images (e.g. {path.name}: {reason})")
+        return ok
+
+    def labels(self) -> np.ndarray:
+        """The label of every position (int64), from the listing: nothing is decoded."""
+        return np.array([label for _, label in self.samples], dtype=np.int64)
+
+    def listing(self) -> str:
+        """One line ``relative path|size|label`` per position: what names the sample in a cache key."""
+        return "\n".join(f"{p.relative_to(self.root).as_posix()}|{p.stat().st_size}|{label}" for p, label in self.samples)
 
     def coverage(self) -> str:
         """Which classes the labels are: ImageNet-1k indices (all 1000, or which of them) or
@@ -432,10 +470,13 @@ class ImageFolderSample:
                 f"(wnid=index: {shown}{more})")
 
     def summary(self) -> str:
+        """Images (less those found unreadable so far), classes, per-class counts, coverage and
+        the files skipped so far."""
         folder_of_label = {label: i for i, label in enumerate(self.class_labels)}
-        per_class = np.bincount([folder_of_label[label] for _, label in self.samples], minlength=len(self.classes))
+        kept = [label for i, (_, label) in enumerate(self.samples) if i not in self.unreadable]
+        per_class = np.bincount([folder_of_label[label] for label in kept], minlength=len(self.classes))
         text = (
-            f"{len(self.samples)} images from {len(self.classes)} classes of {self.root} "
+            f"{len(kept)} images from {len(self.classes)} classes of {self.root} "
             f"(fraction {self.fraction}, seed {self.seed}; per class {per_class.min()}..{per_class.max()}); "
             f"{self.coverage()}; {len(self.skipped)} files skipped"
         )
@@ -448,19 +489,10 @@ class ImageFolderSample:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[Image.Image, int]:
-        path, label = self.samples[index]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(path) as image:
-                    problem = mode_problem(image.mode)
-                    if problem is None:
-                        return to_rgb(image), label
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            problem = f"decompression bomb ({err})"
-        except _DECODE_ERRORS as err:
-            problem = f"unreadable image ({type(err).__name__}: {err})"
-        raise ValueError(f"{path}: {problem}; was it changed after listing?")
+        image, label, problem = self.read(index)
+        if problem is not None:
+            raise ValueError(f"{self.samples[index][0]}: {problem}; was it changed after it was checked?")
+        return image, label
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,8 @@ A. :func:`score_images`: one teacher-forced pass per training image; the score i
    of ground-truth tokens that are the model's top-1 prediction over a span of positions
    (paper: VAR's last scale, RAR's last 99 tokens; testbed: the full sequence, because blank
    backgrounds make a last-tokens span a poor ranker, spec/testbed-notes.md lesson 2).
-B. :func:`select_candidates`: the top ``per_class`` images of every class by that score.
+B. :func:`select_candidates`: the top ``per_class`` images of every class by that score
+   (:class:`TopPerClass`: the same, streamed, in memory bounded by the number of candidates).
 C. :func:`generate_from_prefix`: keep the first ``n`` ground-truth tokens, decode greedily.
 D. Decode the generated and the ground-truth tokens with the same tokenizer and compare them
    with a copy-detection :mod:`~memlib.similarity`; extracted = similarity > threshold.
@@ -89,6 +90,57 @@ def select_candidates(scores_N: torch.Tensor, labels_N: torch.Tensor, per_class:
     order = torch.sort(scores_N, descending=True, stable=True).indices  # stable: ties keep index order
     chosen = [order[labels_N[order] == c][:per_class] for c in torch.unique(labels_N).tolist()]
     return torch.cat(chosen) if chosen else torch.zeros(0, dtype=torch.long)
+
+
+class TopPerClass:
+    """Stage B over a stream of scored images: the ``per_class`` highest-scoring images of
+    every class among those added so far, with one payload row each (their tokens).
+
+    Memory holds at most ``per_class`` rows per class, whatever the number of images added.
+    After any sequence of :meth:`add` calls, :meth:`result` equals :func:`select_candidates`
+    over everything added, in its order (classes increasing, within a class by decreasing
+    score, equal scores to the lower id), when the ids are the positions of the images (or any
+    ids increasing with them); ids must be distinct. A NaN score (an image not scored) is never
+    selected. Chunks merged in any grouping give the same result, so shards merge exactly.
+    """
+
+    def __init__(self, per_class: int):
+        if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+            raise ValueError(f"per_class: expected a positive integer, got {per_class!r}")
+        self.per_class = per_class
+        self.ids_C = torch.zeros(0, dtype=torch.long)
+        self.scores_C = torch.zeros(0, dtype=torch.float64)
+        self.labels_C = torch.zeros(0, dtype=torch.long)
+        self.rows_CL: torch.Tensor | None = None
+
+    def add(self, ids_N: torch.Tensor, scores_N: torch.Tensor, labels_N: torch.Tensor, rows_NL: torch.Tensor) -> None:
+        """Merge N more images (ids, float64 scores, labels, payload rows) into the selection."""
+        ids_N, scores_N, labels_N = (torch.as_tensor(x) for x in (ids_N, scores_N, labels_N))
+        if not (ids_N.shape == scores_N.shape == labels_N.shape == rows_NL.shape[:1]) or ids_N.ndim != 1:
+            raise ValueError(f"ids {tuple(ids_N.shape)}, scores {tuple(scores_N.shape)}, labels {tuple(labels_N.shape)} "
+                             f"and rows {tuple(rows_NL.shape)}: expected equal length N")
+        scored = ~torch.isnan(scores_N.double())
+        rows = rows_NL[scored] if self.rows_CL is None else torch.cat([self.rows_CL, rows_NL[scored].to(self.rows_CL.dtype)])
+        ids = torch.cat([self.ids_C, ids_N[scored].long()])
+        scores = torch.cat([self.scores_C, scores_N[scored].double()])
+        labels = torch.cat([self.labels_C, labels_N[scored].long()])
+        keep = _top_per_class(scores, labels, ids, self.per_class)
+        self.ids_C, self.scores_C, self.labels_C, self.rows_CL = ids[keep], scores[keep], labels[keep], rows[keep]
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(ids (C,), labels (C,), scores (C,), rows (C, L)) of the selected images, in
+        :func:`select_candidates`' order."""
+        return self.ids_C, self.labels_C, self.scores_C, self.rows_CL
+
+
+def _top_per_class(scores_N: torch.Tensor, labels_N: torch.Tensor, ids_N: torch.Tensor, per_class: int) -> torch.Tensor:
+    """Indices of the ``per_class`` best of every class: by label, then decreasing score, then id."""
+    order = torch.sort(ids_N, stable=True).indices
+    order = order[torch.sort(scores_N[order], descending=True, stable=True).indices]
+    order = order[torch.sort(labels_N[order], stable=True).indices]
+    _, counts = torch.unique_consecutive(labels_N[order], return_counts=True)
+    rank = torch.arange(len(order)) - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    return order[rank < per_class]
 
 
 # ---- C. generate ---------------------------------------------------------------------------

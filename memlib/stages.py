@@ -44,7 +44,7 @@ from . import distributed as dist_utils
 from . import fid as fid_lib
 from .collect import SELECTIONS, UnitMemResult, ViewFn, accumulate_unitmem, collection_groups
 from .config import RunConfig, model_configs
-from .extract import AttackResult, merge_attack_results, run_attack, score_images, select_candidates
+from .extract import AttackResult, TopPerClass, merge_attack_results, run_attack, score_images
 from .models.generator import Generator
 from .models.registry import build_generator, get_config, load_generator
 from .results import (
@@ -178,24 +178,47 @@ class TrainingImages:
 
     ``dataset[i]`` is ``(image, label)``; ``views(image, n_views, generator)`` gives UnitMem's
     augmented views (A, 3, H, W); ``ground_truth(image)`` is the (3, H, W) image the attack
-    tokenizes (the family's centre view); ``identity`` names the images in a cache key;
-    ``unitmem_ids`` are the dataset indices of D', the images UnitMem runs on; ``testbed`` is
-    the testbed set (planted images, control group, levels) or None at full scale.
+    tokenizes (the family's centre view); ``labels_N`` the label of every image (known without
+    decoding one); ``identity`` names the images in a cache key; ``unitmem_ids`` are the
+    dataset indices of D', the images UnitMem runs on; ``testbed`` is the testbed set (planted
+    images, control group, levels) or None at full scale. An image folder is listed, not
+    decoded, when this is made: its images are decoded when a stage reads them, after its
+    cache check.
     """
 
     dataset: torch.utils.data.Dataset
     views: ViewFn
     ground_truth: Callable[[object], torch.Tensor]
     identity: dict
+    labels_N: np.ndarray
     unitmem_ids: np.ndarray
     testbed: data.TestbedData | None = None
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def limit(self, max_images: int) -> int:
-        """How many of the images a stage reads (``max_images`` 0: all)."""
-        return min(len(self), max_images) if max_images else len(self)
+    @property
+    def folder(self) -> data.ImageFolderSample | None:
+        return self.dataset if isinstance(self.dataset, data.ImageFolderSample) else None
+
+    def reduce(self, ids: np.ndarray, max_images: int, seed: int) -> np.ndarray:
+        """``ids`` (dataset indices), or ``max_images`` of them spread across their classes
+        (:func:`memlib.data.sample_across_classes`, seeded), in increasing order."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if not max_images or max_images >= len(ids):
+            return ids
+        return ids[data.sample_across_classes(self.labels_N[ids], max_images, seed)]
+
+    def read(self, index: int) -> tuple[object, int, str | None]:
+        """``(image, label, None)``, or ``(None, label, problem)`` for an unreadable file."""
+        if self.folder is not None:
+            return self.folder.read(index)
+        image, label = self.dataset[index]
+        return image, int(label), None
+
+    def readable(self, ids: np.ndarray) -> np.ndarray:
+        """The ``ids`` whose images decode (an in-memory set: all of them)."""
+        return ids if self.folder is None else np.asarray(self.folder.readable(ids), dtype=np.int64)
 
 
 def training_images(run: Run, fraction: float) -> TrainingImages:
@@ -204,9 +227,10 @@ def training_images(run: Run, fraction: float) -> TrainingImages:
     Testbed: the train split (uint8 32 x 32); views and ground truth are the family's
     augmentation at 32 x 32 (:func:`memlib.data.family_views`, :func:`memlib.data.testbed_views`,
     as the testbed models were trained); D' = :func:`memlib.data.testbed_dprime` (``unitmem_images``).
-    ImageNet: a per-class sample of ``fraction`` of the folder (all of it is D'); views = the
-    family's augmentation; the attack's ground truth = the family's centre view (VAR: the centre
-    crop of the 1.125x resize; RAR: the centre one of the ten-crop views).
+    ImageNet: a per-class sample of ``fraction`` of the folder (all of it is D'), labelled by
+    ``class_ids``; views = the family's augmentation; the attack's ground truth =
+    :func:`memlib.data.attack_view` (VAR: the centre crop of the 1.125x resize; RAR:
+    ``rar_attack_crop``). Nothing is decoded here.
     """
     cfg, gen = run.config, run.generator()
     family, unitmem, res = gen.family, cfg.unitmem, gen.image_size
@@ -222,17 +246,14 @@ def training_images(run: Run, fraction: float) -> TrainingImages:
         centre = lambda image: data.testbed_views(image.numpy()[None], family)[0]  # noqa: E731
         dprime = data.testbed_dprime(testbed, unitmem.unitmem_images, cfg.run.seed)
         identity = {"testbed_sha256": file_sha256(testbed.path)}
-        return TrainingImages(dataset, views, centre, identity, dprime, testbed)
+        return TrainingImages(dataset, views, centre, identity, testbed.train_labels, dprime, testbed)
     sample = data.ImageFolderSample(cfg.data.imagenet_train_dir, fraction=fraction, seed=cfg.run.seed,
-                                    strict=cfg.data.strict_images)
+                                    strict=cfg.data.strict_images, class_ids=cfg.data.class_ids)
     run.log(sample.summary())
-    if family == "var":
-        center = lambda image: data.var_view(image, res, None)  # noqa: E731
-    else:
-        center = lambda image: data.rar_ten_crop(image, res)[4]  # noqa: E731  (the centre crop of the ten)
-    listing = "\n".join(f"{p.relative_to(sample.root).as_posix()}|{p.stat().st_size}|{label}" for p, label in sample.samples)
-    return TrainingImages(sample, views, center, {"imagenet_sample_sha256": text_sha256(listing), "fraction": fraction},
-                          np.arange(len(sample)))
+    crop = cfg.attack.rar_attack_crop
+    centre = lambda image: data.attack_view(image, family, res, rar_crop=crop)  # noqa: E731
+    identity = {"imagenet_sample_sha256": text_sha256(sample.listing()), "fraction": fraction}
+    return TrainingImages(sample, views, centre, identity, sample.labels(), np.arange(len(sample)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,13 +261,9 @@ def training_images(run: Run, fraction: float) -> TrainingImages:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_shards(run: Run, folder: Path, n_items: int, compute: Callable[[range], tuple[dict, dict]], what: str,
-               settings: dict):
-    """Compute the missing shards of ``range(n_items)`` that this rank owns, then (after a
-    barrier) load every shard in order. ``compute(ids)`` returns ``(tensors, info)``."""
-    shard_size = run.config.run.shard_size
-    n_shards = math.ceil(n_items / shard_size)
-    pause = float(os.environ.get("MEMLIB_SHARD_PAUSE_S", "0"))
+def missing_shards(run: Run, folder: Path, n_shards: int, what: str) -> list[int]:
+    """The shards of this rank (a contiguous block) not finished before, damaged ones included."""
+    missing = []
     for j in dist_utils.shard_indices(n_shards, run.rank, run.world_size):
         path = folder / f"shard-{j:05d}"
         if result_exists(path):
@@ -255,14 +272,32 @@ def run_shards(run: Run, folder: Path, n_items: int, compute: Callable[[range], 
                 continue
             except ResultFileError as err:
                 run.log(f"{what} shard {j}: damaged ({err}); recomputing")
+        missing.append(j)
+    return missing
+
+
+def save_shard(run: Run, folder: Path, j: int, n_shards: int, ids: range, tensors: dict, info: dict, what: str,
+               settings: dict, started: float) -> None:
+    """Write shard ``j`` atomically with its provenance, log it, and pause (``MEMLIB_SHARD_PAUSE_S``)."""
+    save_result(folder / f"shard-{j:05d}", tensors, {"shard": j, "ids": [ids.start, ids.stop], "info": info,
+                                                   **provenance(settings, run.config.run.seed, started)})
+    run.log(f"{what} shard {j + 1}/{n_shards} ({len(ids)} items) done in {time.time() - started:.1f} s")
+    pause = float(os.environ.get("MEMLIB_SHARD_PAUSE_S", "0"))
+    if pause:
+        time.sleep(pause)
+
+
+def run_shards(run: Run, folder: Path, n_items: int, compute: Callable[[range], tuple[dict, dict]], what: str,
+               settings: dict):
+    """Compute the missing shards of ``range(n_items)`` that this rank owns, then (after a
+    barrier) load every shard in order. ``compute(ids)`` returns ``(tensors, info)``."""
+    shard_size = run.config.run.shard_size
+    n_shards = math.ceil(n_items / shard_size)
+    for j in missing_shards(run, folder, n_shards, what):
         ids = range(j * shard_size, min(n_items, (j + 1) * shard_size))
         started = time.time()
         tensors, info = compute(ids)
-        save_result(path, tensors, {"shard": j, "ids": [ids.start, ids.stop], "info": info,
-                                    **provenance(settings, run.config.run.seed, started)})
-        run.log(f"{what} shard {j + 1}/{n_shards} ({len(ids)} items) done in {time.time() - started:.1f} s")
-        if pause:
-            time.sleep(pause)
+        save_shard(run, folder, j, n_shards, ids, tensors, info, what, settings, started)
     dist_utils.barrier()
     return [load_result(folder / f"shard-{j:05d}") for j in range(n_shards)]
 
@@ -287,7 +322,9 @@ def stage_unitmem(run: Run) -> UnitMemResult:
     settings = {**run.settings("data", "unitmem"), "images": images.identity}
 
     def compute(work: Path):
-        dprime = images.unitmem_ids[: images.limit(cfg.data.max_images)] if cfg.data.max_images else images.unitmem_ids
+        dprime = images.readable(images.reduce(images.unitmem_ids, cfg.data.max_images, cfg.run.seed))
+        if images.folder is not None and images.folder.unreadable:
+            run.log(f"unitmem: D' {images.folder.summary()}")
 
         def shard(positions: range):
             ids = dprime[positions.start : positions.stop].tolist()
@@ -328,16 +365,123 @@ def attack_from_record(tensors: dict, meta: dict) -> AttackResult:
 @dataclass
 class AttackOutcome:
     """What :func:`stage_attack` returns: the attack on the candidates, their ground-truth
-    tokens, and stage A's score of every attacked training image (dataset order)."""
+    tokens, and stage A's score of every attacked training image: ``scores_N[i]`` is the score
+    of dataset image ``image_ids_N[i]`` (NaN: unreadable)."""
 
     result: AttackResult
     candidate_tokens_CL: torch.Tensor
     scores_N: torch.Tensor
+    image_ids_N: torch.Tensor
     cache_key: str
 
 
+class GroundTruthViews(torch.utils.data.Dataset):
+    """``[i]`` = (the attack's view of training image i (3, res, res), its label, None), or
+    (zeros, label, the problem) for an unreadable file: what DataLoader workers decode."""
+
+    def __init__(self, images: TrainingImages, res: int):
+        self.images, self.res = images, res
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, str | None]:
+        image, label, problem = self.images.read(index)
+        view = torch.zeros(3, self.res, self.res) if problem is not None else self.images.ground_truth(image)
+        return view, label, problem
+
+
+def _collate_views(items):
+    views, labels, problems = zip(*items)
+    return torch.stack(views), torch.tensor(labels, dtype=torch.long), list(problems)
+
+
+def decode_workers(run: Run, images: TrainingImages) -> int:
+    """``num_workers`` resolved: ``auto`` is 0 for an in-memory set (the testbed) and otherwise
+    the CPUs this process may use, divided among the ranks, less one (the main process), at most 8."""
+    workers = run.config.run.num_workers
+    if workers != "auto":
+        return int(workers)
+    if images.folder is None:
+        return 0
+    return max(0, min(8, len(os.sched_getaffinity(0)) // run.world_size - 1))
+
+
+def stage_a(run: Run, images: TrainingImages, ids_N: np.ndarray, folder: Path, settings: dict):
+    """Stage A streamed: score the training images ``ids_N`` (dataset indices, increasing) in
+    resumable shards of ``shard_size``, each rank a contiguous block; the images are decoded in
+    ``num_workers`` DataLoader processes while the model runs. A shard keeps the scores of its
+    images and the tokens of only its own top ``per_class`` per class; after a barrier the
+    shards are merged in order through :class:`memlib.extract.TopPerClass`, so memory holds the
+    candidates' tokens and one float per image, whatever the number of images, and the
+    candidates equal :func:`memlib.extract.select_candidates` over all scores.
+    -> (TopPerClass, scores_N float64 in ``ids_N``'s order, NaN for an unreadable image)."""
+    cfg, gen, a = run.config, run.generator(), run.config.attack
+    span = None if a.score_span is None else tuple(a.score_span)
+    batch, shard_size = cfg.run.batch_size, cfg.run.shard_size
+    n_shards = math.ceil(len(ids_N) / shard_size)
+    todo = missing_shards(run, folder, n_shards, "attack stage A")
+    shard_ids = {j: ids_N[j * shard_size : (j + 1) * shard_size] for j in todo}
+    batches = [shard_ids[j][k : k + batch].tolist() for j in todo for k in range(0, len(shard_ids[j]), batch)]
+    loader = torch.utils.data.DataLoader(GroundTruthViews(images, gen.image_size), batch_sampler=batches,
+                                         num_workers=decode_workers(run, images) if batches else 0,
+                                         collate_fn=_collate_views)
+    stream = iter(loader)
+    for j in todo:
+        started, ids = time.time(), shard_ids[j]
+        scores, labels, tokens, unreadable = [], [], [], []
+        for k in range(0, len(ids), batch):
+            views_B3HW, labels_B, problems = next(stream)
+            ok_B = torch.tensor([p is None for p in problems])
+            for i in np.flatnonzero(~ok_B.numpy()):
+                images.folder.skip(int(ids[k + i]), problems[i])  # strict: an error naming the file
+                unreadable.append([int(ids[k + i]), problems[i]])
+            tokens_BL = torch.zeros(len(ok_B), gen.seq_len, dtype=torch.long)
+            scores_B = torch.full((len(ok_B),), float("nan"), dtype=torch.float64)
+            if ok_B.any():
+                with torch.no_grad():
+                    tokens_BL[ok_B] = gen.images_to_tokens(views_B3HW[ok_B].to(gen.device)).cpu()
+                with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
+                    scores_B[ok_B] = score_images(gen, tokens_BL[ok_B], labels_B[ok_B], span=span, batch_size=batch)
+            scores.append(scores_B)
+            labels.append(labels_B)
+            tokens.append(tokens_BL)
+        top = TopPerClass(a.per_class)
+        scores_n, labels_n = torch.cat(scores), torch.cat(labels)
+        top.add(torch.as_tensor(ids), scores_n, labels_n, torch.cat(tokens))
+        top_ids, _, _, top_tokens = top.result()
+        tensors = {"image_ids": torch.as_tensor(ids), "labels": labels_n, "scores": scores_n,
+                   "top_ids": top_ids, "top_tokens": top_tokens.to(torch.int32)}
+        save_shard(run, folder, j, n_shards, range(j * shard_size, j * shard_size + len(ids)), tensors,
+                   {"unreadable": unreadable}, "attack stage A", settings, started)
+    dist_utils.barrier()
+    top, scores = TopPerClass(a.per_class), []
+    for j in range(n_shards):
+        shard = load_result(folder / f"shard-{j:05d}")
+        t = shard.tensors
+        where = torch.searchsorted(t["image_ids"], t["top_ids"])  # the shard's candidates among its images
+        top.add(t["top_ids"], t["scores"][where], t["labels"][where], t["top_tokens"].long())
+        scores.append(t["scores"])
+        for index, problem in shard.meta["info"]["unreadable"]:
+            images.folder.skip(int(index), problem)
+    scores_N = torch.cat(scores) if scores else torch.zeros(0, dtype=torch.float64)
+    _check_every_class_scored(images, ids_N, top)
+    return top, scores_N
+
+
+def _check_every_class_scored(images: TrainingImages, ids_N: np.ndarray, top) -> None:
+    """A class of the attacked images none of which could be read is an error naming its folder."""
+    missing = sorted(set(images.labels_N[ids_N].tolist()) - set(top.labels_C.tolist()))
+    if missing and images.folder is not None:
+        sample = images.folder
+        names = [sample.classes[sample.class_labels.index(label)] for label in missing]
+        raise ValueError(f"{sample.root}: no image of class folder(s) {', '.join(names[:5])} could be read "
+                         f"({len(missing)} classes; {sample.summary()})")
+
+
 def stage_attack(run: Run) -> AttackOutcome:
-    """Stage A (score every image, sharded), B (candidates), then C-D sharded over candidates."""
+    """Stage A (score every image, streamed and sharded: :func:`stage_a`), B (candidates), then
+    C-D sharded over candidates. ``max_images`` attacks a seeded class-spread sample."""
     cfg, gen = run.config, run.generator()
     a = cfg.attack
     images = training_images(run, 1.0)
@@ -346,24 +490,12 @@ def stage_attack(run: Run) -> AttackOutcome:
     span = None if a.score_span is None else tuple(a.score_span)
     batch = cfg.run.batch_size
 
-    def score(ids: range):
-        pairs = [images.dataset[i] for i in ids]
-        images_N3HW = torch.stack([images.ground_truth(image) for image, _ in pairs])
-        labels_N = torch.tensor([int(label) for _, label in pairs])
-        with torch.no_grad():
-            tokens_NL = torch.cat([gen.images_to_tokens(images_N3HW[i : i + batch].to(gen.device)).cpu()
-                                   for i in range(0, len(ids), batch)])
-        with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
-            scores_N = score_images(gen, tokens_NL, labels_N, span=span, batch_size=batch)
-        return {"tokens": tokens_NL.to(torch.int32), "labels": labels_N, "scores": scores_N}, {}
-
     def compute(work: Path):
-        scored = run_shards(run, work / "scores", images.limit(cfg.data.max_images), score, "attack stage A", settings)
-        tokens_NL = torch.cat([s.tensors["tokens"] for s in scored]).long()
-        labels_N = torch.cat([s.tensors["labels"] for s in scored])
-        scores_N = torch.cat([s.tensors["scores"] for s in scored])
-        candidates_C = select_candidates(scores_N, labels_N, per_class=a.per_class)
-        tokens_CL, labels_C = tokens_NL[candidates_C], labels_N[candidates_C]
+        ids_N = images.reduce(np.arange(len(images)), cfg.data.max_images, cfg.run.seed)
+        top, scores_N = stage_a(run, images, ids_N, work / "scores", settings)
+        if images.folder is not None and images.folder.unreadable:
+            run.log(f"attack: {images.folder.summary()}")
+        candidates_C, labels_C, scores_C, tokens_CL = top.result()
         similarity = similarity_fn(run)
 
         def generate(positions: range):
@@ -372,7 +504,7 @@ def stage_attack(run: Run) -> AttackOutcome:
                                 prefix_lengths=a.prefix_lengths, per_class=a.per_class, span=span, batch_size=batch,
                                 candidates=torch.arange(len(pos)))
             result.candidate_ids, result.positions = candidates_C[pos], pos
-            result.candidate_scores = scores_N[candidates_C[pos]]
+            result.candidate_scores = scores_C[pos]
             result.num_candidates_total = len(candidates_C)
             return attack_record(result)
 
@@ -380,12 +512,15 @@ def stage_attack(run: Run) -> AttackOutcome:
         result = merge_attack_results([attack_from_record(s.tensors, s.meta["info"]) for s in pieces])
         run.log("attack: extracted " + ", ".join(f"{n} tokens: {c}" for n, c in result.counts.items()))
         tensors, meta = attack_record(result)
-        return {**tensors, "candidate_tokens": tokens_CL.to(torch.int32), "scores_N": scores_N}, {"attack": meta}
+        read = {"attacked": len(ids_N), "unreadable": int(torch.isnan(scores_N).sum()),
+                "classes": images.folder.coverage() if images.folder is not None else "the testbed's classes"}
+        return ({**tensors, "candidate_tokens": tokens_CL.to(torch.int32), "scores_N": scores_N,
+                 "image_ids_N": torch.as_tensor(ids_N)}, {"attack": meta, "images": read})
 
     stored = stage_result(run, "attack", settings, compute, inputs)
     tensors = dict(stored.tensors)
-    tokens_CL, scores_N = tensors.pop("candidate_tokens").long(), tensors.pop("scores_N")
-    return AttackOutcome(attack_from_record(tensors, stored.meta["info"]["attack"]), tokens_CL, scores_N,
+    tokens_CL, scores_N, ids_N = tensors.pop("candidate_tokens").long(), tensors.pop("scores_N"), tensors.pop("image_ids_N")
+    return AttackOutcome(attack_from_record(tensors, stored.meta["info"]["attack"]), tokens_CL, scores_N, ids_N,
                          stored.meta["cache_key"])
 
 

@@ -66,7 +66,7 @@ from memlib import stages, style, summaries
 from memlib.config import page_config
 from memlib.data import load_testbed, testbed_views
 from memlib.extract import decode_images
-from memlib.results import atomic_write_json, cached, provenance
+from memlib.results import atomic_write_json, cached, provenance, text_sha256
 from memlib.similarity import PixelSimilarity, calibrate_threshold
 
 config = page_config(params_file, similarity=similarity, threshold=threshold, prefix_lengths=prefix_lengths,
@@ -136,7 +136,7 @@ for family, attack in attacks.items():
     if family in testbed:
         planted = testbed[family].is_planted()[attack.candidate_ids.numpy()]
         hit = attack.extracted[attack.prefix_lengths.index(n)].numpy()
-        n_planted_total = int(testbed[family].is_planted()[: runs[family].config.data.max_images or None].sum())
+        n_planted_total = int(testbed[family].is_planted()[outcomes[family].image_ids_N.numpy()].sum())
         glue(f"{family}_extracted_planted", int((hit & planted).sum()), display=False)
         glue(f"{family}_extracted_not_planted", int((hit & ~planted).sum()), display=False)
         n_other = int((hit & ~planted).sum())
@@ -159,8 +159,8 @@ if testbed:
     dose_rows, fig, axes = [], *plt.subplots(1, len(testbed), figsize=(5.2 * len(testbed), 3.6), squeeze=False)
     for ax, family in zip(axes[0], testbed):
         data, attack = testbed[family], attacks[family]
-        n_read = runs[family].config.data.max_images or len(data.train_labels)
-        groups = {name: ids[ids < n_read] for name, ids in data.groups().items()}
+        attacked = outcomes[family].image_ids_N.numpy()  # every image stage A scored (max_images: a class-spread sample)
+        groups = {name: np.intersect1d(ids, attacked) for name, ids in data.groups().items()}
         hit = attack.extracted[attack.prefix_lengths.index(headline[family])].numpy()
         extracted_ids = attack.candidate_ids.numpy()[hit]
         table = pd.DataFrame(summaries.extraction_by_group(extracted_ids, groups))
@@ -209,22 +209,21 @@ if testbed:
 # precision of stage A.
 
 # %% tags=["hide-input"]
-def testbed_reconstructions(run) -> torch.Tensor:
+def testbed_reconstructions(run, image_ids_N: np.ndarray) -> torch.Tensor:
     """The tokenizer's reconstructions (gray, (N, H, W)) of the training images the attack
-    read, cached by the model's checkpoints and the testbed file."""
+    read (``image_ids_N``), cached by the model's checkpoints, the testbed file and the ids."""
     gen, cfg = run.generator(), run.config
     data = load_testbed(cfg.data.testbed_file)
-    n_images = min(len(data.train_labels), cfg.data.max_images or len(data.train_labels))
     batch = cfg.run.batch_size
 
     def compute(work):
-        images = testbed_views(data.train_images[:n_images], gen.family)  # the centre views the attack tokenizes
+        images = testbed_views(data.train_images[image_ids_N], gen.family)  # the centre views the attack tokenizes
         with torch.no_grad():
             tokens_NL = torch.cat([gen.images_to_tokens(images[i : i + batch].to(gen.device)).cpu()
                                    for i in range(0, len(images), batch)])
         return {"reconstructions_NHW": decode_images(gen, tokens_NL, batch).mean(dim=1)}, {}
 
-    settings = {**run.settings(), "images": n_images}
+    settings = {**run.settings(), "images": len(image_ids_N), "image_ids_sha256": text_sha256(str(image_ids_N.tolist()))}
     inputs = {**run.model_inputs(), "testbed": data.path}
     return cached("testbed-reconstructions", settings, compute, run.cache / "cache", inputs=inputs,
                   seed=cfg.run.seed).tensors["reconstructions_NHW"]
@@ -235,9 +234,9 @@ for family in testbed:
     data, attack = testbed[family], attacks[family]
     scores = outcomes[family].scores_N.numpy()
     n = len(scores)
-    planted = data.is_planted()[:n]
+    planted = data.is_planted()[outcomes[family].image_ids_N.numpy()]  # of the scored images, in their order
     frame = pd.DataFrame({"stage-A score": scores, "image": np.where(planted, "planted", "not planted")})
-    precision = float(planted[attack.candidate_ids.numpy()].mean())
+    precision = float(data.is_planted()[attack.candidate_ids.numpy()].mean())
     stage_a[family] = {"candidate_precision": precision,
                        "median_score_planted": float(np.median(scores[planted])),
                        "median_score_not_planted": float(np.median(scores[~planted]))}
@@ -376,10 +375,12 @@ for family in testbed:
     gen = run.generator()
     p_index = attack.prefix_lengths.index(headline[family])
     generated = decode_images(gen, attack.generated_tokens[p_index].long(), run.config.run.batch_size)
-    recon_N3HW = testbed_reconstructions(run).unsqueeze(1).expand(-1, 3, -1, -1)
+    image_ids_N = outcomes[family].image_ids_N
+    recon_N3HW = testbed_reconstructions(run, image_ids_N.numpy()).unsqueeze(1).expand(-1, 3, -1, -1)
     sims_CN = measure.pairwise(generated, recon_N3HW)
     own = attack.similarity[p_index].double()
-    sims_CN[torch.arange(len(own)), attack.candidate_ids] = -np.inf  # leave out the source itself
+    source_columns = torch.searchsorted(image_ids_N, attack.candidate_ids)  # each candidate's column
+    sims_CN[torch.arange(len(own)), source_columns] = -np.inf  # leave out the source itself
     nearest_other = sims_CN.max(dim=1).values.double()
     result = calibrate_threshold(own, nearest_other)
     used_fpr = float((nearest_other > attack.threshold).double().mean())
@@ -432,7 +433,7 @@ for family, run in runs.items():
         planted = testbed[family].is_planted()[attack.candidate_ids.numpy()]
         hit = attack.extracted[attack.prefix_lengths.index(headline[family])].numpy()
         record.update(extracted_planted=int((hit & planted).sum()), extracted_not_planted=int((hit & ~planted).sum()),
-                      planted_images=int(testbed[family].is_planted()[: run.config.data.max_images or None].sum()))
+                      planted_images=int(testbed[family].is_planted()[outcomes[family].image_ids_N.numpy()].sum()))
     atomic_write_json(run.out / "summary-extraction.json",
                       {"numbers": record, **provenance(run.config.flat(), run.config.run.seed, started)})
     lines.append(f"- **{run.config.model.model}**: {record['extracted']} of {record['candidates']} candidates extracted "

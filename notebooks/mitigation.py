@@ -182,8 +182,9 @@ for family, table in sweeps.items():
     if run.config.data.dataset != "testbed":
         continue
     testbed = stages.training_images(run, 1.0).testbed
-    n_read = run.config.data.max_images or len(testbed.train_labels)
-    groups = {name: ids[ids < n_read] for name, ids in testbed.groups().items()}
+    attack = stages.stage_attack(run)  # the stored attack: its scored images and candidates
+    attacked = attack.image_ids_N.numpy()  # every image stage A scored (max_images: a class-spread sample)
+    groups = {name: np.intersect1d(ids, attacked) for name, ids in testbed.groups().items()}
     prefix, k = str(headline[family]), k_report[family]
     long = pd.DataFrame([{"mode": row["mode"], "k_percent": row["k_percent"], "seed": row["seed"], "group": group, "extracted": n}
                          for _, row in table.iterrows()
@@ -214,7 +215,7 @@ for family, table in sweeps.items():
         f"against k (left) and per image group at k = {k:g}% (right)",
         f"at k = {k:g}%, " + ", ".join(f"{summaries.MODE_LABELS.get(m, m)} leaves {n:.1f}" for m, n in at_k_all.items())))
 
-    candidates = stages.stage_attack(run).result.candidate_ids.tolist()  # every attacked candidate (the stored attack)
+    candidates = attack.result.candidate_ids.tolist()  # every attacked candidate (the stored attack)
     found = {summaries.MITIGATION_CLAIMS[key]: verdict for key, verdict in
              summaries.mitigation_verdicts(table, candidates, k, headline[family], seed=config.run.seed).items()}
     found_by_family[family] = found

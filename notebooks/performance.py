@@ -283,6 +283,67 @@ else:
     display(Markdown(measured_on([f"book/make_book/{s}" for s in book_states])))
 
 # %% [markdown]
+# ## The attack's stage A at scale
+#
+# Stage A over an ImageNet-layout folder of small synthetic JPEGs at two sizes, each in a fresh
+# process, from `python benchmarks/bench_stage_a.py`: the stage as the attack runs it (list,
+# decode in DataLoader workers, tokenize, score, keep the top candidates per class, shards),
+# decoding alone and the forward alone. Its peak memory should not grow with N, and its wall time
+# should be close to the larger of decoding and forward alone (their sum: no overlap).
+
+# %%
+stage_a_n = sorted(int(k.split("/")[2]) for k in entries if k.startswith("stage_a/stage_a/"))
+if not stage_a_n:
+    display(Markdown("**Not measured yet**: run `python benchmarks/bench_stage_a.py`."))
+else:
+    display(pd.DataFrame(
+        {
+            "stage A (s)": [median(f"stage_a/stage_a/{n}/seconds") for n in stage_a_n],
+            "decoding alone (s)": [median(f"stage_a/decode/{n}/seconds") for n in stage_a_n],
+            "forward alone (s)": [median(f"stage_a/forward/{n}/seconds") for n in stage_a_n],
+            "stage A / larger": [median(f"stage_a/overlap/{n}") for n in stage_a_n],
+            "stage A peak RSS (MiB)": [entries[f"stage_a/stage_a/{n}/seconds"]["peak_rss_mib"][0] for n in stage_a_n],
+        },
+        index=pd.Index(stage_a_n, name="N images"),
+    ).style.format(precision=2))
+    stage_a_growth = get("stage_a/memory_growth")
+    stage_a_settings = entries[f"stage_a/stage_a/{stage_a_n[0]}/seconds"]["settings"]
+    stage_a_overrides = stage_a_settings.get("model_overrides", {})
+    display(Markdown(
+        f"Model: `{stage_a_settings['model']}` reduced by `model_overrides` to {stage_a_overrides.get('depth', '?')} blocks at "
+        f"{stage_a_overrides.get('resolution', '?')} x {stage_a_overrides.get('resolution', '?')} pixels "
+        f"({stage_a_settings['weights']}), batches of {stage_a_settings['batch_size']}, "
+        f"{stage_a_settings['num_workers']} decoding worker(s), {stage_a_settings['classes']} classes. Peak RSS from "
+        f"N = {stage_a_growth['settings']['from_n']} to {stage_a_growth['settings']['to_n']}: {stage_a_growth['median']:+.1%} "
+        f"(target at most {stage_a_growth['target']['value']:.0%}): **{verdict(stage_a_growth)}**. Overlap at the largest N: "
+        f"**{verdict(entries[f'stage_a/overlap/{stage_a_n[-1]}'])}**."))
+    display(Markdown(measured_on([f"stage_a/{v}/{n}/seconds" for v in ("stage_a", "decode", "forward") for n in stage_a_n])))
+
+# %% [markdown]
+# ## bf16 against fp32
+#
+# On a GPU the transformer runs under bf16 autocast (`amp: auto`). `python benchmarks/bench_bf16.py`
+# computes, on the testbed models (CPU), the paper's top-k% UnitMem units and the stage-A
+# candidates with and without autocast: the share of the fp32 choice that bf16 keeps. A full-scale
+# run should measure its own model (book/full-scale.md).
+
+# %%
+bf16_models = sorted({k.split("/")[1] for k in entries if k.startswith("bf16/")})
+if not bf16_models:
+    display(Markdown("**Not measured yet**: run `python benchmarks/bench_bf16.py`."))
+else:
+    display(pd.DataFrame(
+        {
+            "top-k% units kept": [median(f"bf16/{m}/topk_agreement") for m in bf16_models],
+            "k (%)": [entries[f"bf16/{m}/topk_agreement"]["settings"]["k_percent"] for m in bf16_models],
+            "stage-A candidates kept": [median(f"bf16/{m}/candidate_agreement") for m in bf16_models],
+            "largest score change": [entries[f"bf16/{m}/candidate_agreement"]["score_max_abs_diff"] for m in bf16_models],
+        },
+        index=pd.Index(bf16_models, name="model"),
+    ).style.format(precision=3))
+    display(Markdown(measured_on([f"bf16/{m}/{w}" for m in bf16_models for w in ("topk_agreement", "candidate_agreement")])))
+
+# %% [markdown]
 # ## On a GPU
 #
 # `benchmarks/gpu_check.py` measures var-d16- and rar-b-shaped models in bf16 on one CUDA
@@ -338,6 +399,12 @@ def why(name, entry):
     if kind == "generation":
         return (f"fixed per-step costs dominate the cached steps (recomputation processes "
                 f"{entry['token_forward_ratio']:.0f}x the positions)")
+    if kind == "stage_a" and case == "memory_growth":
+        return "see the attack's stage A at scale"
+    if kind == "stage_a":
+        seconds = entry["settings"]["seconds"]
+        return (f"stage A {seconds['stage_a']:.0f} s against decoding {seconds['decode']:.0f} s and forward "
+                f"{seconds['forward']:.0f} s alone at N = {name.split('/')[2]}: decoding and the forward share the cores")
     return f"the streaming peak grew by {entry['median']:.1f} MiB; see Memory"
 
 

@@ -79,3 +79,32 @@ def test_gpu_check_stage_a_and_fid_measurements_run_memlibs_code_on_a_toy_model(
     assert calls == ["score_images"] * 3 + ["feature_stats"] * 2  # each timed call after one warm-up
     with pytest.raises(ValueError, match="at most one sample per class"):
         gpu_check.fid_samples_seconds(gen, device, gen.num_classes + 1, 2, repeats=1)
+
+
+def test_stage_a_benchmark_measures_memlibs_stage_a_decoding_and_forward_on_a_folder(bench, tmp_path):
+    bench_stage_a = bench("bench_stage_a")
+    bench_stage_a.write_folder(tmp_path / "train", 12, n_classes=3)
+    assert sorted(p.name for p in (tmp_path / "train").iterdir()) == ["n01440764", "n01443537", "n01484850"]
+    for variant in ("stage_a", "decode", "forward"):
+        measured = bench_stage_a.child(variant, tmp_path / "train", workers=1 if variant == "decode" else 0)
+        assert measured["images"] == 12 and measured["seconds"] > 0 and measured["peak_rss_mib"] > 0, variant
+
+
+def test_bf16_benchmark_agreement_and_stage_a_candidates(bench):
+    bench_bf16 = bench("bench_bf16")
+    assert bench_bf16.agreement(torch.tensor([[0, 1], [0, 2], [1, 5]]), torch.tensor([[1, 5], [0, 1], [3, 3]])) == 2 / 3
+    assert bench_bf16.agreement(torch.tensor([4, 5, 6, 7]), torch.tensor([7, 4])) == 0.5
+    torch.manual_seed(0)
+    gen = ToyVAR()
+    tokens = torch.randint(0, 4, (8, gen.seq_len))  # the toy vocabulary: 4 gray levels
+    labels = torch.arange(8) % gen.num_classes
+    scores32, candidates32 = bench_bf16.stage_a_candidates(gen, tokens, labels, amp=False)
+    assert torch.equal(candidates32, memlib_select(scores32, labels))
+    scores16, _ = bench_bf16.stage_a_candidates(gen, tokens, labels, amp=True)
+    assert scores16.shape == scores32.shape
+
+
+def memlib_select(scores, labels):
+    from memlib.extract import select_candidates
+
+    return select_candidates(scores, labels, per_class=10)

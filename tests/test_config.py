@@ -58,6 +58,20 @@ def test_keys_are_unique_across_sections_and_every_field_is_documented():
             assert f.metadata["meaning"] and f.metadata["expected"], f.name
 
 
+def test_choices_that_name_data_options_are_the_data_modules():
+    from memlib import data
+
+    assert cfg.CLASS_IDS == data.CLASS_IDS and cfg.RAR_ATTACK_CROPS == data.RAR_ATTACK_CROPS
+    config = make_config()
+    assert (config.data.class_ids, config.attack.rar_attack_crop, config.run.num_workers) == ("wnid", "resize-centre", "auto")
+    with pytest.raises(ValueError) as err:
+        make_config(class_ids="index", rar_attack_crop="centre", num_workers=-1)
+    for line in ("class_ids: got 'index'; expected 'wnid' or 'sorted'",
+                 "rar_attack_crop: got 'centre'; expected 'resize-centre' or 'ten-crop-centre'",
+                 "num_workers: got -1; expected 'auto' or an integer >= 0"):
+        assert line in str(err.value)
+
+
 @pytest.mark.parametrize("name", sorted(p.name for p in PARAMS.glob("*.yaml")))
 def test_the_repository_parameter_files_use_only_config_keys(name):
     import yaml

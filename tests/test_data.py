@@ -175,14 +175,21 @@ def test_folder_sample_skips_bad_files_and_strict_raises(tmp_path):
     (tmp_path / "a" / "notes.txt").write_text("not an image")
     (tmp_path / "b" / "broken.png").write_bytes(b"\x89PNG garbage")
     sample = mdata.ImageFolderSample(tmp_path, fraction=1.0, class_ids="sorted")
-    assert len(sample) == 6
+    # listing skips the non-image at once; the undecodable file is found when read
+    assert len(sample) == 7 and [path.name for path, _ in sample.skipped] == ["notes.txt"]
+    assert sample.read(3)[2] == "unreadable image (UnidentifiedImageError)" and sample.read(3)[0] is None
+    readable = sample.readable()
+    assert len(readable) == 6 and 3 not in readable and sample.unreadable == {3}
     assert sorted(path.name for path, _ in sample.skipped) == ["broken.png", "notes.txt"]
-    assert "2 files skipped" in sample.summary()
+    assert "6 images from 2 classes" in sample.summary() and "2 files skipped" in sample.summary()
+    with pytest.raises(ValueError, match=r"broken\.png: unreadable image"):
+        sample[3]
     with pytest.raises(ValueError, match=r"notes\.txt"):
         mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted")
     (tmp_path / "a" / "notes.txt").unlink()
+    strict = mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted")
     with pytest.raises(ValueError, match=r"broken\.png"):
-        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted")
+        strict.readable()
 
 
 def test_folder_sample_empty_class_names_the_folder(tmp_path):
@@ -276,10 +283,10 @@ def test_folder_sample_refuses_pixels_it_cannot_convert(tmp_path, pixels, mode):
     Image.fromarray(pixels).save(tmp_path / "a" / "odd.tif")
     assert Image.open(tmp_path / "a" / "odd.tif").mode == mode
     sample = mdata.ImageFolderSample(tmp_path, fraction=1.0, class_ids="sorted")
-    assert len(sample) == 2 and [(path.name, f"(mode '{mode}')" in reason) for path, reason in sample.skipped] == [
+    assert len(sample.readable()) == 2 and [(path.name, f"(mode '{mode}')" in reason) for path, reason in sample.skipped] == [
         ("odd.tif", True)]
     with pytest.raises(ValueError, match=rf"odd\.tif: .*\(mode '{mode}'\).*\(strict=True\)"):
-        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted")
+        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted").readable()
 
 
 def test_folder_sample_names_decompression_bombs(tmp_path, monkeypatch):
@@ -289,15 +296,15 @@ def test_folder_sample_names_decompression_bombs(tmp_path, monkeypatch):
     Image.new("L", (40, 40)).save(tmp_path / "a" / "warns.png")  # 1600 pixels
     Image.new("L", (64, 64)).save(tmp_path / "a" / "bomb.png")  # 4096 pixels
     sample = mdata.ImageFolderSample(tmp_path, fraction=1.0, class_ids="sorted")
-    assert len(sample) == 2
+    assert len(sample.readable()) == 2
     assert {path.name: reason.startswith("decompression bomb (Image size (") for path, reason in sample.skipped} == {
         "bomb.png": True, "warns.png": True}
     assert "2 files skipped" in sample.summary()
     with pytest.raises(ValueError, match=r"bomb\.png: decompression bomb \(Image size \(4096 pixels\)"):
-        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted")
+        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted").readable()
     (tmp_path / "a" / "bomb.png").unlink()
     with pytest.raises(ValueError, match=r"warns\.png: decompression bomb"):
-        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted")
+        mdata.ImageFolderSample(tmp_path, fraction=1.0, strict=True, class_ids="sorted").readable()
 
 
 def test_folder_sample_counts_a_broken_symlink(tmp_path):
@@ -313,9 +320,11 @@ def test_folder_sample_class_of_unreadable_files_names_the_folder(tmp_path):
     _make_folder(tmp_path, {"a": 2})
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "broken.png").write_bytes(b"\x89PNG garbage")
-    with pytest.raises(ValueError, match=rf"class folder {tmp_path / 'b'}: none of the 1 image files sampled "
-                                         r"\(of 1\) is readable, .*broken\.png: unreadable image"):
-        mdata.ImageFolderSample(tmp_path, fraction=1.0, class_ids="sorted")
+    sample = mdata.ImageFolderSample(tmp_path, fraction=1.0, class_ids="sorted")  # listed, not decoded
+    with pytest.raises(ValueError, match=rf"class folder {tmp_path / 'b'}: none of the 1 image files checked "
+                                         r"is readable, .*broken\.png: unreadable image"):
+        sample.readable()
+    assert sample.readable([0, 1]) == [0, 1]  # class a alone is fine
 
 
 def test_folder_sample_root_that_is_a_file(tmp_path):

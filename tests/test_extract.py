@@ -6,6 +6,7 @@ from toy_generator import ToyGenerator, chain_table
 
 from memlib.extract import (
     AttackResult,
+    TopPerClass,
     generate_from_prefix,
     merge_attack_results,
     run_attack,
@@ -87,6 +88,39 @@ def test_select_candidates_top_per_class_with_ties():
     assert select_candidates(scores, labels, per_class=1).tolist() == [1, 5, 6]
     with pytest.raises(ValueError, match="per_class"):
         select_candidates(scores, labels, per_class=0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_streamed_top_per_class_equals_select_candidates_in_any_chunking_ties_included(seed):
+    rng = torch.Generator().manual_seed(seed)
+    n, per_class = 200, 3
+    scores = torch.randint(0, 5, (n,), generator=rng).double() / 4  # five values: ties everywhere
+    labels = torch.randint(0, 7, (n,), generator=rng)
+    rows = torch.arange(n)[:, None].repeat(1, 3) * 10  # a payload that names its image
+    chosen = select_candidates(scores, labels, per_class=per_class)
+    cuts = sorted(torch.randperm(n - 1, generator=rng)[:9].add(1).tolist())
+    top = TopPerClass(per_class)
+    for start, stop in zip([0, *cuts], [*cuts, n]):
+        top.add(torch.arange(start, stop), scores[start:stop], labels[start:stop], rows[start:stop])
+        assert len(top.ids_C) <= per_class * 7  # never more than the candidates
+    ids, got_labels, got_scores, got_rows = top.result()
+    assert torch.equal(ids, chosen) and torch.equal(got_labels, labels[chosen]) and torch.equal(got_scores, scores[chosen])
+    assert torch.equal(got_rows, rows[chosen])
+    # sparse ids increasing with the position select the same images
+    sparse = TopPerClass(per_class)
+    sparse.add(torch.arange(n) * 5 + 3, scores, labels, rows)
+    assert torch.equal(sparse.result()[0], chosen * 5 + 3)
+
+
+def test_streamed_top_per_class_never_selects_an_unscored_image_and_checks_its_input():
+    top = TopPerClass(2)
+    top.add(torch.arange(4), torch.tensor([float("nan"), 0.2, float("nan"), 0.1], dtype=torch.float64),
+            torch.tensor([0, 0, 1, 1]), torch.zeros(4, 2))
+    assert top.result()[0].tolist() == [1, 3]
+    with pytest.raises(ValueError, match="expected equal length"):
+        top.add(torch.arange(3), torch.zeros(2, dtype=torch.float64), torch.zeros(3), torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="per_class"):
+        TopPerClass(0)
 
 
 def test_generate_with_full_prefix_reproduces_and_zero_prefix_follows_the_chain():

@@ -291,7 +291,7 @@ else:
 # decoding alone and the forward alone. Its peak memory should not grow with N, and its wall time
 # should be close to the larger of decoding and forward alone (their sum: no overlap).
 
-# %%
+# %% tags=["hide-input"]
 stage_a_n = sorted(int(k.split("/")[2]) for k in entries if k.startswith("stage_a/stage_a/"))
 if not stage_a_n:
     display(Markdown("**Not measured yet**: run `python benchmarks/bench_stage_a.py`."))
@@ -327,7 +327,7 @@ else:
 # candidates with and without autocast: the share of the fp32 choice that bf16 keeps. A full-scale
 # run should measure its own model (book/full-scale.md).
 
-# %%
+# %% tags=["hide-input"]
 bf16_models = sorted({k.split("/")[1] for k in entries if k.startswith("bf16/")})
 if not bf16_models:
     display(Markdown("**Not measured yet**: run `python benchmarks/bench_bf16.py`."))

@@ -73,6 +73,9 @@ class Run:
     rank: int = 0
     world_size: int = 1
     _gen: Generator | None = field(default=None, repr=False)
+    # what this process has finished and kept, by part ("unitmem shards": "3 of 7"), for the
+    # one line an interrupted stage ends with (memlib.cli)
+    progress: dict[str, str] = field(default_factory=dict, repr=False)
 
     def log(self, message: str) -> None:
         prefix = f"[rank {self.rank}/{self.world_size}] " if self.world_size > 1 else ""
@@ -234,35 +237,54 @@ def training_images(run: Run, fraction: float) -> TrainingImages:
 def run_shards(run: Run, folder: Path, n_items: int, compute: Callable[[range], tuple[dict, dict]], what: str,
                settings: dict):
     """Compute the missing shards of ``range(n_items)`` that this rank owns, then (after a
-    barrier) load every shard in order. ``compute(ids)`` returns ``(tensors, info)``."""
+    barrier) load every shard in order. ``compute(ids)`` returns ``(tensors, info)``.
+
+    A shard is bound to its place: its record holds the cache entry and part it belongs to
+    (``folder`` relative to the results folder, whose name holds the cache key), its index,
+    its items and the stage's settings, all checked with its checksums on load, so an edited,
+    damaged or foreign shard is named in the log and recomputed, never merged."""
     shard_size = run.config.run.shard_size
     n_shards = math.ceil(n_items / shard_size)
     pause = float(os.environ.get("MEMLIB_SHARD_PAUSE_S", "0"))
-    for j in dist_utils.shard_indices(n_shards, run.rank, run.world_size):
+    part = f"{folder.parent.name}/{folder.name}"
+
+    def identity(j: int) -> dict:
+        return {"shard_of": part, "shard": j, "ids": [j * shard_size, min(n_items, (j + 1) * shard_size)],
+                "params": settings}
+
+    mine = list(dist_utils.shard_indices(n_shards, run.rank, run.world_size))
+    run.progress[f"{what} shards"] = f"0 of {len(mine)}"
+    for finished, j in enumerate(mine, start=1):
         path = folder / f"shard-{j:05d}"
         if result_exists(path):
             try:
-                load_result(path)
+                load_result(path, expect=identity(j))
+                run.progress[f"{what} shards"] = f"{finished} of {len(mine)}"
                 continue
             except ResultFileError as err:
-                run.log(f"{what} shard {j}: damaged ({err}); recomputing")
+                run.log(f"{what} shard {j}: refused ({err}); recomputing")
         ids = range(j * shard_size, min(n_items, (j + 1) * shard_size))
         started = time.time()
         tensors, info = compute(ids)
-        save_result(path, tensors, {"shard": j, "ids": [ids.start, ids.stop], "info": info,
-                                    **provenance(settings, run.config.run.seed, started)})
+        save_result(path, tensors, {**identity(j), "info": info, **provenance(settings, run.config.run.seed, started)})
+        run.progress[f"{what} shards"] = f"{finished} of {len(mine)}"
         run.log(f"{what} shard {j + 1}/{n_shards} ({len(ids)} items) done in {time.time() - started:.1f} s")
         if pause:
             time.sleep(pause)
     dist_utils.barrier()
-    return [load_result(folder / f"shard-{j:05d}") for j in range(n_shards)]
+    return [load_result(folder / f"shard-{j:05d}", expect=identity(j)) for j in range(n_shards)]
 
 
 def stage_result(run: Run, stage: str, settings: dict, compute: Callable[[Path], tuple[dict, dict]], inputs: dict):
     """The stage's result through :func:`memlib.results.cached`: read back when finished
-    before, else computed (every rank), written by rank 0, and read by all after a barrier."""
-    return cached(stage, settings, compute, run.out, inputs=inputs, seed=run.config.run.seed,
-                  latest=run.out / stage, writer=run.rank == 0, wait=dist_utils.barrier, log=run.log)
+    before, else computed (every rank), written by rank 0, and read by all after a barrier.
+    A single process computes under the entry's lock (a second run of the same stage waits
+    and reads the result); ranks of one ``torchrun`` job share the entry without it."""
+    result = cached(stage, settings, compute, run.out, inputs=inputs, seed=run.config.run.seed,
+                    latest=run.out / stage, writer=run.rank == 0, lock=run.world_size == 1,
+                    wait=dist_utils.barrier, log=run.log)
+    run.progress[stage] = "result saved"
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -409,7 +431,8 @@ def stage_sweep(run: Run):
         fid = fid_fn(run) if s.sweep_fid else None
         table = run_sweep(gen, scores, attack, work, identity, k_percents=s.k_percents, modes=s.sweep_modes,
                           seeds=s.random_seeds, fid=fid, fid_modes=s.sweep_fid_modes, rank=run.rank,
-                          world_size=run.world_size, log=run.log)
+                          world_size=run.world_size, log=run.log,
+                          on_row=lambda done, total: run.progress.update({"sweep rows": f"{done} of {total}"}))
         csv = table.drop(columns=["extracted_ids", "units_per_block"]).to_csv(index=False).encode()
         if run.rank == 0:
             atomic_write_bytes(work / "sweep.csv", csv)

@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --out: {args.out} is a file; expected a folder (existing or not)", file=sys.stderr)
         return 2
     try:
-        config = load_config(args.params, base_dir=args.base_dir)
+        config = load_config(args.params, base_dir=args.base_dir, stage=args.stage)
         require(config, args.stage, source=str(args.params))
     except (ValueError, FileNotFoundError) as err:
         if args.traceback:

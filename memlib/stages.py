@@ -43,7 +43,8 @@ from . import distributed as dist_utils
 from . import fid as fid_lib
 from .collect import SELECTIONS, UnitMemResult, ViewFn, accumulate_unitmem, collection_groups
 from .config import RunConfig, model_configs
-from .extract import AttackResult, merge_attack_results, run_attack, score_images, select_candidates
+from .extract import (AttackResult, check_prefix_lengths, merge_attack_results, run_attack, score_images,
+                      select_candidates)
 from .models.generator import Generator
 from .models.registry import build_generator, get_config, load_generator
 from .results import (
@@ -243,6 +244,9 @@ def run_shards(run: Run, folder: Path, n_items: int, compute: Callable[[range], 
     (``folder`` relative to the results folder, whose name holds the cache key), its index,
     its items and the stage's settings, all checked with its checksums on load, so an edited,
     damaged or foreign shard is named in the log and recomputed, never merged."""
+    if n_items == 0:
+        raise ValueError(f"{what}: no training images to process (the run's image set is empty: check testbed_file or "
+                         "imagenet_train_dir, unitmem_images and max_images)")
     shard_size = run.config.run.shard_size
     n_shards = math.ceil(n_items / shard_size)
     pause = float(os.environ.get("MEMLIB_SHARD_PAUSE_S", "0"))
@@ -353,6 +357,7 @@ def stage_attack(run: Run) -> AttackOutcome:
     """Stage A (score every image, sharded), B (candidates), then C-D sharded over candidates."""
     cfg, gen = run.config, run.generator()
     a = cfg.attack
+    check_prefix_lengths(gen, a.prefix_lengths)  # before stage A scores anything
     images = training_images(run, 1.0)
     settings = {**run.settings("data", "attack"), "images": images.identity}
     inputs = {**run.model_inputs(), **({"sscd": a.sscd_torchscript} if a.similarity == "sscd" else {})}
@@ -408,6 +413,7 @@ def stage_sweep(run: Run):
     a, s = cfg.attack, cfg.sweep
     if s.selection != "default" and s.selection not in SELECTIONS[gen.family]:
         raise ValueError(f"selection: got {s.selection!r}; expected 'default' or one of {SELECTIONS[gen.family]} for {gen.family}")
+    check_prefix_lengths(gen, a.prefix_lengths)  # before UnitMem and the attack do any work
     unitmem = stage_unitmem(run)
     baseline = stage_attack(run)
     how = None if s.selection == "default" else s.selection

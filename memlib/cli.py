@@ -8,9 +8,11 @@ unedited model), ``sweep`` (the intervention sweep; runs or reuses unitmem and a
 This module only parses the arguments, reads the parameter file (:func:`memlib.config.load_config`:
 one error naming every bad key), runs the stage, and turns memlib's errors into one line and an
 exit code: bad parameters exit with 2; an unreadable or mismatched checkpoint, image folder,
-result or TorchScript file with 1, printed as one ``error:`` line without a traceback
-(``--traceback`` raises it instead). SIGTERM (what ``torchrun`` and schedulers send) ends a run
-like Ctrl-C, so temporary files are removed; finished shards stay and a rerun resumes from them.
+result or TorchScript file, or a file that cannot be written (disk full), with 1, printed as one
+``error:`` line without a traceback (``--traceback`` raises it instead). Ctrl-C and SIGTERM (what
+``torchrun`` and schedulers send) end a stage with one line saying what finished and was kept
+(shards, sweep rows, results) and exit 130 / 143; temporary files are removed, and a rerun of
+the same command resumes from what was kept.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from . import distributed as dist_utils
 from .config import REPO_ROOT, load_config, require
-from .stages import STAGES, make_run
+from .stages import STAGES, Run, make_run
 
 STAGE_HELP = {
     "unitmem": "UnitMem of every fc1 unit over the training images",
@@ -61,8 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return train.main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        print(f"error: --out: {args.out} is a file; expected a folder (existing or not)", file=sys.stderr)
+        return 2
     try:
-        config = load_config(args.params, base_dir=args.base_dir)
+        config = load_config(args.params, base_dir=args.base_dir, stage=args.stage)
         require(config, args.stage, source=str(args.params))
     except (ValueError, FileNotFoundError) as err:
         if args.traceback:
@@ -70,19 +75,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    run = None
     try:
-        STAGES[args.stage](make_run(config, args.out))
-    except (ValueError, FileNotFoundError) as err:  # CheckpointError, ResultFileError, bad data: one line
+        run = make_run(config, args.out)
+        STAGES[args.stage](run)
+    except (ValueError, OSError) as err:  # CheckpointError, ResultFileError, bad data, missing or unwritable files
         if args.traceback:
             raise
         print(f"error: {args.stage}: {err} (--traceback shows where)", file=sys.stderr)
         return 1
+    except (KeyboardInterrupt, Terminated) as err:
+        if args.traceback:
+            raise
+        how, code = ("SIGTERM", Terminated.code) if isinstance(err, Terminated) else ("Ctrl-C", 130)
+        print(interruption_message(args.stage, how, run), file=sys.stderr)
+        return code
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
         dist_utils.shutdown()
     return 0
 
 
+class Terminated(SystemExit):
+    """SIGTERM, raised where the process is, so ``finally`` blocks run (temporary files are
+    removed); uncaught it exits with 143 like the signal would."""
+
+    code = 128 + signal.SIGTERM
+
+    def __init__(self):
+        super().__init__(self.code)
+
+
 def _exit_on_sigterm(signum, frame):
-    """Turn SIGTERM into SystemExit, so ``finally`` blocks run (temporary files are removed)."""
-    raise SystemExit(128 + signum)
+    raise Terminated()
+
+
+def interruption_message(stage: str, how: str, run: Run | None) -> str:
+    """The one line an interrupted stage ends with: what this process finished and kept."""
+    prefix = f"[rank {run.rank}/{run.world_size}] " if run is not None and run.world_size > 1 else ""
+    kept = ", ".join(f"{part} {state}" for part, state in (run.progress.items() if run is not None else ()))
+    if not kept:
+        return f"{prefix}{stage} interrupted ({how}) before any part finished; run the same command again to start it"
+    return f"{prefix}{stage} interrupted ({how}): finished and kept: {kept}; run the same command again to resume"

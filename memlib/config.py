@@ -290,9 +290,11 @@ class RunConfig:
 
 
 def make_config(values: Mapping[str, Any] | None = None, base_dir: str | os.PathLike = REPO_ROOT,
-                source: str = "parameters", **overrides: Any) -> RunConfig:
+                source: str = "parameters", stage: str | None = None, **overrides: Any) -> RunConfig:
     """The validated config of flat ``values`` and keyword ``overrides`` (the overrides win),
-    defaults filled in. Raises one ``ValueError`` listing every problem."""
+    defaults filled in. Raises one ``ValueError`` listing every problem, with ``stage`` also
+    every key that stage needs and is not given (:func:`require`; for the testbed pair, an
+    empty ``model``, the keys other than its model and checkpoints)."""
     values = {} if values is None else values
     if not isinstance(values, Mapping):
         raise ValueError(f"{source}: expected a mapping of parameter names to values, got {type(values).__name__}")
@@ -309,6 +311,12 @@ def make_config(values: Mapping[str, Any] | None = None, base_dir: str | os.Path
             checked[f.name] = value
         sections[name] = checked
     problems += _cross_checks(sections)
+    if stage is not None and stage in REQUIRED:
+        flat = {key: value for section in sections.values() for key, value in section.items()}
+        testbed_pair = not flat["model"] and flat["dataset"] == "testbed"
+        named = {problem.split(":", 1)[0] for problem in problems}
+        problems += [line for key, line in _missing(flat, stage)
+                     if key not in named and not (testbed_pair and key in REQUIRED[stage])]
     if problems:
         raise ValueError(f"invalid {source}:\n  " + "\n  ".join(problems))
     return RunConfig(**{name: SECTIONS[name](**checked) for name, checked in sections.items()})
@@ -324,7 +332,8 @@ def _check(f: dataclasses.Field, value: Any, base_dir: Path) -> tuple[str | None
     if meta["kind"] in ("file", "dir", "path"):
         path = Path(value) if Path(value).is_absolute() else base_dir / value
         if (meta["kind"] == "file" and not path.is_file()) or (meta["kind"] == "dir" and not path.is_dir()):
-            return f"{f.name}: got {value!r}; expected {meta['expected']} (not found: {path})", value
+            found = "a folder" if path.is_dir() else "a file" if path.exists() else "not found"
+            return f"{f.name}: got {value!r}; expected {meta['expected']} ({found}: {path})", value
         return None, str(path)
     return None, value
 
@@ -365,13 +374,15 @@ def _read_yaml(path: Path) -> Any:
     return load_yaml(path)
 
 
-def load_config(path: str | os.PathLike, base_dir: str | os.PathLike = REPO_ROOT, **overrides: Any) -> RunConfig:
-    """Read a flat YAML parameter file and :func:`make_config` it (keyword ``overrides`` win)."""
+def load_config(path: str | os.PathLike, base_dir: str | os.PathLike = REPO_ROOT, stage: str | None = None,
+                **overrides: Any) -> RunConfig:
+    """Read a flat YAML parameter file and :func:`make_config` it (keyword ``overrides`` win;
+    with ``stage``, also the keys it needs)."""
     path = Path(path) if Path(path).is_absolute() else Path(base_dir) / path
     if not path.is_file():
         raise FileNotFoundError(f"parameter file not found: {path}")
     raw = _read_yaml(path)
-    return make_config({} if raw is None else raw, base_dir=base_dir, source=str(path), **overrides)
+    return make_config({} if raw is None else raw, base_dir=base_dir, source=str(path), stage=stage, **overrides)
 
 
 def page_config(params_file: str | os.PathLike, **page_values: Any) -> RunConfig:
@@ -390,24 +401,29 @@ REQUIRED: dict[str, tuple[str, ...]] = {
 }
 
 
-def required_keys(config: RunConfig, stage: str) -> tuple[str, ...]:
-    """The keys ``stage`` needs: ``REQUIRED[stage]``, plus the FID files when it measures FID."""
+def required_keys(flat: Mapping[str, Any], stage: str) -> tuple[str, ...]:
+    """The keys ``stage`` needs (``flat``: a config's :meth:`RunConfig.flat` values):
+    ``REQUIRED[stage]``, plus the FID files when it measures FID."""
     keys = REQUIRED[stage]
-    if stage == "fid" or (stage == "sweep" and config.sweep.sweep_fid):
-        keys += ("inception_torchscript", "fid_reference_npz") if config.fid.fid_feature == "inception" else ("classifier_checkpoint",)
+    if stage == "fid" or (stage == "sweep" and flat["sweep_fid"]):
+        keys += ("inception_torchscript", "fid_reference_npz") if flat["fid_feature"] == "inception" else ("classifier_checkpoint",)
     return keys
+
+
+def _missing(flat: Mapping[str, Any], stage: str) -> list[tuple[str, str]]:
+    """(key, problem line) of every key ``stage`` needs that is not given."""
+    fields = {f.name: f for cls in SECTIONS.values() for f in dataclasses.fields(cls)}
+    return [(key, f"{key}: got ''; expected {_expected(fields[key])}")
+            for key in required_keys(flat, stage) if flat[key] in ("", None)]
 
 
 def require(config: RunConfig, stage: str, source: str = "parameters") -> None:
     """Raise one ``ValueError`` naming every key ``stage`` needs that is not given."""
     if stage not in REQUIRED:
         raise ValueError(f"stage: got {stage!r}; expected one of {', '.join(REQUIRED)}")
-    flat = config.flat()
-    missing = [key for key in required_keys(config, stage) if flat[key] in ("", None)]
+    missing = _missing(config.flat(), stage)
     if missing:
-        fields = {f.name: f for cls in SECTIONS.values() for f in dataclasses.fields(cls)}
-        lines = [f"{key}: got ''; expected {_expected(fields[key])}" for key in missing]
-        raise ValueError(f"invalid {source} for stage {stage!r}:\n  " + "\n  ".join(lines))
+        raise ValueError(f"invalid {source} for stage {stage!r}:\n  " + "\n  ".join(line for _, line in missing))
 
 
 # ---- the run's models --------------------------------------------------------------------------

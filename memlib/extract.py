@@ -236,6 +236,15 @@ class AttackResult:
 # ---- A-D -----------------------------------------------------------------------------------
 
 
+def check_prefix_lengths(gen: Generator, prefix_lengths: Sequence[int]) -> None:
+    """``ValueError`` naming ``prefix_lengths`` unless every one is a prefix ``gen`` accepts
+    (VAR: scale boundaries); the stages call it before any work."""
+    valid = set(gen.valid_prefix_lengths())
+    bad = [n for n in prefix_lengths if n not in valid]
+    if not prefix_lengths or bad:
+        raise ValueError(f"prefix_lengths: {list(prefix_lengths)} not all in the model's valid lengths {sorted(valid)}")
+
+
 def run_attack(
     gen: Generator,
     tokens_NL: torch.Tensor,
@@ -264,10 +273,7 @@ def run_attack(
     """
     _check_tokens_labels(tokens_NL, labels_N, gen)
     _check_batch_size(batch_size)
-    valid = set(gen.valid_prefix_lengths())
-    bad = [n for n in prefix_lengths if n not in valid]
-    if not prefix_lengths or bad:
-        raise ValueError(f"prefix_lengths: {list(prefix_lengths)} not all in the model's valid lengths {sorted(valid)}")
+    check_prefix_lengths(gen, prefix_lengths)
     if candidates is None:
         scores_N = score_images(gen, tokens_NL, labels_N, span=span, batch_size=batch_size)
         candidates = select_candidates(scores_N, labels_N, per_class=per_class)

@@ -368,7 +368,10 @@ def _adm_mu_sigma(npz, path: Path) -> tuple[np.ndarray, np.ndarray]:
     if missing:
         raise ValueError(f"fid_reference_npz: {path} has no {missing} (has {sorted(npz.files)}); an ADM reference "
                          "batch stores its statistics there. Use mode 'recompute' to compute them from 'arr_0'")
-    mu, sigma = npz["mu"].astype(np.float64), npz["sigma"].astype(np.float64)
+    try:
+        mu, sigma = npz["mu"].astype(np.float64), npz["sigma"].astype(np.float64)
+    except ValueError as err:  # pickled (object) arrays, never loaded
+        raise ValueError(f"fid_reference_npz: {path}: 'mu'/'sigma' are not plain arrays ({err})") from err
     if mu.ndim != 1 or sigma.shape != (mu.size, mu.size):
         raise ValueError(f"fid_reference_npz: {path}: 'mu' {mu.shape} and 'sigma' {sigma.shape}; expected (D,) and "
                          f"(D, D) feature statistics (D = {INCEPTION_DIM} for Inception pool_3)")
@@ -409,7 +412,10 @@ def reference_stats_from_npz(path: str | os.PathLike, extractor: FeatureExtracto
                                 source=f"'mu'/'sigma' of {path.name} (sha256 {file_sha[:16]}; the ADM evaluator's statistics)")
         if "arr_0" not in npz.files:
             raise ValueError(f"fid_reference_npz: {path} has no 'arr_0' images (has {sorted(npz.files)})")
-        images_NHW3 = npz["arr_0"]
+        try:
+            images_NHW3 = npz["arr_0"]
+        except ValueError as err:  # pickled (object) arrays, never loaded
+            raise ValueError(f"fid_reference_npz: {path}: 'arr_0' is not a plain array ({err})") from err
     if images_NHW3.dtype != np.uint8 or images_NHW3.ndim != 4 or images_NHW3.shape[-1] != 3:
         raise ValueError(f"fid_reference_npz: {path}: 'arr_0' is {images_NHW3.dtype} {images_NHW3.shape}; "
                          "expected uint8 images (N, H, W, 3)")

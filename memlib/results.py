@@ -3,13 +3,23 @@
 A result is a dict of tensors plus JSON metadata, stored as two files side by side::
 
     NAME.safetensors   the tensors (safetensors: no pickle, nothing executes on load)
-    NAME.json          {"complete": true, "sha256": <of NAME.safetensors>, "meta": {...}}
+    NAME.json          {"complete": true, "format": 2, "sha256": <of NAME.safetensors>,
+                        "meta": {...}, "record_sha256": <of this record's canonical JSON>}
 
 Both are written atomically (a temporary file in the same folder, then ``os.replace``), the
-tensors first and the JSON last: the JSON is the "complete" marker, and its sha256 must match
-the tensor file on load. So a run killed mid-write leaves either no result or an old complete
-one, and a truncated or modified tensor file raises :class:`ResultFileError` instead of being
-read.
+tensors first and the JSON last: the JSON is the "complete" marker. On load the record's own
+checksum must match its content (:func:`read_record`: an edited digit of the metadata is
+caught, not only damage to the tensors), its sha256 must match the tensor file, and the caller
+may require values of its metadata (:func:`load_result` ``expect``: the cache requires the
+entry's stage and cache key, so a record copied in from another entry is refused). So a run
+killed mid-write leaves either no result or an old complete one, and a truncated, modified or
+foreign record raises :class:`ResultFileError` instead of being read. JSON-only records (the
+sweep's rows, the file-hash store) are sealed the same way (:func:`write_record`). The checks
+detect accidents, stale and misplaced files, not a forger who recomputes the checksums.
+
+A temporary file of a write that never finished (the process was killed) is removed by the next
+successful write into its folder; temporary names carry the writer's host and process id, so a
+live writer's file is never touched. Written files get the permissions the user's umask allows.
 
 Every saved result carries :func:`provenance`: parameters, seed, code version (``memlib``'s
 version and the git commit, or ``"unknown"``), timing and library versions.
@@ -17,20 +27,25 @@ version and the git commit, or ``"unknown"``), timing and library versions.
 The cache (:func:`cache_key`, :func:`cached`) names a result by a sha256 over the stage, its
 parameters and the identities (content sha256) of its input files, so a changed parameter or
 a changed checkpoint never reuses a stale result. File hashes are remembered by
-(path, size, mtime) so multi-GB checkpoints are hashed once.
+(path, size, mtime) so multi-GB checkpoints are hashed once. Each entry is computed under a lock
+(``fcntl.flock`` on ``<entry>/.lock``): a second run of the same stage waits for the first and
+reads its result.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
 import platform
+import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -40,7 +55,8 @@ import torch
 
 import memlib
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # of a result record; 2: sealed by record_sha256 (format 1 records are refused and recomputed)
+KEY_VERSION = 1  # of what cache_key hashes: unchanged by format 2, so an old entry is found, refused and recomputed
 
 
 class ResultFileError(ValueError):
@@ -61,18 +77,80 @@ class Result:
 # ---------------------------------------------------------------------------------------------
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_read_umask()  # what open() would give a new file (mkstemp gives 0o600)
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", platform.node()) or "host"
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.[^.]+\.tmp$")
+
+
+def _temporary_file(path: Path) -> tuple[int, str]:
+    """A new temporary file beside ``path`` named ``.NAME.<host>-<pid>.<random>.tmp``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_HOST}-{os.getpid()}.", suffix=".tmp")
+    except OSError as err:
+        raise _write_error(path, err) from err
+
+
+def _write_error(path: Path, err: OSError) -> OSError:
+    """The OSError of a failed write as one line naming the file (disk full, permissions, a
+    folder in the way)."""
+    return OSError(err.errno, f"cannot write {path}: {err.strerror or err}")
+
+
+def _writer_alive(host: str, pid: int) -> bool:
+    if host != _HOST:
+        return True  # another machine's writer (a shared file system): never touched
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files in ``folder`` left by writers of this host that no longer run
+    (a killed save); returns them. A live writer's temporary file is kept."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(folder):
+            match = _TEMP_NAME.match(entry.name) if entry.name.startswith(".") else None
+            if match and not _writer_alive(match["host"], int(match["pid"])):
+                Path(entry.path).unlink(missing_ok=True)
+                removed.append(Path(entry.path))
+    return removed
+
+
+def _finish(tmp: str, path: Path) -> None:
+    """Give ``tmp`` the umask's permissions, move it onto ``path``, and clear the folder of dead
+    writers' temporary files."""
+    os.chmod(tmp, _FILE_MODE)
+    os.replace(tmp, path)
+    remove_stale_temporaries(path.parent)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` holds either its old content or all of
-    ``data``, never a part (temporary file in the same folder, fsync, ``os.replace``)."""
+    ``data``, never a part (temporary file in the same folder, fsync, ``os.replace``). A failed
+    write (disk full) raises one ``OSError`` naming ``path`` and leaves no temporary file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary_file(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _finish(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_error(path, err) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -82,12 +160,14 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) ->
     """Atomic write for writers that need a file name (``save_file(state, name)``):
     ``write(tmp)`` fills a temporary file in the same folder, which then replaces ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _temporary_file(path)
     os.close(fd)
     try:
         write(Path(tmp))
-        os.replace(tmp, path)
+        _finish(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_error(path, err) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -105,6 +185,49 @@ def read_json(path: str | os.PathLike) -> Any:
         raise
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ResultFileError(f"{path}: not valid JSON ({err})") from err
+
+
+def record_sha256(record: Mapping[str, Any]) -> str:
+    """sha256 of a record's canonical JSON (sorted keys, no spaces), leaving out its own
+    ``record_sha256``: a record's checksum over everything it holds."""
+    body = {key: value for key, value in to_jsonable(record).items() if key != "record_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def write_record(path: str | os.PathLike, record: Mapping[str, Any]) -> None:
+    """Write the JSON ``record`` atomically, sealed with its :func:`record_sha256`."""
+    record = to_jsonable(record)
+    atomic_write_json(path, {**record, "record_sha256": record_sha256(record)})
+
+
+def read_record(path: str | os.PathLike, expect: Mapping[str, Any] | None = None) -> dict:
+    """A record written by :func:`write_record`, after :func:`verify_record`.
+    ``FileNotFoundError`` when there is none."""
+    path = Path(path)
+    record = read_json(path)
+    verify_record(path, record, expect)
+    return record
+
+
+def verify_record(path: Path, record: Any, expect: Mapping[str, Any] | None = None) -> None:
+    """Check that ``record`` (read from ``path``) is sealed by its :func:`record_sha256` and holds
+    ``expect``'s values (its identity); :class:`ResultFileError` naming the file otherwise."""
+    if not isinstance(record, dict):
+        raise ResultFileError(f"{path}: not a memlib record (a JSON {type(record).__name__})")
+    if "record_sha256" not in record:
+        raise ResultFileError(f"{path}: has no record checksum (an older memlib's format, or not a memlib record)")
+    if record["record_sha256"] != record_sha256(record):
+        raise ResultFileError(f"{path}: content does not match its record checksum (edited or damaged after it was written)")
+    check_expected(path, record, expect)
+
+
+def check_expected(path: Path, record: Mapping[str, Any], expect: Mapping[str, Any] | None) -> None:
+    """``ResultFileError`` naming ``path`` and the first key of ``expect`` whose value ``record``
+    does not hold (a record of another result)."""
+    for key, value in (expect or {}).items():
+        if record.get(key) != to_jsonable(value):
+            raise ResultFileError(f"{path}: {key} is {record.get(key)!r:.80}, expected {to_jsonable(value)!r:.80} "
+                                  "(a record of another result, copied or moved here)")
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -196,22 +319,21 @@ def result_paths(path: str | os.PathLike) -> tuple[Path, Path]:
 
 
 def save_result(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Path:
-    """Save ``tensors`` and JSON ``meta`` atomically (tensors first, the JSON marker last).
-    Returns the JSON file's path. Tensors are stored contiguous, on CPU."""
+    """Save ``tensors`` and JSON ``meta`` atomically (tensors first, the sealed JSON record
+    last). Returns the JSON file's path. Tensors are stored contiguous, on CPU."""
     from safetensors.torch import save
 
     tensor_path, json_path = result_paths(path)
     json_path.unlink(missing_ok=True)  # a crash between the two writes must not leave an old marker
     data = save({name: t.detach().cpu().contiguous() for name, t in tensors.items()})
     atomic_write_bytes(tensor_path, data)
-    record = {
+    write_record(json_path, {
         "complete": True,
         "format": FORMAT_VERSION,
         "tensors_file": tensor_path.name,
         "sha256": hashlib.sha256(data).hexdigest(),
         "meta": to_jsonable(meta),
-    }
-    atomic_write_json(json_path, record)
+    })
     return json_path
 
 
@@ -220,8 +342,11 @@ def result_exists(path: str | os.PathLike) -> bool:
     return result_paths(path)[1].is_file()
 
 
-def load_result(path: str | os.PathLike) -> Result:
-    """Load a result saved by :func:`save_result`, verifying the marker and the sha256."""
+def load_result(path: str | os.PathLike, expect: Mapping[str, Any] | None = None) -> Result:
+    """Load a result saved by :func:`save_result`: the record's checksum and format, its
+    tensor file's name and sha256, and the values ``expect`` requires of its metadata (the
+    result's identity, e.g. ``{"stage": ..., "cache_key": ...}``) are all checked first.
+    :class:`ResultFileError` naming the file when any check fails."""
     from safetensors.torch import load
 
     tensor_path, json_path = result_paths(path)
@@ -230,6 +355,11 @@ def load_result(path: str | os.PathLike) -> Result:
     record = read_json(json_path)
     if not isinstance(record, dict) or record.get("complete") is not True or not {"sha256", "meta"} <= set(record):
         raise ResultFileError(f"{json_path}: not a complete memlib result record")
+    verify_record(json_path, record)
+    if record.get("format") != FORMAT_VERSION or not isinstance(record["meta"], dict):
+        raise ResultFileError(f"{json_path}: result format {record.get('format')!r}; expected {FORMAT_VERSION}")
+    check_expected(json_path, record, {"tensors_file": tensor_path.name})
+    check_expected(json_path, record["meta"], expect)
     try:
         data = tensor_path.read_bytes()
     except FileNotFoundError as err:
@@ -255,7 +385,8 @@ _HASH_MEMO: dict[tuple[str, int, int], str] = {}
 
 def file_sha256(path: str | os.PathLike, hash_store: str | os.PathLike | None = None) -> str:
     """sha256 of a file's content, remembered by (absolute path, size, mtime) in this process
-    and, if ``hash_store`` is given, in that JSON file (so a changed file is rehashed)."""
+    and, if ``hash_store`` is given, in that JSON file (so a changed file is rehashed; a store
+    that fails its record checksum is ignored and rewritten)."""
     path = Path(path).resolve()
     stat = path.stat()
     memo_key = (str(path), stat.st_size, stat.st_mtime_ns)
@@ -264,10 +395,9 @@ def file_sha256(path: str | os.PathLike, hash_store: str | os.PathLike | None = 
     store_key = f"{path}|{stat.st_size}|{stat.st_mtime_ns}"
     store: dict[str, str] = {}
     if hash_store is not None and Path(hash_store).is_file():
-        try:
-            store = read_json(hash_store)
-        except ResultFileError:
-            store = {}
+        with contextlib.suppress(ResultFileError):
+            hashes = read_record(hash_store).get("hashes")
+            store = hashes if isinstance(hashes, dict) else {}
     if store_key not in store:
         digest = hashlib.sha256()
         with open(path, "rb") as f:
@@ -275,7 +405,7 @@ def file_sha256(path: str | os.PathLike, hash_store: str | os.PathLike | None = 
                 digest.update(chunk)
         store[store_key] = digest.hexdigest()
         if hash_store is not None:
-            atomic_write_json(hash_store, store)
+            write_record(hash_store, {"hashes": store})
     _HASH_MEMO[memo_key] = store[store_key]
     return store[store_key]
 
@@ -299,6 +429,22 @@ def input_identity(path: str | os.PathLike, hash_store: str | os.PathLike | None
     raise FileNotFoundError(f"cache input not found: {path}")
 
 
+def input_identities(inputs: Mapping[str, str | os.PathLike] | None,
+                     hash_store: str | os.PathLike | None = None) -> dict[str, str]:
+    """``{name: input_identity(path)}`` of a stage's input files, by name."""
+    return {name: input_identity(path, hash_store) for name, path in sorted((inputs or {}).items())}
+
+
+def key_of(stage: str, params: Mapping[str, Any], identities: Mapping[str, str]) -> str:
+    """The cache key of ``stage`` with these parameters and input identities (:func:`cache_key`)."""
+    canonical = json.dumps(
+        {"stage": stage, "format": KEY_VERSION, "params": to_jsonable(params), "inputs": dict(identities)},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def cache_key(
     stage: str,
     params: Mapping[str, Any],
@@ -308,17 +454,65 @@ def cache_key(
     """sha256 (hex) over the stage name, its parameters (canonical JSON) and the identities of
     its input files (:func:`input_identity`). Input names matter, input paths do not: the same
     checkpoint at another path gives the same key."""
-    identities = {name: input_identity(path, hash_store) for name, path in sorted((inputs or {}).items())}
-    canonical = json.dumps(
-        {"stage": stage, "format": FORMAT_VERSION, "params": to_jsonable(params), "inputs": identities},
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return key_of(stage, params, input_identities(inputs, hash_store))
 
 
 ComputeFn = Callable[[Path], tuple[Mapping[str, torch.Tensor], Mapping[str, Any]]]
 """``compute(work) -> (tensors, info)``; ``work`` is the entry's folder (for partial results)."""
+
+
+def load_entry(path: str | os.PathLike, stage: str, key: str) -> Result:
+    """The result ``path`` of a cache entry of ``stage`` with cache key ``key``: it must pass
+    :func:`load_result`, record that stage and key, and its recorded parameters and input
+    identities must give that key again (its metadata is bound to its identity)."""
+    result = load_result(path, expect={"stage": stage, "cache_key": key})
+    meta = result.meta
+    if not isinstance(meta.get("inputs"), dict) or key_of(stage, meta.get("params"), meta["inputs"]) != key:
+        raise ResultFileError(f"{result.path}: its parameters and inputs do not give its cache key {key[:16]}")
+    return result
+
+
+@contextlib.contextmanager
+def entry_lock(work: Path, stage: str, log: Callable[[str], None]) -> Iterator[bool]:
+    """Hold the cache entry ``work`` exclusively (``fcntl.flock`` on ``work/.lock``; the kernel
+    releases it when the process ends, killed or not). Yields whether it had to wait for
+    another run of the same stage, which it says through ``log``."""
+    work.mkdir(parents=True, exist_ok=True)
+    with open(work / ".lock", "a") as handle:
+        waited = False
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"{stage}: another run is computing {work}; waiting for it to finish")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            waited = True
+        try:
+            yield waited
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _stored(path: Path, stage: str, key: str, log: Callable[[str], None]) -> Result | None:
+    """The entry's verified result, or None (absent; refused, which ``log`` says in one line)."""
+    if not result_exists(path):
+        return None
+    try:
+        return load_entry(path, stage, key)
+    except ResultFileError as err:
+        log(f"{stage}: stored result refused ({err}); recomputing")
+        return None
+
+
+def _update_latest(latest: Path, result: Result, log: Callable[[str], None]) -> None:
+    """Make ``latest`` a copy of ``result`` unless it already is one that passes its checks."""
+    try:
+        current = load_result(latest)
+        if current.meta == result.meta and current.tensors.keys() == result.tensors.keys():
+            return
+    except ResultFileError as err:
+        if result_exists(latest):
+            log(f"latest copy refused ({err}); rewriting it from {result.path}")
+    save_result(latest, result.tensors, result.meta)
 
 
 def cached(
@@ -331,6 +525,7 @@ def cached(
     *,
     latest: str | os.PathLike | None = None,
     writer: bool = True,
+    lock: bool = True,
     wait: Callable[[], None] = lambda: None,
     log: Callable[[str], None] = lambda message: None,
 ) -> Result:
@@ -339,31 +534,39 @@ def cached(
 
     The entry is the folder ``cache_dir/<stage>-<key[:16]>`` (:func:`cache_key`) holding the
     result ``<stage>`` and whatever ``compute_fn(folder)`` keeps there (a stage's shards). The
-    result's metadata is ``{"stage", "cache_key", "work_dir", "info", **provenance}`` with the
-    settings as its parameters. A damaged stored result is recomputed. Several processes
-    (``torchrun``) all call ``compute_fn``; only the ``writer`` saves, and everyone reads the
-    saved result after ``wait()`` (a barrier). With ``latest`` the result is also saved there.
+    result's metadata is ``{"stage", "cache_key", "work_dir", "inputs", "info", **provenance}``
+    with the settings as its parameters and the input files' identities as ``inputs``. A stored
+    result is used only when it passes :func:`load_entry`; otherwise the log says why in one line
+    and it is recomputed. With ``lock`` the entry is computed under :func:`entry_lock`: a second
+    process waits and then reads the first one's result. Several processes (``torchrun``, no
+    ``lock``) all call ``compute_fn``; only the ``writer`` saves, and everyone reads the saved
+    result after ``wait()`` (a barrier). With ``latest`` the writer also keeps a copy there (of
+    the stored result, when it was finished before).
     """
     cache_dir = Path(cache_dir)
-    key = cache_key(stage, settings, inputs, hash_store=cache_dir / "file-hashes.json")
+    identities = input_identities(inputs, hash_store=cache_dir / "file-hashes.json")
+    key = key_of(stage, settings, identities)
     work = cache_dir / f"{stage}-{key[:16]}"
-    if result_exists(work / stage):
-        try:
-            result = load_result(work / stage)
-            log(f"{stage}: finished before, reading {result.path}")
-            return result
-        except ResultFileError as err:
-            log(f"{stage}: stored result damaged ({err}); recomputing")
-    started = time.time()
-    tensors, info = compute_fn(work)
-    if writer:
-        meta = {"stage": stage, "cache_key": key, "work_dir": work.name, "info": dict(info),
-                **provenance(settings, seed, started)}
-        save_result(work / stage, tensors, meta)
-        if latest is not None:
-            save_result(latest, tensors, meta)
-    wait()
-    return load_result(work / stage)
+    result = _stored(work / stage, stage, key, log)
+    if result is not None:
+        log(f"{stage}: finished before, reading {result.path}")
+    else:
+        with entry_lock(work, stage, log) if lock else contextlib.nullcontext(False) as waited:
+            result = _stored(work / stage, stage, key, log) if waited else None
+            if result is not None:
+                log(f"{stage}: the other run finished it; reading {result.path}")
+            else:
+                started = time.time()
+                tensors, info = compute_fn(work)
+                if writer:
+                    meta = {"stage": stage, "cache_key": key, "work_dir": work.name, "inputs": identities,
+                            "info": dict(info), **provenance(settings, seed, started)}
+                    save_result(work / stage, tensors, meta)
+                wait()
+                result = load_entry(work / stage, stage, key)
+    if latest is not None and writer:
+        _update_latest(Path(latest), result, log)
+    return result
 
 
 def text_sha256(text: str) -> str:

@@ -44,7 +44,7 @@ from . import distributed as dist_utils
 from . import fid as fid_lib
 from .collect import SELECTIONS, UnitMemResult, ViewFn, accumulate_unitmem, collection_groups
 from .config import RunConfig, model_configs
-from .extract import AttackResult, TopPerClass, merge_attack_results, run_attack, score_images
+from .extract import AttackResult, TopPerClass, check_prefix_lengths, merge_attack_results, run_attack, score_images
 from .models.generator import Generator
 from .models.registry import build_generator, get_config, load_generator
 from .results import (
@@ -74,6 +74,9 @@ class Run:
     rank: int = 0
     world_size: int = 1
     _gen: Generator | None = field(default=None, repr=False)
+    # what this process has finished and kept, by part ("unitmem shards": "3 of 7"), for the
+    # one line an interrupted stage ends with (memlib.cli)
+    progress: dict[str, str] = field(default_factory=dict, repr=False)
 
     def log(self, message: str) -> None:
         prefix = f"[rank {self.rank}/{self.world_size}] " if self.world_size > 1 else ""
@@ -261,30 +264,58 @@ def training_images(run: Run, fraction: float) -> TrainingImages:
 # ---------------------------------------------------------------------------------------------
 
 
-def missing_shards(run: Run, folder: Path, n_shards: int, what: str) -> list[int]:
-    """The shards of this rank (a contiguous block) not finished before, damaged ones included."""
+def shard_identity(folder: Path, j: int, n_items: int, shard_size: int, settings: dict) -> dict:
+    """What binds shard ``j`` to its place: the cache entry and part it belongs to (``folder``
+    relative to the results folder, whose name holds the cache key), its index, its items and the
+    stage's settings, checked with the record's checksums on load."""
+    return {"shard_of": f"{folder.parent.name}/{folder.name}", "shard": j,
+            "ids": [j * shard_size, min(n_items, (j + 1) * shard_size)], "params": settings}
+
+
+def missing_shards(run: Run, folder: Path, n_items: int, what: str, settings: dict) -> list[int]:
+    """The shards of ``range(n_items)`` that this rank owns (a contiguous block) and that were not
+    finished before; an edited, damaged or foreign shard is named in the log and counts as missing."""
+    if n_items == 0:
+        raise ValueError(f"{what}: no training images to process (the run's image set is empty: check testbed_file or "
+                         "imagenet_train_dir, unitmem_images and max_images)")
+    shard_size = run.config.run.shard_size
+    mine = list(dist_utils.shard_indices(math.ceil(n_items / shard_size), run.rank, run.world_size))
     missing = []
-    for j in dist_utils.shard_indices(n_shards, run.rank, run.world_size):
+    for j in mine:
         path = folder / f"shard-{j:05d}"
         if result_exists(path):
             try:
-                load_result(path)
+                load_result(path, expect=shard_identity(folder, j, n_items, shard_size, settings))
                 continue
             except ResultFileError as err:
-                run.log(f"{what} shard {j}: damaged ({err}); recomputing")
+                run.log(f"{what} shard {j}: refused ({err}); recomputing")
         missing.append(j)
+    run.progress[f"{what} shards"] = f"{len(mine) - len(missing)} of {len(mine)}"
     return missing
 
 
-def save_shard(run: Run, folder: Path, j: int, n_shards: int, ids: range, tensors: dict, info: dict, what: str,
+def save_shard(run: Run, folder: Path, j: int, n_items: int, tensors: dict, info: dict, what: str,
                settings: dict, started: float) -> None:
-    """Write shard ``j`` atomically with its provenance, log it, and pause (``MEMLIB_SHARD_PAUSE_S``)."""
-    save_result(folder / f"shard-{j:05d}", tensors, {"shard": j, "ids": [ids.start, ids.stop], "info": info,
-                                                   **provenance(settings, run.config.run.seed, started)})
-    run.log(f"{what} shard {j + 1}/{n_shards} ({len(ids)} items) done in {time.time() - started:.1f} s")
+    """Write shard ``j`` atomically with its identity and provenance, count it in the run's
+    progress (what an interrupted stage reports as kept), log it, and pause (``MEMLIB_SHARD_PAUSE_S``)."""
+    shard_size = run.config.run.shard_size
+    identity = shard_identity(folder, j, n_items, shard_size, settings)
+    save_result(folder / f"shard-{j:05d}", tensors, {**identity, "info": info, **provenance(settings, run.config.run.seed, started)})
+    done, total = run.progress[f"{what} shards"].split(" of ")
+    run.progress[f"{what} shards"] = f"{int(done) + 1} of {total}"
+    n_shards = math.ceil(n_items / shard_size)
+    run.log(f"{what} shard {j + 1}/{n_shards} ({identity['ids'][1] - identity['ids'][0]} items) done in "
+            f"{time.time() - started:.1f} s")
     pause = float(os.environ.get("MEMLIB_SHARD_PAUSE_S", "0"))
     if pause:
         time.sleep(pause)
+
+
+def load_shards(run: Run, folder: Path, n_items: int, settings: dict) -> list:
+    """Every shard of ``range(n_items)`` in order, each checked against its identity."""
+    shard_size = run.config.run.shard_size
+    return [load_result(folder / f"shard-{j:05d}", expect=shard_identity(folder, j, n_items, shard_size, settings))
+            for j in range(math.ceil(n_items / shard_size))]
 
 
 def run_shards(run: Run, folder: Path, n_items: int, compute: Callable[[range], tuple[dict, dict]], what: str,
@@ -292,21 +323,25 @@ def run_shards(run: Run, folder: Path, n_items: int, compute: Callable[[range], 
     """Compute the missing shards of ``range(n_items)`` that this rank owns, then (after a
     barrier) load every shard in order. ``compute(ids)`` returns ``(tensors, info)``."""
     shard_size = run.config.run.shard_size
-    n_shards = math.ceil(n_items / shard_size)
-    for j in missing_shards(run, folder, n_shards, what):
+    for j in missing_shards(run, folder, n_items, what, settings):
         ids = range(j * shard_size, min(n_items, (j + 1) * shard_size))
         started = time.time()
         tensors, info = compute(ids)
-        save_shard(run, folder, j, n_shards, ids, tensors, info, what, settings, started)
+        save_shard(run, folder, j, n_items, tensors, info, what, settings, started)
     dist_utils.barrier()
-    return [load_result(folder / f"shard-{j:05d}") for j in range(n_shards)]
+    return load_shards(run, folder, n_items, settings)
 
 
 def stage_result(run: Run, stage: str, settings: dict, compute: Callable[[Path], tuple[dict, dict]], inputs: dict):
     """The stage's result through :func:`memlib.results.cached`: read back when finished
-    before, else computed (every rank), written by rank 0, and read by all after a barrier."""
-    return cached(stage, settings, compute, run.cache, inputs=inputs, seed=run.config.run.seed,
-                  latest=run.out / stage, writer=run.rank == 0, wait=dist_utils.barrier, log=run.log)
+    before, else computed (every rank), written by rank 0, and read by all after a barrier.
+    A single process computes under the entry's lock (a second run of the same stage waits
+    and reads the result); ranks of one ``torchrun`` job share the entry without it."""
+    result = cached(stage, settings, compute, run.cache, inputs=inputs, seed=run.config.run.seed,
+                    latest=run.out / stage, writer=run.rank == 0, lock=run.world_size == 1,
+                    wait=dist_utils.barrier, log=run.log)
+    run.progress[stage] = "result saved"
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -419,8 +454,7 @@ def stage_a(run: Run, images: TrainingImages, ids_N: np.ndarray, folder: Path, s
     cfg, gen, a = run.config, run.generator(), run.config.attack
     span = None if a.score_span is None else tuple(a.score_span)
     batch, shard_size = cfg.run.batch_size, cfg.run.shard_size
-    n_shards = math.ceil(len(ids_N) / shard_size)
-    todo = missing_shards(run, folder, n_shards, "attack stage A")
+    todo = missing_shards(run, folder, len(ids_N), "attack stage A", settings)
     shard_ids = {j: ids_N[j * shard_size : (j + 1) * shard_size] for j in todo}
     batches = [shard_ids[j][k : k + batch].tolist() for j in todo for k in range(0, len(shard_ids[j]), batch)]
     loader = torch.utils.data.DataLoader(GroundTruthViews(images, gen.image_size), batch_sampler=batches,
@@ -452,12 +486,10 @@ def stage_a(run: Run, images: TrainingImages, ids_N: np.ndarray, folder: Path, s
         top_ids, _, _, top_tokens = top.result()
         tensors = {"image_ids": torch.as_tensor(ids), "labels": labels_n, "scores": scores_n,
                    "top_ids": top_ids, "top_tokens": top_tokens.to(torch.int32)}
-        save_shard(run, folder, j, n_shards, range(j * shard_size, j * shard_size + len(ids)), tensors,
-                   {"unreadable": unreadable}, "attack stage A", settings, started)
+        save_shard(run, folder, j, len(ids_N), tensors, {"unreadable": unreadable}, "attack stage A", settings, started)
     dist_utils.barrier()
     top, scores = TopPerClass(a.per_class), []
-    for j in range(n_shards):
-        shard = load_result(folder / f"shard-{j:05d}")
+    for shard in load_shards(run, folder, len(ids_N), settings):
         t = shard.tensors
         where = torch.searchsorted(t["image_ids"], t["top_ids"])  # the shard's candidates among its images
         top.add(t["top_ids"], t["scores"][where], t["labels"][where], t["top_tokens"].long())
@@ -484,6 +516,7 @@ def stage_attack(run: Run) -> AttackOutcome:
     C-D sharded over candidates. ``max_images`` attacks a seeded class-spread sample."""
     cfg, gen = run.config, run.generator()
     a = cfg.attack
+    check_prefix_lengths(gen, a.prefix_lengths)  # before stage A scores anything
     images = training_images(run, 1.0)
     settings = {**run.settings("data", "attack"), "images": images.identity}
     inputs = {**run.model_inputs(), **({"sscd": a.sscd_torchscript} if a.similarity == "sscd" else {})}
@@ -530,6 +563,7 @@ def stage_sweep(run: Run):
     a, s = cfg.attack, cfg.sweep
     if s.selection != "default" and s.selection not in SELECTIONS[gen.family]:
         raise ValueError(f"selection: got {s.selection!r}; expected 'default' or one of {SELECTIONS[gen.family]} for {gen.family}")
+    check_prefix_lengths(gen, a.prefix_lengths)  # before UnitMem and the attack do any work
     unitmem = stage_unitmem(run)
     baseline = stage_attack(run)
     how = None if s.selection == "default" else s.selection
@@ -553,7 +587,8 @@ def stage_sweep(run: Run):
         fid = fid_fn(run) if s.sweep_fid else None
         table = run_sweep(gen, scores, attack, work, identity, k_percents=s.k_percents, modes=s.sweep_modes,
                           seeds=s.random_seeds, fid=fid, fid_modes=s.sweep_fid_modes, rank=run.rank,
-                          world_size=run.world_size, log=run.log)
+                          world_size=run.world_size, log=run.log,
+                          on_row=lambda done, total: run.progress.update({"sweep rows": f"{done} of {total}"}))
         csv = table.drop(columns=["extracted_ids", "units_per_block"]).to_csv(index=False).encode()
         if run.rank == 0:
             atomic_write_bytes(work / "sweep.csv", csv)

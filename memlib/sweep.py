@@ -13,10 +13,12 @@ Modes (how units are chosen, and the factor on their incoming weights):
 k = 0 edits nothing, so it is computed once, through the same editing code path, and shown as
 the first row of every mode (and seed): it must equal the unedited model's attack result.
 
-Resumable: every row is written to ``out_dir/rows/`` as it finishes (atomically) together with
-the sweep's ``identity`` (a hash of what the rows depend on: scores, candidates, attack and
-model); on a rerun, rows with the same identity are read back instead of recomputed, rows of
-another identity are recomputed. Under ``torchrun`` every rank computes the rows
+Resumable: every row is written to ``out_dir/rows/`` as it finishes (atomically), sealed with a
+record checksum (:func:`memlib.results.write_record`) together with the sweep's ``identity`` (a
+hash of what the rows depend on: scores, candidates, attack and model) and its own (mode, k,
+seed); on a rerun, rows that pass the checksum and hold this identity and position are read back
+instead of recomputed; an edited, damaged, foreign or misplaced row is named in the log and
+recomputed. Under ``torchrun`` every rank computes the rows
 ``i % world_size == rank`` of the plan and rank 0 reads the table back after a barrier.
 """
 
@@ -32,7 +34,7 @@ import torch
 from .distributed import barrier
 from .intervene import scaled_fc1_rows, select_units
 from .models.generator import Generator
-from .results import ResultFileError, atomic_write_json, read_json, to_jsonable
+from .results import ResultFileError, read_record, to_jsonable, write_record
 
 MODES = {  # mode -> (select_units mode, factor, ranking statistic)
     "unitmem-half": ("global", 0.5, "unitmem"),
@@ -120,16 +122,30 @@ def compute_row(
     return row
 
 
-def _stored_identity(path: Path) -> str | None:
-    """The identity a finished row file was written under; None when absent or damaged
-    (such a row is recomputed)."""
+def _row_identity(identity: str, mode: str, k: float, seed: int) -> dict:
+    """What a row file must hold besides its row: the sweep's identity and the row's position."""
+    return {"identity": identity, "row_of": {"mode": mode, "k_percent": k, "seed": seed}}
+
+
+def read_row(path: Path, identity: str, mode: str, k: float, seed: int) -> dict:
+    """The row stored in ``path`` after checking its record checksum, that it belongs to this
+    sweep (``identity``) and to this (mode, k, seed), and that it holds a row;
+    :class:`ResultFileError` naming the file otherwise."""
+    record = read_record(path, expect=_row_identity(identity, mode, k, seed))
+    if not isinstance(record.get("row"), dict):
+        raise ResultFileError(f"{path}: no 'row' mapping (has keys {sorted(record)})")
+    return record["row"]
+
+
+def _stored_row(path: Path, identity: str, mode: str, k: float, seed: int, log: Callable[[str], None]) -> dict | None:
+    """The finished row of ``path``; None when absent, or refused (the log says why)."""
     if not path.is_file():
         return None
     try:
-        record = read_json(path)
-    except ResultFileError:
+        return read_row(path, identity, mode, k, seed)
+    except ResultFileError as err:
+        log(f"sweep {mode} k={k:g} seed={seed}: stored row refused ({err}); recomputing")
         return None
-    return record.get("identity") if isinstance(record, dict) else None
 
 
 def run_sweep(
@@ -147,6 +163,7 @@ def run_sweep(
     rank: int = 0,
     world_size: int = 1,
     log: Callable[[str], None] = lambda msg: None,
+    on_row: Callable[[int, int], None] = lambda finished, total: None,
 ):
     """Compute (or read back) every row of :func:`sweep_plan` and return the table as a pandas
     DataFrame: one row per (mode, k, seed), k = 0 repeated for every mode and seed, columns
@@ -157,27 +174,25 @@ def run_sweep(
     ``identity``: :func:`sweep_identity` of what the rows depend on (a row stored under another
     identity is recomputed, never reused);
     ``fid_modes``: the modes whose rows get FID (and the k = 0 row); ``None``: every mode.
+    ``on_row(finished, total)``: called as this rank's rows are found or computed.
     """
     plan = sweep_plan(k_percents, modes, seeds)
-    for i, (mode, k, seed) in enumerate(plan):
-        if i % world_size != rank:
-            continue
+    mine = [(mode, k, seed) for i, (mode, k, seed) in enumerate(plan) if i % world_size == rank]
+    on_row(0, len(mine))
+    for finished, (mode, k, seed) in enumerate(mine, start=1):
         path = row_path(out_dir, mode, k, seed)
-        if _stored_identity(path) == identity:
+        if _stored_row(path, identity, mode, k, seed, log) is not None:
             log(f"sweep {mode} k={k:g} seed={seed}: done before, skipped")
-            continue
-        wants_fid = fid is not None and (mode == "baseline" or fid_modes is None or mode in fid_modes)
-        row = compute_row(gen, scores, mode, k, seed, attack, fid if wants_fid else None)
-        atomic_write_json(path, {"identity": identity, "row": row})
-        log(f"sweep {mode} k={k:g} seed={seed}: {row['units_edited']} units, "
-            + ", ".join(f"{key} {value}" for key, value in row.items() if key.startswith("extracted@")))
+        else:
+            wants_fid = fid is not None and (mode == "baseline" or fid_modes is None or mode in fid_modes)
+            row = compute_row(gen, scores, mode, k, seed, attack, fid if wants_fid else None)
+            write_record(path, {**_row_identity(identity, mode, k, seed), "row": row})
+            log(f"sweep {mode} k={k:g} seed={seed}: {row['units_edited']} units, "
+                + ", ".join(f"{key} {value}" for key, value in row.items() if key.startswith("extracted@")))
+        on_row(finished, len(mine))
     barrier()
-    rows = {}
-    for mode, k, seed in plan:
-        record = read_json(row_path(out_dir, mode, k, seed))
-        if record.get("identity") != identity:
-            raise RuntimeError(f"sweep row {mode} k={k} seed={seed} belongs to another sweep (identity differs)")
-        rows[(mode, k, seed)] = record["row"]
+    rows = {(mode, k, seed): read_row(row_path(out_dir, mode, k, seed), identity, mode, k, seed)
+            for mode, k, seed in plan}
     table = []
     for mode in modes:
         if 0 in k_percents:

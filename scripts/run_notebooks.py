@@ -173,9 +173,11 @@ def value_problems(values: dict, nb: nbformat.NotebookNode) -> list[str]:
 
     settings = {key: value for key, value in values.items() if key in KEYS and value is not None}
     try:
-        config = make_config(settings)
         source = "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
-        for stage, rest in RUNS_CALL.findall(source):
+        calls = RUNS_CALL.findall(source)
+        for stage in sorted({stage for stage, _ in calls}) or [None]:  # every key a stage needs, in one message
+            config = make_config(settings, stage=stage)
+        for stage, rest in calls:
             family = re.search(r"family=\"(\w+)\"", rest)
             make_runs(config, stage, family=family.group(1) if family else None, usable_prefixes="usable_prefixes=True" in rest)
     except ValueError as err:

@@ -32,7 +32,7 @@ from memlib.extract import score_images
 from memlib.fid import FeatureStats
 from memlib.models.loading import CheckpointError
 from memlib.models.registry import load_generator
-from memlib.results import ResultFileError, load_result, result_paths, save_result
+from memlib.results import ResultFileError, load_result, record_sha256, result_paths, save_result
 from memlib.stages import STAGES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,6 +87,35 @@ def test_every_cli_stage_validates_its_parameters_before_any_work(tmp_path, caps
                    "checkpoint: got 'nope.pth'", "n_views: got 1.5; expected a positive integer"):
         assert needle in err
     assert not (tmp_path / "out").exists()  # failed before doing anything
+
+
+def test_a_full_scale_file_with_six_empty_paths_names_all_of_them_at_once(tmp_path, capsys):
+    code, err = _run_cli(capsys, "sweep", ROOT / "notebooks" / "params" / "full-var-d16.yaml", tmp_path / "out")
+    assert code == 2 and "Traceback" not in err
+    for key in ("checkpoint", "tokenizer_checkpoint", "imagenet_train_dir", "sscd_torchscript", "inception_torchscript",
+                "fid_reference_npz"):
+        assert f"\n  {key}: got ''; expected" in err, key
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_prefix_length_the_model_cannot_take_is_refused_before_stage_a(tiny, tmp_path, capsys):
+    _, params = tiny
+    code, err = _run_cli(capsys, "attack", _params_file(tmp_path, {**params, "prefix_lengths": [0, 7]}), tmp_path / "out")
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines() == [
+        "error: attack: prefix_lengths: [0, 7] not all in the model's valid lengths [0, 1, 5, 21] (--traceback shows where)"]
+    assert not list(tmp_path.glob("out/attack-*/scores/*"))  # nothing was scored
+
+
+def test_a_checkpoint_folder_and_an_out_file_are_named_for_what_they_are(tiny, tmp_path, capsys):
+    _, params = tiny
+    (tmp_path / "weights").mkdir()
+    code, err = _run_cli(capsys, "unitmem", _params_file(tmp_path, {**params, "checkpoint": str(tmp_path / "weights")}),
+                         tmp_path / "out")
+    assert code == 2 and f"expected an existing file (a folder: {tmp_path / 'weights'})" in err
+    (tmp_path / "a-file").write_text("")
+    code, err = _run_cli(capsys, "unitmem", _params_file(tmp_path, params), tmp_path / "a-file")
+    assert code == 2 and err.strip() == f"error: --out: {tmp_path / 'a-file'} is a file; expected a folder (existing or not)"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
@@ -236,11 +265,16 @@ def test_result_file_holding_a_pickle_is_refused_and_its_payload_never_runs(tmp_
     evil = pickle.dumps(_Payload(str(marker)))
     tensor_path.write_bytes(evil)
     record = json.loads(json_path.read_text())
-    json_path.write_text(json.dumps({**record, "sha256": hashlib.sha256(evil).hexdigest()}))  # a consistent forgery
+
+    def forged(tensor_bytes: bytes) -> str:  # a consistent forgery: both checksums recomputed
+        changed = {**record, "sha256": hashlib.sha256(tensor_bytes).hexdigest()}
+        return json.dumps({**changed, "record_sha256": record_sha256(changed)})
+
+    json_path.write_text(forged(evil))
     with pytest.raises(ResultFileError, match=r"r\.safetensors: not a safetensors file"):
         load_result(tmp_path / "r")
     torch.save({"x": _Payload(str(marker))}, tensor_path)  # torch's zip format
-    json_path.write_text(json.dumps({**record, "sha256": hashlib.sha256(tensor_path.read_bytes()).hexdigest()}))
+    json_path.write_text(forged(tensor_path.read_bytes()))
     with pytest.raises(ResultFileError):
         load_result(tmp_path / "r")
     assert not marker.exists()
@@ -377,7 +411,7 @@ def test_bf16_autocast_accumulates_in_float32_and_float64():
 
 def _without_timing(obj):
     if isinstance(obj, dict):
-        return {k: _without_timing(v) for k, v in obj.items() if k not in ("timing", "seconds")}
+        return {k: _without_timing(v) for k, v in obj.items() if k not in ("timing", "seconds", "record_sha256")}
     if isinstance(obj, list):
         return [_without_timing(v) for v in obj]
     return obj

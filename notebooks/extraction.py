@@ -66,7 +66,7 @@ from memlib import stages, style, summaries
 from memlib.config import page_config
 from memlib.data import load_testbed, testbed_views
 from memlib.extract import decode_images
-from memlib.results import atomic_write_json, cached, provenance, text_sha256
+from memlib.results import cached, provenance, text_sha256, write_record
 from memlib.similarity import PixelSimilarity, calibrate_threshold
 
 config = page_config(params_file, similarity=similarity, threshold=threshold, prefix_lengths=prefix_lengths,
@@ -434,7 +434,7 @@ for family, run in runs.items():
         hit = attack.extracted[attack.prefix_lengths.index(headline[family])].numpy()
         record.update(extracted_planted=int((hit & planted).sum()), extracted_not_planted=int((hit & ~planted).sum()),
                       planted_images=int(testbed[family].is_planted()[outcomes[family].image_ids_N.numpy()].sum()))
-    atomic_write_json(run.out / "summary-extraction.json",
+    write_record(run.out / "summary-extraction.json",
                       {"numbers": record, **provenance(run.config.flat(), run.config.run.seed, started)})
     lines.append(f"- **{run.config.model.model}**: {record['extracted']} of {record['candidates']} candidates extracted "
                  f"from a {headline[family]}-token prefix"

@@ -59,7 +59,7 @@ from myst_nb import glue
 
 from memlib import stages, style, summaries
 from memlib.config import page_config
-from memlib.results import atomic_write_json, provenance
+from memlib.results import provenance, write_record
 
 config = page_config(params_file, k_percent=k_percent, k_percents=k_percents, sweep_modes=sweep_modes,
                      random_seeds=random_seeds, sweep_fid=sweep_fid)
@@ -352,7 +352,7 @@ if results:
 lines = []
 for family, run in runs.items():
     summary = page_numbers[family]
-    atomic_write_json(run.out / "summary-mitigation.json",
+    write_record(run.out / "summary-mitigation.json",
                       {"numbers": {"notebook": "mitigation", "model": run.config.model.model, **summary,
                                    "verdicts": verdicts.get(family), "rar_reading_t1": readings.get(family)},
                        **provenance(run.config.flat(), run.config.run.seed, started)})

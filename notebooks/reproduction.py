@@ -49,7 +49,7 @@ from myst_nb import glue
 
 from memlib import findings, stages, summaries
 from memlib.config import REPO_ROOT, page_config, paper_numbers
-from memlib.results import atomic_write_json, provenance, to_jsonable
+from memlib.results import provenance, to_jsonable, write_record
 
 config = page_config(params_file, k_percent=k_percent)
 started = time.time()
@@ -263,7 +263,7 @@ for family, n in numbers.items():
     if n.fid_before is not None:
         line += f"; {n.fid_metric} {n.fid_before:.2f} → {n.fid_after:.2f}"
     lines.append(line + ".")
-    atomic_write_json(run.out / "summary-reproduction.json",
+    write_record(run.out / "summary-reproduction.json",
                       {"numbers": {"notebook": "reproduction", "model": n.model,
                                    "mitigation_table": mitigation_table.to_dict(orient="records"),
                                    "findings": [r for r in finding_rows if r["model"] == n.model]},

@@ -58,7 +58,7 @@ from myst_nb import glue
 
 from memlib import stages, style, summaries
 from memlib.config import page_config
-from memlib.results import atomic_write_json, provenance
+from memlib.results import provenance, write_record
 
 config = page_config(params_file, k_percents=k_percents, sweep_modes=sweep_modes, sweep_fid=sweep_fid,
                      fid_feature=fid_feature, fid_samples_per_class=fid_samples_per_class)
@@ -214,7 +214,7 @@ for family, curve in curves.items():
     record = {"notebook": "tradeoff", "model": run.config.model.model, "prefix": headline[family],
               "fid_metric": metric[family], "curves": records(curve),
               "pareto_front": records(fronts[family]) if family in fronts else None}
-    atomic_write_json(run.out / "summary-tradeoff.json",
+    write_record(run.out / "summary-tradeoff.json",
                       {"numbers": record, **provenance(run.config.flat(), run.config.run.seed, started)})
     line = f"- **{run.config.model.model}**: unedited, {before:g} candidates are extracted. "
     if before > 0 and len(halved):

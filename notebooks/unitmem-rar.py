@@ -62,7 +62,7 @@ from myst_nb import glue
 from memlib import stages, style, summaries
 from memlib.config import page_config
 from memlib.intervene import select_units
-from memlib.results import atomic_write_json, provenance
+from memlib.results import provenance, write_record
 
 config = page_config(params_file, activation=activation, selection=selection, k_percent=k_percent,
                      images_per_class=images_per_class)
@@ -366,7 +366,7 @@ for family, run in runs.items():
     record = {"notebook": "unitmem-rar", "model": run.config.model.model, "n_images": result.n_images,
               **localization[family], **top_units[family], **argmax_summary[family],
               "localization_by_level": localization_by_level.get(family)}
-    atomic_write_json(run.out / "summary-unitmem-rar.json",
+    write_record(run.out / "summary-unitmem-rar.json",
                       {"numbers": record, **provenance(run.config.flat(), run.config.run.seed, started)})
     display(Markdown(
         f"- **{run.config.model.model}**: UnitMem of {int(result.group('last').numel())} fc1 units over "

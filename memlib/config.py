@@ -262,6 +262,12 @@ SECTION_OF: dict[str, str] = {f.name: name for name, cls in SECTIONS.items() for
 KEYS: tuple[str, ...] = tuple(SECTION_OF)
 
 
+def location_kinds() -> dict[str, str]:
+    """The settings that name a file (``"file"``) or a folder (``"dir"``) by its path."""
+    return {f.name: f.metadata["kind"] for section in SECTIONS.values() for f in dataclasses.fields(section)
+            if f.metadata.get("kind") in ("file", "dir")}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     run: RunSection = field(default_factory=RunSection)

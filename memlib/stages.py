@@ -43,7 +43,7 @@ from . import data
 from . import distributed as dist_utils
 from . import fid as fid_lib
 from .collect import SELECTIONS, UnitMemResult, ViewFn, accumulate_unitmem, collection_groups
-from .config import RunConfig, model_configs
+from .config import RunConfig, location_kinds, model_configs
 from .extract import AttackResult, TopPerClass, check_prefix_lengths, merge_attack_results, run_attack, score_images
 from .models.generator import Generator
 from .models.registry import build_generator, get_config, load_generator
@@ -109,10 +109,21 @@ class Run:
 
     def settings(self, *sections: str) -> dict:
         """The config sections a stage reads, with the run section's device-free part and the
-        resolved autocast: what names its result and what its provenance records."""
+        resolved autocast: what names its result and what its provenance records. A file is
+        named by its content (sha256), a folder by the images' identity the stage adds, never by
+        a path: the same files in another checkout or folder give the same result names."""
         run = self.config.run
         computation = {"seed": run.seed, "batch_size": run.batch_size, "shard_size": run.shard_size, "amp": self.amp}
-        return {"run": computation, **self.config.sections("model", *sections)}
+        kinds = location_kinds()
+        self.cache.mkdir(parents=True, exist_ok=True)
+        chosen = self.config.sections("model", *sections)
+        for values in chosen.values():
+            for key, value in values.items():
+                if value and kinds.get(key) == "file":
+                    values[key] = "sha256:" + file_sha256(value, self.cache / "file-hashes.json")
+                elif value and kinds.get(key) == "dir":
+                    values[key] = "a folder, named by the images' identity"
+        return {"run": computation, **chosen}
 
 
 def model_config(config: RunConfig):

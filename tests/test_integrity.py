@@ -345,3 +345,24 @@ def test_an_interrupted_stage_ends_with_one_line_saying_what_was_kept(attacked, 
     assert err.strip().splitlines()[-1] == (f"unitmem interrupted ({how}): finished and kept: unitmem shards 1 of 2; "
                                             "run the same command again to resume")
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_a_stages_settings_name_files_by_content_not_by_path(tmp_path):
+    """The same checkpoints in another folder (another clone, a moved checkout) give the same
+    settings, hence the same cache keys; a changed file gives others."""
+    import shutil
+
+    from memlib import stages
+    from memlib.config import load_config
+
+    run = stages.make_runs(load_config("notebooks/params/smoke.yaml"), "unitmem", family="var")["var"]
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    copies = {key: shutil.copy(getattr(run.config.model, key), moved) for key in ("checkpoint", "tokenizer_checkpoint")}
+    elsewhere = stages.make_run(run.config.replace(**copies))
+    assert elsewhere.settings("data", "unitmem") == run.settings("data", "unitmem")
+    assert "elsewhere" not in str(elsewhere.settings("data", "unitmem"))
+    with open(copies["checkpoint"], "ab") as f:
+        f.write(b"\0")
+    changed = stages.make_run(run.config.replace(**copies))
+    assert changed.settings("data", "unitmem")["model"]["checkpoint"] != run.settings("data", "unitmem")["model"]["checkpoint"]

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import distributed as dist_utils
-from .config import REPO_ROOT, load_config, require
+from .config import REPO_ROOT, load_config, model_configs, require
 from .stages import STAGES, make_run
 
 STAGE_HELP = {
@@ -64,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.params, base_dir=args.base_dir)
         require(config, args.stage, source=str(args.params))
+        (config,) = model_configs(config, args.stage).values()  # as the pages resolve it (the paper's k%), same cache keys
     except (ValueError, FileNotFoundError) as err:
         if args.traceback:
             raise

@@ -267,7 +267,7 @@ ax_share.set_xlabel("prefix length (% of the model's token sequence)")
 fig.suptitle("Extracted images against the prefix the generation starts from")
 fig.tight_layout()
 if runs:
-    fig.savefig(next(iter(runs.values())).out.parent / "extraction_vs_prefix.png", dpi=120)
+    fig.savefig(f"{config.run.results_dir}/extraction_vs_prefix.png", dpi=120)
 plt.show()
 
 # %% [markdown]

@@ -26,6 +26,7 @@ from memlib.fid import (
     folder_feature_stats,
     frechet_distance,
     generated_images,
+    psd_factor,
     reference_key,
     reference_stats_from_npz,
     rehearsal_classes,
@@ -96,6 +97,22 @@ def test_trace_for_fewer_samples_than_dimensions_uses_the_samples_rank():
     oracle = np.sqrt(np.clip(np.linalg.eigvalsh(centred @ s2 @ centred.T / 3), 0, None)).sum()
     assert trace_sqrt_product(s1, s2) == pytest.approx(oracle, rel=1e-12)
     assert trace_sqrt_product(s1, s2) == pytest.approx(_sqrtm_trace(s1, s2), rel=1e-6)
+
+
+@pytest.mark.parametrize("n", [5, 400])  # rank 4 (the range finder's factor) and full rank (eigh) in 100 dimensions
+def test_trace_in_many_dimensions_by_either_factorisation(n):
+    x = np.random.default_rng(8).normal(size=(n, 100)) @ np.random.default_rng(9).normal(size=(100, 100))
+    centred = x - x.mean(0)
+    s1 = centred.T @ centred / (n - 1)
+    (_, s2) = _gaussian_stats(10, dim=100, n=300)
+    A = psd_factor(s1)
+    assert A.shape == (100, min(n - 1, 100))
+    np.testing.assert_allclose(A @ A.T, s1, rtol=0, atol=1e-10 * np.abs(s1).max())
+    if n < 100:  # the oracle of the samples' rank
+        oracle = np.sqrt(np.clip(np.linalg.eigvalsh(centred @ s2 @ centred.T / (n - 1)), 0, None)).sum()
+    else:
+        oracle = _sqrtm_trace(s1, s2)
+    assert trace_sqrt_product(s1, s2) == pytest.approx(oracle, rel=1e-10)
 
 
 def test_shape_mismatch_is_an_error():

@@ -83,7 +83,7 @@ def _env() -> dict:
 # The pages that read the run's model (testbed and performance do not: the smoke book runs them);
 # VAR's run also takes the RAR page's "no model of this family" path.
 PAGES = {"var": ["unitmem-var", "unitmem-rar", "extraction", "mitigation", "tradeoff", "reproduction"],
-         "rar": ["unitmem-rar", "extraction", "mitigation", "reproduction"]}
+         "rar": ["unitmem-rar", "extraction", "mitigation", "tradeoff", "reproduction"]}
 
 
 @pytest.fixture(scope="module", params=["var", "rar"])
@@ -120,7 +120,7 @@ def test_the_cli_stages_label_classes_by_wnid_and_skip_the_broken_file(rehearsal
     assert len(attack.tensors["candidate_labels"]) == 15  # 16 files, the broken one skipped
     assert imagenet["broken"].name not in json.dumps(attack.meta["info"])
     sweep_csv = (results / "sweep.csv").read_text().splitlines()
-    assert len(sweep_csv) == 1 + 1 + 1 + 3  # header, unedited, UnitMem-halved, random-halved x 3 seeds
+    assert len(sweep_csv) == 1 + 2 * (1 + 3)  # header; at k = 0 and the paper's k: UnitMem-halved, random x 3 seeds
 
 
 def test_fid_is_labelled_as_a_rehearsal_against_the_reference_mu_sigma(rehearsal):

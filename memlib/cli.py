@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import distributed as dist_utils
-from .config import REPO_ROOT, load_config, require
+from .config import REPO_ROOT, load_config, model_configs, require
 from .stages import STAGES, Run, make_run
 
 STAGE_HELP = {
@@ -69,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.params, base_dir=args.base_dir, stage=args.stage)
         require(config, args.stage, source=str(args.params))
+        (config,) = model_configs(config, args.stage).values()  # as the pages resolve it (the paper's k%), same cache keys
     except (ValueError, FileNotFoundError) as err:
         if args.traceback:
             raise

@@ -10,7 +10,7 @@ section per concern::
     unitmem  unitmem_fraction, unitmem_images, n_views, rar_views, activation, unitmem_pooled
     attack   similarity, sscd_torchscript, threshold, prefix_lengths, per_class, score_span, rar_attack_crop
     sweep    selection, k_percent, k_percents, sweep_modes, random_seeds, sweep_fid, sweep_fid_modes
-    fid      fid_feature, fid_samples_per_class, fid_seeds, fid_reference, inception_torchscript, fid_reference_npz,
+    fid      fid_feature, fid_samples_per_class, fid_classes, fid_seeds, fid_reference, inception_torchscript, fid_reference_npz,
              classifier_checkpoint, sampling_kwargs
     book     reported_prefix, images_per_class, benchmark_results   (read by the pages only, never by a stage)
 
@@ -229,6 +229,8 @@ class FidSection:
     fid_feature: str = setting("testbed", _one_of("testbed", "inception"), "'testbed' (the testbed classifier) or 'inception'",
                                "`testbed` (the testbed classifier; not FID in the paper's sense) or `inception`")
     fid_samples_per_class: int = setting(50, _positive_int, "a positive integer", "class-conditional samples per class")
+    fid_classes: int = setting(0, _nonneg_int, "an integer >= 0 (0: every class)",
+                               "sample only this many classes, a seeded choice (a rehearsal; its metric says \"K of C classes\"; `0`: all)")
     fid_seeds: list = setting([0], lambda x: _nonneg_int_list(x), "a non-empty list of distinct integers >= 0",
                               "sampling seeds of FID (each a full set of samples; the reported FID is their mean, before/after differences are paired by seed)")
     fid_reference: str = setting("mu-sigma", _one_of(*FID_REFERENCES), "'mu-sigma' or 'recompute'",

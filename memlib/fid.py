@@ -23,8 +23,11 @@ ADM evaluator against the ``mu``/``sigma`` stored in its reference batch
 file's 10,000 ``arr_0`` images with the extractor instead (cached, see below): a different
 reference, and every score records which one it used.
 
-Statistics stream: features are summed batch by batch in float64 (shifted by the first
-batch's mean for accuracy), so 50,000 samples never sit in memory at once.
+Statistics stream (:class:`FeatureMoments`): each batch's mean and centred outer products are
+folded in, in float64, so 50,000 samples never sit in memory at once, and the accumulators of
+torchrun ranks merge exactly (to round-off). Generation shards by batch: batch ``b`` of a sample
+set has its own seed (:func:`batch_seed`), so a batch's images do not depend on which rank or
+how many ranks draw it (:func:`sample_moments`, :func:`fid_from_moments`).
 
 Cached statistics are bound to what produced them: the npz holds the cache key (a hash of the
 images and the extractor) and a sha256 of its own content, both checked on load, so a file
@@ -38,6 +41,7 @@ import abc
 import io
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -54,6 +58,7 @@ from cleanfid.fid import get_batch_features, get_folder_features
 from cleanfid.resize import build_resizer
 from tqdm import tqdm  # plain text on stderr (tqdm.auto would draw widgets into notebooks)
 
+from memlib.distributed import shard_indices
 from memlib.models.generator import Generator, eval_mode
 from memlib.results import atomic_write_bytes, file_sha256
 
@@ -64,30 +69,66 @@ ADM_REFERENCE_STATISTICS = "ADM evaluator statistics (TF Inception-v3 2015-12-05
 REFERENCE_MODES = ("mu-sigma", "recompute")  # mode of reference_stats_from_npz
 
 
-def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
-                     eps: float = 1e-6) -> float:
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Frechet distance of the Gaussians N(mu1, sigma1) and N(mu2, sigma2), in float64:
 
-        d^2 = ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 (sigma1 sigma2)^(1/2))
+        d^2 = ||mu1 - mu2||^2 + Tr(sigma1) + Tr(sigma2) - 2 Tr((sigma1 sigma2)^(1/2))
 
-    The matrix square root is ``scipy.linalg.sqrtm``. If it is not finite (a singular
-    product), ``eps`` is added to both diagonals and it is recomputed; a small imaginary part
-    from round-off is dropped, a large one (diagonal imaginary part > 1e-3) raises ValueError.
+    The last trace is computed from eigenvalues rather than ``scipy.linalg.sqrtm`` (pytorch-fid's
+    way; the same number, :func:`trace_sqrt_product`): with ``sigma1 = A A^T``, the eigenvalues of
+    ``sigma1 sigma2`` are those of the symmetric ``A^T sigma2 A``, so one symmetric eigen-
+    decomposition replaces a Schur decomposition (2048-d: seconds instead of minutes on a CPU,
+    and a fraction of a second for a covariance of few samples).
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
         raise ValueError(f"shapes do not fit: mu1 {mu1.shape}, mu2 {mu2.shape}, sigma1 {sigma1.shape}, sigma2 {sigma2.shape}")
     diff = mu1 - mu2
-    covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(sigma1.shape[0]) * eps
-        covmean = scipy.linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
-            raise ValueError(f"matrix square root has a large imaginary component {np.max(np.abs(covmean.imag)):.3g}")
-        covmean = covmean.real
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2))
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """Tr((sigma1 sigma2)^(1/2)) of two symmetric positive semi-definite matrices.
+
+    With ``sigma1 = A A^T`` (:func:`psd_factor`: A is D x r, r the numerical rank), the
+    non-zero eigenvalues of ``sigma1 sigma2`` are those of the r x r ``A^T sigma2 A`` (PSD): the
+    trace is the sum of their square roots (negative round-off clipped to 0). A rank-deficient
+    covariance (fewer samples than dimensions) needs no ``eps`` on the diagonal.
+    """
+    A = psd_factor((sigma1 + sigma1.T) / 2)
+    M = A.T @ sigma2 @ A
+    lam = scipy.linalg.eigvalsh((M + M.T) / 2)
+    return float(np.sqrt(np.clip(lam, 0.0, None)).sum())
+
+
+LOW_RANK_PROBE = 32  # columns of the range finder of psd_factor
+
+
+def psd_factor(sigma: np.ndarray) -> np.ndarray:
+    """A (D, r) with ``sigma = A A^T`` for a symmetric PSD ``sigma``, keeping the eigenvalues
+    above round-off (``w > D eps max w``).
+
+    A covariance of few samples (a rehearsal: rank < :data:`LOW_RANK_PROBE`) is factored through
+    its range (a seeded Gaussian probe ``sigma G``, orthonormalised, Halko et al. 2011) in
+    O(D^2 r); the factor is used only when it reproduces ``sigma`` to ``D eps`` relative
+    (Frobenius), else (a full-rank covariance) ``sigma`` is decomposed whole (``eigh``).
+    """
+    D = len(sigma)
+    if not np.isfinite(sigma).all():
+        raise ValueError("covariance holds non-finite values")
+    tolerance = D * np.finfo(np.float64).eps
+    if LOW_RANK_PROBE < D:
+        probe = np.random.default_rng(0).standard_normal((D, LOW_RANK_PROBE))
+        Q, _ = np.linalg.qr(sigma @ probe)
+        w, V = scipy.linalg.eigh(Q.T @ sigma @ Q)
+        keep = w > max(float(w.max()), 0.0) * tolerance
+        A = (Q @ V[:, keep]) * np.sqrt(w[keep])
+        if np.linalg.norm(sigma - A @ A.T) <= tolerance * np.linalg.norm(sigma):
+            return A
+    w, U = scipy.linalg.eigh(sigma, driver="evd")
+    keep = w > max(float(w.max()), 0.0) * tolerance
+    return U[:, keep] * np.sqrt(w[keep])
 
 
 # ---- feature extractors --------------------------------------------------------------------
@@ -283,6 +324,82 @@ def _progress_bar(progress: bool, total: int | None, desc: str):
     return tqdm(total=total, desc=desc, unit="img", disable=not progress, file=sys.stderr, mininterval=2.0)
 
 
+class FeatureMoments:
+    """Streaming mean and covariance of feature vectors, in float64, mergeable (baukit-style).
+
+    Holds ``n``, the mean (D,) and ``m2`` (D, D), the sum of outer products of the deviations
+    from the mean. :meth:`add` folds in a batch and :meth:`merge` another accumulator with
+    Chan et al.'s pairwise update (``m2 = m2_a + m2_b + d d^T n_a n_b / n``, ``d`` the difference
+    of the means), so accumulators over disjoint shards (torchrun ranks) merge into the
+    statistics of all their features, to float64 round-off, whatever the split.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean_D: np.ndarray | None = None
+        self.m2_DD: np.ndarray | None = None
+
+    def add(self, feats_BD: np.ndarray) -> "FeatureMoments":
+        feats_BD = np.asarray(feats_BD, np.float64)
+        if len(feats_BD):
+            mean = feats_BD.mean(axis=0)
+            centred = feats_BD - mean
+            self._fold(len(feats_BD), mean, centred.T @ centred)
+        return self
+
+    def merge(self, other: "FeatureMoments") -> "FeatureMoments":
+        if other.n:
+            self._fold(other.n, other.mean_D, other.m2_DD)
+        return self
+
+    def _fold(self, n_b: int, mean_b: np.ndarray, m2_b: np.ndarray) -> None:
+        if self.n == 0:
+            self.n, self.mean_D, self.m2_DD = n_b, mean_b.copy(), m2_b.copy()
+            return
+        if mean_b.shape != self.mean_D.shape:
+            raise ValueError(f"features of {mean_b.size} dimensions cannot join features of {self.mean_D.size}")
+        n = self.n + n_b
+        delta = mean_b - self.mean_D
+        self.m2_DD += m2_b + np.outer(delta, delta) * (self.n * n_b / n)
+        self.mean_D += delta * (n_b / n)
+        self.n = n
+
+    def stats(self, extractor: str) -> "FeatureStats":
+        """The mean and (n - 1)-normalised covariance, as :class:`FeatureStats` of ``extractor``."""
+        if self.n < 2:
+            raise ValueError(f"images: need at least 2 images for a covariance, got {self.n}")
+        return FeatureStats(mu=self.mean_D.copy(), sigma=self.m2_DD / (self.n - 1), n=self.n, extractor=extractor)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        if self.n == 0:
+            return {"n": torch.tensor(0, dtype=torch.int64)}
+        return {"n": torch.tensor(self.n, dtype=torch.int64), "mean_D": torch.from_numpy(self.mean_D),
+                "m2_DD": torch.from_numpy(self.m2_DD)}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor]) -> "FeatureMoments":
+        moments = cls()
+        n = int(state["n"])
+        if n:
+            moments.n, moments.mean_D = n, state["mean_D"].double().numpy().copy()
+            moments.m2_DD = state["m2_DD"].double().numpy().copy()
+        return moments
+
+
+def feature_moments(extractor: FeatureExtractor, images: torch.Tensor | Iterable[torch.Tensor],
+                    batch_size: int = 64, progress: bool = False, total: int | None = None,
+                    desc: str = "features") -> FeatureMoments:
+    """:class:`FeatureMoments` of the features of ``images`` (see :func:`feature_stats`)."""
+    if total is None and isinstance(images, torch.Tensor):
+        total = len(images)
+    moments = FeatureMoments()
+    with _progress_bar(progress, total, desc) as bar:
+        for batch in _batches(images, batch_size):
+            moments.add(get_batch_features(clean_fid_batch(batch, extractor), extractor, extractor.device))
+            bar.update(len(batch))
+    return moments
+
+
 def feature_stats(extractor: FeatureExtractor, images: torch.Tensor | Iterable[torch.Tensor],
                   batch_size: int = 64, progress: bool = False, total: int | None = None,
                   desc: str = "features") -> FeatureStats:
@@ -290,25 +407,7 @@ def feature_stats(extractor: FeatureExtractor, images: torch.Tensor | Iterable[t
     such batches, in [0, 1] (float) or uint8. Features come from clean-fid's
     ``get_batch_features`` with ``extractor`` as the model, on ``extractor.device``.
     ``progress``: a progress bar on stderr counting images (of ``total``, when known)."""
-    if total is None and isinstance(images, torch.Tensor):
-        total = len(images)
-    n, shift, sum_D, outer_DD = 0, None, None, None
-    with _progress_bar(progress, total, desc) as bar:
-        for batch in _batches(images, batch_size):
-            feats = get_batch_features(clean_fid_batch(batch, extractor), extractor, extractor.device).astype(np.float64)
-            if shift is None:
-                shift = feats.mean(axis=0)
-                sum_D, outer_DD = np.zeros_like(shift), np.zeros((shift.size, shift.size))
-            centred = feats - shift
-            sum_D += centred.sum(axis=0)
-            outer_DD += centred.T @ centred
-            n += len(feats)
-            bar.update(len(feats))
-    if n < 2:
-        raise ValueError(f"images: need at least 2 images for a covariance, got {n}")
-    mean_D = sum_D / n
-    sigma = (outer_DD - n * np.outer(mean_D, mean_D)) / (n - 1)
-    return FeatureStats(mu=shift + mean_D, sigma=sigma, n=n, extractor=extractor.identity)
+    return feature_moments(extractor, images, batch_size, progress, total, desc).stats(extractor.identity)
 
 
 def folder_feature_stats(folder: str | os.PathLike, extractor: FeatureExtractor, batch_size: int = 64,
@@ -463,17 +562,33 @@ def rehearsal_classes(num_classes: int, k: int, seed: int) -> list[int]:
     return sorted(np.random.default_rng(seed).choice(num_classes, size=k, replace=False).tolist())
 
 
+def batch_seed(seed: int, batch: int) -> int:
+    """The seed of batch ``batch`` of the sample set of ``seed`` (numpy's SeedSequence of the
+    pair: distinct, well-mixed seeds for every (seed, batch))."""
+    return int(np.random.SeedSequence([seed, batch]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def sample_labels(num_classes: int, num_per_class: int, classes: Sequence[int] | None = None) -> torch.Tensor:
+    """The labels of a sample set: ``num_per_class`` of every class of ``classes`` (default: all),
+    in label order."""
+    class_ids = torch.arange(num_classes) if classes is None else torch.as_tensor(list(classes), dtype=torch.long)
+    return class_ids.repeat_interleave(num_per_class)
+
+
 def generated_images(gen: Generator, num_per_class: int, sampling_kwargs: dict, seed: int,
-                     batch_size: int, classes: Sequence[int] | None = None) -> Iterable[torch.Tensor]:
+                     batch_size: int, classes: Sequence[int] | None = None,
+                     batches: Iterable[int] | None = None) -> Iterable[torch.Tensor]:
     """Class-conditional samples, ``num_per_class`` for every class in ``classes`` (default:
-    all, in label order), in batches of images in [0, 1]. One ``torch.Generator`` seeded with
-    ``seed`` drives all batches, so the samples depend on (seed, batch_size, classes)."""
-    class_ids = torch.arange(gen.num_classes) if classes is None else torch.as_tensor(list(classes), dtype=torch.long)
-    labels = class_ids.repeat_interleave(num_per_class)
-    rng = torch.Generator(device=gen.device).manual_seed(seed)
+    all, in label order), in batches of ``batch_size`` images in [0, 1]. Batch ``b`` is drawn
+    with a ``torch.Generator`` seeded with :func:`batch_seed` ``(seed, b)``, so it depends on
+    (seed, batch_size, classes, b) only; ``batches``: draw only these batch indices (a rank's
+    shard), in the given order (default: all)."""
+    labels = sample_labels(gen.num_classes, num_per_class, classes)
+    n_batches = math.ceil(len(labels) / batch_size)
     with torch.no_grad(), eval_mode(gen.transformer, gen.tokenizer):
-        for i in range(0, len(labels), batch_size):
-            tokens = gen.sample(labels[i : i + batch_size].to(gen.device), generator=rng, **sampling_kwargs)
+        for b in range(n_batches) if batches is None else batches:
+            rng = torch.Generator(device=gen.device).manual_seed(batch_seed(seed, b))
+            tokens = gen.sample(labels[b * batch_size : (b + 1) * batch_size].to(gen.device), generator=rng, **sampling_kwargs)
             yield gen.tokens_to_images(tokens).cpu()
 
 
@@ -487,37 +602,71 @@ def _checked_classes(classes: Sequence[int] | None, num_classes: int) -> list[in
     return sorted(int(c) for c in ids)
 
 
+def _check_num_per_class(num_per_class: int) -> None:
+    if isinstance(num_per_class, bool) or not isinstance(num_per_class, int) or num_per_class < 1:
+        raise ValueError(f"num_per_class: expected a positive integer, got {num_per_class!r}")
+
+
+def sample_moments(gen: Generator, extractor: FeatureExtractor, num_per_class: int,
+                   sampling_kwargs: dict | None = None, seed: int = 0, batch_size: int = 64,
+                   classes: Sequence[int] | None = None, rank: int = 0, world_size: int = 1,
+                   progress: bool = False) -> FeatureMoments:
+    """:class:`FeatureMoments` of the features of this rank's share of a sample set
+    (:func:`generated_images`): the contiguous block of batches
+    :func:`memlib.distributed.shard_indices` gives ``rank`` of ``world_size``. Merging the
+    ranks' moments (:meth:`FeatureMoments.merge`, in any order) gives the moments of the whole
+    set. ``progress``: a progress bar on stderr over this rank's samples."""
+    _check_num_per_class(num_per_class)
+    classes = _checked_classes(classes, gen.num_classes)
+    n_samples = len(sample_labels(gen.num_classes, num_per_class, classes))
+    batches = shard_indices(math.ceil(n_samples / batch_size), rank, world_size)
+    total = sum(min(batch_size, n_samples - b * batch_size) for b in batches)
+    desc = "FID samples" + (f" (rank {rank}/{world_size})" if world_size > 1 else "")
+    images = generated_images(gen, num_per_class, dict(sampling_kwargs or {}), seed, batch_size, classes, batches)
+    return feature_moments(extractor, images, progress=progress, total=total, desc=desc)
+
+
+def fid_from_moments(moments: FeatureMoments, extractor: FeatureExtractor, reference_stats: FeatureStats,
+                     num_per_class: int, num_classes: int, sampling_kwargs: dict | None = None, seed: int = 0,
+                     batch_size: int = 64, classes: Sequence[int] | None = None, seconds: float = 0.0) -> FIDResult:
+    """The score of the (merged) sample moments against ``reference_stats``, with its record.
+    ``classes`` not None (a rehearsal subset): ``metric_name`` says "K of C classes", since the
+    score is not comparable with a full-class FID."""
+    if reference_stats.extractor not in (extractor.identity, *extractor.comparable_statistics):
+        raise ValueError(f"reference statistics were made with {reference_stats.extractor!r}, "
+                         f"but the extractor is {extractor.identity!r}")
+    classes = _checked_classes(classes, num_classes)
+    stats = moments.stats(extractor.identity)
+    score = frechet_distance(stats.mu, stats.sigma, reference_stats.mu, reference_stats.sigma)
+    metric_name = extractor.metric_name if classes is None else (
+        f"{extractor.metric_name} ({len(classes)} of {num_classes} classes)")
+    reference = reference_stats.extractor + (f"; {reference_stats.source}" if reference_stats.source else "")
+    return FIDResult(
+        score=score, metric_name=metric_name, extractor=extractor.identity,
+        preprocessing=extractor.preprocessing, num_samples=stats.n, num_per_class=num_per_class, seed=seed,
+        batch_size=batch_size, sampling_kwargs=dict(sampling_kwargs or {}), reference_n=reference_stats.n,
+        seconds=round(seconds, 3), reference=reference, classes=classes, num_classes=num_classes,
+    )
+
+
 def fid_of_generator(gen: Generator, extractor: FeatureExtractor, reference_stats: FeatureStats,
                      num_per_class: int, sampling_kwargs: dict | None = None, seed: int = 0,
                      batch_size: int = 64, classes: Sequence[int] | None = None,
                      progress: bool = True) -> FIDResult:
     """Sample ``num_per_class`` images of every class with ``gen.sample(**sampling_kwargs)``
     and score them against ``reference_stats`` (from the same extractor, or statistics it
-    declares comparable, such as an ADM reference batch's for Inception).
+    declares comparable, such as an ADM reference batch's for Inception), in this process.
 
     ``classes``: sample only these class ids (a rehearsal; :func:`rehearsal_classes` draws
-    some): the result's ``metric_name`` then says "K of C classes", since the score is not
-    comparable with a full-class FID. ``progress``: a progress bar on stderr over the samples.
+    some): the result's ``metric_name`` then says "K of C classes". ``progress``: a progress
+    bar on stderr over the samples. Across torchrun ranks: :func:`sample_moments` on every
+    rank, then :func:`fid_from_moments` of the merged moments.
     """
     if reference_stats.extractor not in (extractor.identity, *extractor.comparable_statistics):
         raise ValueError(f"reference statistics were made with {reference_stats.extractor!r}, "
                          f"but the extractor is {extractor.identity!r}")
-    if isinstance(num_per_class, bool) or not isinstance(num_per_class, int) or num_per_class < 1:
-        raise ValueError(f"num_per_class: expected a positive integer, got {num_per_class!r}")
-    classes = _checked_classes(classes, gen.num_classes)
-    sampling_kwargs = dict(sampling_kwargs or {})
-    n_classes = gen.num_classes if classes is None else len(classes)
     started = time.perf_counter()
-    stats = feature_stats(extractor, generated_images(gen, num_per_class, sampling_kwargs, seed, batch_size, classes),
-                          progress=progress, total=n_classes * num_per_class, desc="FID samples")
-    score = frechet_distance(stats.mu, stats.sigma, reference_stats.mu, reference_stats.sigma)
-    metric_name = extractor.metric_name if classes is None else (
-        f"{extractor.metric_name} ({len(classes)} of {gen.num_classes} classes)")
-    reference = reference_stats.extractor + (f"; {reference_stats.source}" if reference_stats.source else "")
-    return FIDResult(
-        score=score, metric_name=metric_name, extractor=extractor.identity,
-        preprocessing=extractor.preprocessing, num_samples=stats.n, num_per_class=num_per_class, seed=seed,
-        batch_size=batch_size, sampling_kwargs=sampling_kwargs, reference_n=reference_stats.n,
-        seconds=round(time.perf_counter() - started, 3), reference=reference, classes=classes,
-        num_classes=gen.num_classes,
-    )
+    moments = sample_moments(gen, extractor, num_per_class, sampling_kwargs, seed, batch_size, classes,
+                             progress=progress)
+    return fid_from_moments(moments, extractor, reference_stats, num_per_class, gen.num_classes, sampling_kwargs,
+                            seed, batch_size, classes, seconds=time.perf_counter() - started)

@@ -612,13 +612,13 @@ def stage_sweep(run: Run):
     return sweep_table(result.meta["info"]["rows"], s.sweep_modes)
 
 
-def fid_fn(run: Run):
-    """``fid(gen) -> (one value per sampling seed of fid_seeds, metric name)`` (memlib.fid): the
-    testbed classifier's features against the family's centre views of the testbed training
-    images ("testbed FID"), or clean-fid's Inception against ``fid_reference_npz``: its
-    ``mu``/``sigma`` (``fid_reference: mu-sigma``, the ADM evaluator's statistics the paper's FIDs
-    use) or statistics recomputed from its ``arr_0`` images (``recompute``). Computed reference
-    statistics are cached under ``<cache>/fid-cache`` (:attr:`Run.cache`), bound to their images and extractor."""
+def fid_setup(run: Run) -> tuple[fid_lib.FeatureExtractor, fid_lib.FeatureStats]:
+    """The run's FID features and reference statistics: the testbed classifier's features against
+    the family's centre views of the testbed training images ("testbed FID"), or clean-fid's
+    Inception against ``fid_reference_npz``: its ``mu``/``sigma`` (``fid_reference: mu-sigma``,
+    the ADM evaluator's statistics the paper's FIDs use) or statistics recomputed from its
+    ``arr_0`` images (``recompute``). Computed reference statistics are cached under
+    ``<cache>/fid-cache`` (:attr:`Run.cache`), bound to their images and extractor."""
     cfg, cache = run.config, run.cache / "fid-cache"
     f, family = cfg.fid, run.generator().family
     if f.fid_feature == "testbed":
@@ -628,11 +628,39 @@ def fid_fn(run: Run):
     else:
         extractor = fid_lib.InceptionFeatures(f.inception_torchscript, run.device)
         reference = fid_lib.reference_stats_from_npz(f.fid_reference_npz, extractor, mode=f.fid_reference,
-                                                     cache_dir=cache, batch_size=cfg.run.batch_size)
+                                                     cache_dir=cache, batch_size=cfg.run.batch_size,
+                                                     progress=show_progress(run))
+    return extractor, reference
+
+
+def fid_classes(run: Run) -> list[int] | None:
+    """The classes FID samples: all (None), or with ``fid_classes: K`` a seeded choice of K
+    (:func:`memlib.fid.rehearsal_classes` with the run's seed), a rehearsal."""
+    k, num_classes = run.config.fid.fid_classes, run.generator().num_classes
+    if not k:
+        return None
+    if k > num_classes:
+        raise ValueError(f"fid_classes: got {k}; expected at most the {num_classes} classes of {run.name} (0: all)")
+    return fid_lib.rehearsal_classes(num_classes, k, run.config.run.seed)
+
+
+def show_progress(run: Run) -> bool:
+    """Progress bars on stderr: on rank 0, and not inside a notebook's kernel (its stderr is
+    part of the page)."""
+    return run.rank == 0 and "ipykernel" not in sys.modules
+
+
+def fid_fn(run: Run):
+    """``fid(gen) -> (one value per sampling seed of fid_seeds, metric name)``, computed in this
+    process (the sweep's rows are already spread over ranks): :func:`fid_setup`'s features and
+    reference, the classes of :func:`fid_classes`."""
+    f, batch = run.config.fid, run.config.run.batch_size
+    extractor, reference = fid_setup(run)
+    classes = fid_classes(run)
 
     def fid(gen) -> tuple[list[float], str]:
         results = [fid_lib.fid_of_generator(gen, extractor, reference, f.fid_samples_per_class, f.sampling_kwargs,
-                                            seed=seed, batch_size=cfg.run.batch_size, progress=False)
+                                            seed=seed, batch_size=batch, classes=classes, progress=show_progress(run))
                    for seed in f.fid_seeds]
         return [float(r.score) for r in results], results[0].metric_name
 
@@ -640,24 +668,59 @@ def fid_fn(run: Run):
 
 
 def stage_fid(run: Run) -> tuple[float, str]:
-    """FID of the unedited model, the mean over ``fid_seeds`` (computed on rank 0; the other
-    ranks wait); the result file also holds the value of every seed."""
-    f = run.config.fid
+    """FID of the unedited model, the mean over ``fid_seeds``; the result file also holds the
+    value of every seed, the classes sampled and the reference used.
+
+    Under torchrun every rank samples and extracts its block of batches
+    (:func:`memlib.fid.sample_moments`) and saves its moments in the work folder
+    (``moments-seed<S>-rank<R>of<W>``, reused when rerun); rank 0 merges them in rank order
+    (:meth:`memlib.fid.FeatureMoments.merge`) and scores them."""
+    cfg, gen = run.config, run.generator()
+    f, batch = cfg.fid, cfg.run.batch_size
     files = {"classifier_checkpoint": f.classifier_checkpoint, "inception_torchscript": f.inception_torchscript,
              "fid_reference_npz": f.fid_reference_npz}
     inputs = {**run.model_inputs(), **{k: v for k, v in files.items() if v}}
     if f.fid_feature == "testbed":
-        inputs["testbed"] = data.load_testbed(run.config.data.testbed_file).path
+        inputs["testbed"] = data.load_testbed(cfg.data.testbed_file).path
+    settings = run.settings("fid")
 
     def compute(work: Path):
+        def moments_identity(seed: int, rank: int) -> dict:  # binds a rank's moments to this entry
+            return {"moments_of": work.name, "seed": seed, "rank": rank, "world_size": run.world_size}
+
+        extractor, reference = fid_setup(run)
+        classes = fid_classes(run)
+        results = []
+        for seed in f.fid_seeds:
+            started = time.time()
+            path = work / f"moments-seed{seed}-rank{run.rank}of{run.world_size}"
+            try:
+                load_result(path, expect=moments_identity(seed, run.rank))  # finished before (a resumed run)
+            except ResultFileError:
+                moments = fid_lib.sample_moments(gen, extractor, f.fid_samples_per_class, f.sampling_kwargs, seed,
+                                                 batch, classes, run.rank, run.world_size, progress=show_progress(run))
+                save_result(path, moments.state_dict(), {**moments_identity(seed, run.rank),
+                                                         **provenance(settings, cfg.run.seed, started)})
+            dist_utils.barrier()
+            if run.rank == 0:
+                merged = fid_lib.FeatureMoments()
+                for r in range(run.world_size):
+                    merged.merge(fid_lib.FeatureMoments.from_state_dict(
+                        load_result(work / f"moments-seed{seed}-rank{r}of{run.world_size}",
+                                    expect=moments_identity(seed, r)).tensors))
+                results.append(fid_lib.fid_from_moments(merged, extractor, reference, f.fid_samples_per_class,
+                                                        gen.num_classes, f.sampling_kwargs, seed, batch, classes,
+                                                        seconds=time.time() - started))
         if run.rank != 0:  # rank 0 writes the result; the others read it after the barrier
             return {}, {}
-        by_seed, metric = fid_fn(run)(run.generator())
-        value = float(np.mean(by_seed))
-        run.log(f"fid: {metric} = {value:.4f} (seeds {list(run.config.fid.fid_seeds)}: {[round(v, 4) for v in by_seed]})")
-        return {}, {"fid": value, "fid_by_seed": by_seed, "metric": metric}
+        by_seed = [float(r.score) for r in results]
+        value, metric = float(np.mean(by_seed)), results[0].metric_name
+        run.log(f"fid: {metric} = {value:.4f} (seeds {list(f.fid_seeds)}: {[round(v, 4) for v in by_seed]})")
+        return {}, {"fid": value, "fid_by_seed": by_seed, "metric": metric, "classes": classes,
+                    "num_samples": results[0].num_samples, "reference": results[0].reference,
+                    "extractor": results[0].extractor, "preprocessing": results[0].preprocessing}
 
-    info = stage_result(run, "fid", run.settings("fid"), compute, inputs).meta["info"]
+    info = stage_result(run, "fid", settings, compute, inputs).meta["info"]
     return info["fid"], info["metric"]
 
 

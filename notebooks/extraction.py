@@ -53,6 +53,7 @@ images_per_class = None          # columns of the image grids
 
 # %% tags=["hide-input"]
 import time
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -286,7 +287,7 @@ ax_share.set_xlabel("prefix length (% of the model's token sequence)")
 fig.suptitle("Extracted images against the prefix the generation starts from")
 fig.tight_layout()
 if runs:
-    fig.savefig(next(iter(runs.values())).out.parent / "extraction_vs_prefix.png", dpi=120)
+    fig.savefig(Path(config.run.results_dir) / "extraction_vs_prefix.png", dpi=120)
 glue("fig_vs_prefix", fig, display=False)
 plt.close(fig)
 alt = style.alt_text("Two line plots", "the number of extracted candidates of each model against the prefix length, "

@@ -14,18 +14,24 @@ from memlib.classifier import ClassifierConfig, TestbedClassifier, load_classifi
 from memlib.fid import (
     ADM_REFERENCE_STATISTICS,
     FeatureExtractor,
+    FeatureMoments,
     FeatureStats,
     InceptionFeatures,
     TestbedFeatures,
+    batch_seed,
     cached_reference_stats,
     feature_stats,
+    fid_from_moments,
     fid_of_generator,
     folder_feature_stats,
     frechet_distance,
     generated_images,
+    psd_factor,
     reference_key,
     reference_stats_from_npz,
     rehearsal_classes,
+    sample_moments,
+    trace_sqrt_product,
 )
 
 CLASSIFIER = Path(__file__).resolve().parent.parent / "data" / "checkpoints" / "classifier.safetensors"
@@ -63,6 +69,50 @@ def test_singular_covariances_still_give_a_number():
     x = np.random.default_rng(4).normal(size=(3, 10))  # rank 2 covariance in 10 dimensions
     mu, sigma = x.mean(0), np.cov(x, rowvar=False)
     assert frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-4)
+
+
+def _sqrtm_trace(sigma1, sigma2):
+    """pytorch-fid's way: Tr(sqrtm(sigma1 sigma2)), real part."""
+    import scipy.linalg
+
+    return float(np.trace(scipy.linalg.sqrtm(sigma1 @ sigma2)).real)
+
+
+def test_trace_of_the_product_square_root_equals_sqrtm_and_closed_forms():
+    (_, s1), (_, s2) = _gaussian_stats(5, n=200), _gaussian_stats(6, n=50)
+    assert trace_sqrt_product(s1, s2) == pytest.approx(_sqrtm_trace(s1, s2), rel=1e-9)
+    assert trace_sqrt_product(s2, s1) == pytest.approx(_sqrtm_trace(s1, s2), rel=1e-9)  # the order does not matter
+    a = np.diag([4.0, 9.0, 0.0])  # diagonal: Tr((A B)^(1/2)) = sum sqrt(a_i b_i)
+    assert trace_sqrt_product(a, np.diag([1.0, 4.0, 5.0])) == pytest.approx(2.0 + 6.0, rel=1e-12)
+
+
+def test_trace_for_fewer_samples_than_dimensions_uses_the_samples_rank():
+    """sigma1 of 4 samples in 6 dimensions (rank 3) is X^T X / 3 with X the centred samples, so
+    the trace is the sum of square roots of the eigenvalues of the 4 x 4 X sigma2 X^T / 3: the
+    oracle, computed without decomposing sigma1 (sqrtm of the singular product agrees only to
+    about 1e-8)."""
+    x = np.random.default_rng(7).normal(size=(4, 6))
+    centred = x - x.mean(0)
+    s1, (_, s2) = centred.T @ centred / 3, _gaussian_stats(6, n=50)
+    oracle = np.sqrt(np.clip(np.linalg.eigvalsh(centred @ s2 @ centred.T / 3), 0, None)).sum()
+    assert trace_sqrt_product(s1, s2) == pytest.approx(oracle, rel=1e-12)
+    assert trace_sqrt_product(s1, s2) == pytest.approx(_sqrtm_trace(s1, s2), rel=1e-6)
+
+
+@pytest.mark.parametrize("n", [5, 400])  # rank 4 (the range finder's factor) and full rank (eigh) in 100 dimensions
+def test_trace_in_many_dimensions_by_either_factorisation(n):
+    x = np.random.default_rng(8).normal(size=(n, 100)) @ np.random.default_rng(9).normal(size=(100, 100))
+    centred = x - x.mean(0)
+    s1 = centred.T @ centred / (n - 1)
+    (_, s2) = _gaussian_stats(10, dim=100, n=300)
+    A = psd_factor(s1)
+    assert A.shape == (100, min(n - 1, 100))
+    np.testing.assert_allclose(A @ A.T, s1, rtol=0, atol=1e-10 * np.abs(s1).max())
+    if n < 100:  # the oracle of the samples' rank
+        oracle = np.sqrt(np.clip(np.linalg.eigvalsh(centred @ s2 @ centred.T / (n - 1)), 0, None)).sum()
+    else:
+        oracle = _sqrtm_trace(s1, s2)
+    assert trace_sqrt_product(s1, s2) == pytest.approx(oracle, rel=1e-10)
 
 
 def test_shape_mismatch_is_an_error():
@@ -177,9 +227,9 @@ def test_fid_of_generator_is_seeded_and_zero_against_its_own_samples():
     assert (result.metric_name, result.num_samples, result.seed) == ("stub FID", 30, 7)
     assert result.sampling_kwargs == {"temperature": 1.0} and result.to_dict()["preprocessing"] == "uint8; none"
 
-    labels = torch.arange(2).repeat_interleave(15)
-    rng = torch.Generator().manual_seed(7)
-    own = torch.cat([gen.tokens_to_images(gen.sample(labels[i : i + 8], generator=rng, temperature=1.0))
+    labels = torch.arange(2).repeat_interleave(15)  # batch b drawn with its own generator, seeded batch_seed(7, b)
+    own = torch.cat([gen.tokens_to_images(gen.sample(labels[i : i + 8], temperature=1.0,
+                                                     generator=torch.Generator().manual_seed(batch_seed(7, i // 8))))
                      for i in range(0, 30, 8)])
     own_stats = feature_stats(extractor, own)
     zero = fid_of_generator(gen, extractor, own_stats, 15, {"temperature": 1.0}, seed=7, batch_size=8)
@@ -358,6 +408,56 @@ def test_changed_or_foreign_cache_entries_are_detected_and_recomputed(tmp_path):
     calls = extractor.calls
     cached_reference_stats(images, extractor, tmp_path)
     assert extractor.calls == calls
+
+
+# ---- sharding over torchrun ranks (simulated) ------------------------------------------------
+
+
+def test_feature_moments_merge_in_any_split_equals_one_pass():
+    feats = np.random.default_rng(0).normal(3.0, 2.0, size=(101, 5))
+    whole = FeatureMoments().add(feats)
+    for cuts in ([50], [1, 2, 99], [0, 40, 40, 101]):
+        parts = [FeatureMoments().add(part) for part in np.split(feats, cuts)]
+        merged = FeatureMoments()
+        for part in reversed(parts):  # the order does not matter either
+            merged.merge(FeatureMoments.from_state_dict(part.state_dict()))
+        assert merged.n == 101
+        np.testing.assert_allclose(merged.mean_D, feats.mean(0), rtol=1e-13)
+        np.testing.assert_allclose(merged.m2_DD / 100, np.cov(feats, rowvar=False), rtol=1e-12)
+        np.testing.assert_allclose(merged.m2_DD, whole.m2_DD, rtol=1e-12)
+    with pytest.raises(ValueError, match="need at least 2 images"):
+        FeatureMoments().add(feats[:1]).stats("x")
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_ranks_sample_their_batches_and_merge_to_the_single_process_fid(world_size):
+    """Each simulated rank draws its block of batches (as stage_fid's ranks do); the merged
+    moments equal one process's to float64 round-off (mean rtol 1e-12, covariance rtol 1e-10),
+    because batch b's samples depend on (seed, b) only."""
+    gen, extractor = _toy(), StubFeatures()
+    one = sample_moments(gen, extractor, 7, {}, seed=4, batch_size=3, classes=None)
+    parts = [sample_moments(gen, extractor, 7, {}, seed=4, batch_size=3, rank=r, world_size=world_size)
+             for r in range(world_size)]
+    assert sum(p.n for p in parts) == one.n == 14 and all(p.n > 0 for p in parts)
+    merged = FeatureMoments()
+    for part in parts:
+        merged.merge(part)
+    np.testing.assert_allclose(merged.mean_D, one.mean_D, rtol=1e-12)
+    np.testing.assert_allclose(merged.m2_DD, one.m2_DD, rtol=1e-10, atol=1e-9)
+    reference = feature_stats(extractor, _random_images(30, 4))
+    sharded = fid_from_moments(merged, extractor, reference, 7, gen.num_classes, seed=4, batch_size=3)
+    single = fid_of_generator(gen, extractor, reference, 7, seed=4, batch_size=3, progress=False)
+    assert sharded.score == pytest.approx(single.score, rel=1e-10) and sharded.num_samples == 14
+
+
+def test_batches_of_a_sample_set_do_not_depend_on_which_are_drawn():
+    gen = _toy()
+    every = list(generated_images(gen, 5, {}, seed=1, batch_size=4))
+    assert len(every) == 3 and sum(len(b) for b in every) == 10
+    assert torch.equal(next(iter(generated_images(gen, 5, {}, seed=1, batch_size=4, batches=[2]))), every[2])
+    other_seed = list(generated_images(gen, 5, {}, seed=2, batch_size=4))
+    assert not all(torch.equal(a, b) for a, b in zip(every, other_seed))
+    assert len({batch_seed(s, b) for s in range(20) for b in range(20)}) == 400
 
 
 # ---- a class subset for rehearsals, and progress -------------------------------------------

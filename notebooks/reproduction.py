@@ -49,6 +49,7 @@ from myst_nb import glue
 
 from memlib import findings, stages, summaries
 from memlib.config import REPO_ROOT, page_config, paper_numbers
+from memlib.protocol import protocol_mismatches
 from memlib.results import provenance, to_jsonable, write_record
 
 config = page_config(params_file, k_percent=k_percent)
@@ -87,36 +88,24 @@ for n in numbers.values():
 # The statement below is built from this run's parameters.
 
 # %% tags=["hide-input"]
-def run_kind(run) -> dict:
-    cfg = run.config
-    return {"testbed": cfg.data.dataset == "testbed", "sscd": cfg.attack.similarity == "sscd",
-            "inception": cfg.fid.fid_feature == "inception", "paper_model": cfg.model.model in PAPER["models"]}
-
-
 def comparability(family: str) -> str:
-    run, kind = runs[family], run_kind(runs[family])
+    run = runs[family]
     name = run.config.model.model
-    if kind["testbed"]:
+    if run.config.data.dataset == "testbed":
         return (f"**{name} is a testbed model.** It is a small model trained on Fashion-MNIST with planted "
                 "duplicates, its copy decision is a pixel-space similarity rather than SSCD and its image-quality "
                 "distance is a testbed FID rather than FID. Its numbers are **not comparable in magnitude** to the "
                 "paper's. What can be compared is the *direction* of each finding: whether the top UnitMem units sit "
                 "where the paper says, whether halving them cuts extraction, by more than halving random units, "
                 "and at what cost in image quality.")
-    issues = []
-    if not kind["sscd"]:
-        issues.append("the copy decision is not SSCD")
-    if not kind["inception"]:
-        issues.append("the image-quality distance is not Inception FID")
-    if run.config.attack.per_class != 5 or run.config.attack.threshold != PAPER["attack"]["threshold"]:
-        issues.append("the attack's candidates per class or threshold differ from the paper's (5, 0.75)")
-    if run.config.fid.fid_samples_per_class != 50:
-        issues.append("FID uses another number of samples than the paper's 50,000")
-    if not issues and kind["paper_model"]:
-        return (f"**{name} is one of the paper's models**, measured with the paper's attack settings, SSCD and "
-                "Inception FID. Its numbers are comparable to the paper's up to the choices the paper leaves "
-                "open (see the method page) and the numerical differences of an independent implementation.")
-    return f"**{name}** is measured at full scale, but " + "; ".join(issues) + ", so its numbers are comparable only in direction."
+    mismatches = protocol_mismatches(run.config)  # every setting of memlib.protocol.PAPER_PROTOCOL it does not meet
+    if not mismatches:
+        return (f"**{name} is one of the paper's models**, measured with the paper's protocol (every setting of "
+                "`memlib.protocol.PAPER_PROTOCOL`). Its numbers are comparable to the paper's up to the choices the "
+                "paper leaves open (see the method page) and the numerical differences of an independent "
+                "implementation.")
+    return (f"**{name}** is measured at full scale, but not with the paper's protocol: "
+            + "; ".join(f"`{m}`" for m in mismatches) + ". Its numbers are comparable only in direction.")
 
 
 display(Markdown("\n\n".join(comparability(family) for family in runs) or "No model in this run."))
@@ -255,7 +244,7 @@ lines = []
 for family, n in numbers.items():
     run = runs[family]
     verdicts = {f.key: f.verdict for f in n.findings}
-    line = (f"- **{n.model}** ({'testbed' if run_kind(run)['testbed'] else 'full scale'}): "
+    line = (f"- **{n.model}** ({'testbed' if run.config.data.dataset == 'testbed' else 'full scale'}): "
             + "; ".join(f"{f.claim}: **{f.verdict}**" for f in n.findings if f.key not in summaries.MITIGATION_CLAIMS)
             + f"; halving the top {n.k_percent:g}% UnitMem units takes "
             f"extraction from {n.extracted_before} to {n.extracted_after} (that it reduces extraction: "

@@ -146,7 +146,6 @@ def _page_text(path: Path) -> str:
     return "\n".join(str(o.get("text", "")) + str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
 
 
-@pytest.mark.xfail(strict=True, reason="notebooks/reproduction.py does not yet call memlib.protocol.protocol_mismatches")
 def test_the_reproduction_page_names_every_protocol_mismatch(rehearsal):
     text = _page_text(rehearsal["executed"] / "reproduction.ipynb")
     assert "is one of the paper's models" not in text

@@ -20,6 +20,8 @@ Shapes: N images, H x W pixels; images for the models are float (N, 3, H, W) in 
 from __future__ import annotations
 
 import functools
+import hashlib
+import inspect
 import json
 import os
 import warnings
@@ -621,3 +623,15 @@ def family_views(
     if family == "rar":
         raise ValueError(f"rar_views: expected 'ten-crop' or 'random', got {rar_views!r}")
     raise ValueError(f"family: expected 'var' or 'rar', got {family!r}")
+
+
+VIEW_FUNCTIONS = (testbed_views, _to_tensor, _crop_origin, resize_shorter_side, var_view, center_crop_arr,
+                  rar_ten_crop, rar_attack_view, attack_view, rar_random_view, family_views)
+"""Every function that turns a training image into what a model sees (views, crops, the attack's
+ground truth): their source code names the views in a stage's cache key (:func:`views_identity`)."""
+
+
+def views_identity() -> str:
+    """sha256 of the source of :data:`VIEW_FUNCTIONS`: a change to how images are viewed changes
+    the cache key of every stage that reads images, so no result computed with other views is reused."""
+    return hashlib.sha256("\n".join(inspect.getsource(f) for f in VIEW_FUNCTIONS).encode("utf-8")).hexdigest()

@@ -259,14 +259,14 @@ def training_images(run: Run, fraction: float) -> TrainingImages:
         dataset = torch.utils.data.TensorDataset(torch.as_tensor(testbed.train_images), torch.as_tensor(testbed.train_labels))
         centre = lambda image: data.testbed_views(image.numpy()[None], family)[0]  # noqa: E731
         dprime = data.testbed_dprime(testbed, unitmem.unitmem_images, cfg.run.seed)
-        identity = {"testbed_sha256": file_sha256(testbed.path)}
+        identity = {"testbed_sha256": file_sha256(testbed.path), "views": data.views_identity()}
         return TrainingImages(dataset, views, centre, identity, testbed.train_labels, dprime, testbed)
     sample = data.ImageFolderSample(cfg.data.imagenet_train_dir, fraction=fraction, seed=cfg.run.seed,
                                     strict=cfg.data.strict_images, class_ids=cfg.data.class_ids)
     run.log(sample.summary())
     crop = cfg.attack.rar_attack_crop
     centre = lambda image: data.attack_view(image, family, res, rar_crop=crop)  # noqa: E731
-    identity = {"imagenet_sample_sha256": text_sha256(sample.listing()), "fraction": fraction}
+    identity = {"imagenet_sample_sha256": text_sha256(sample.listing()), "fraction": fraction, "views": data.views_identity()}
     return TrainingImages(sample, views, centre, identity, sample.labels(), np.arange(len(sample)))
 
 

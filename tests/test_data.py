@@ -449,3 +449,18 @@ def test_testbed_dprime_holds_every_planted_and_control_image(testbed):
     assert np.array_equal(mdata.testbed_dprime(testbed, 0, seed=0), np.arange(6000))
     with pytest.raises(ValueError, match="planted and control"):
         mdata.testbed_dprime(testbed, 50, seed=0)
+
+
+def test_the_views_identity_changes_with_the_code_of_any_view_function(monkeypatch):
+    """A stage's cache key holds data.views_identity(): editing how images are viewed (here: the
+    source of one view function) must give another identity."""
+    from memlib import data as mdata
+
+    before = mdata.views_identity()
+    assert before == mdata.views_identity() and len(before) == 64
+
+    def var_view(image, res, generator=None):  # same name, other code
+        return None
+
+    monkeypatch.setattr(mdata, "VIEW_FUNCTIONS", tuple(var_view if f is mdata.var_view else f for f in mdata.VIEW_FUNCTIONS))
+    assert mdata.views_identity() != before

@@ -103,9 +103,8 @@ def _write_error(path: Path, err: OSError) -> OSError:
     return OSError(err.errno, f"cannot write {path}: {err.strerror or err}")
 
 
-def _writer_alive(host: str, pid: int) -> bool:
-    if host != _HOST:
-        return True  # another machine's writer (a shared file system): never touched
+def process_exists(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this host (one of another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -113,6 +112,12 @@ def _writer_alive(host: str, pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _writer_alive(host: str, pid: int) -> bool:
+    if host != _HOST:
+        return True  # another machine's writer (a shared file system): never touched
+    return process_exists(pid)
 
 
 def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:

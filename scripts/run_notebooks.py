@@ -75,6 +75,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the memlib the notebooks import (they run in ROOT)
 from memlib import style  # noqa: E402
 from memlib.config import KEYS as CONFIG_KEYS  # noqa: E402
+from memlib.results import process_exists  # noqa: E402
 from memlib.yamlsafe import ParameterFileError, load_yaml  # noqa: E402
 
 TOC = ROOT / "_toc.yml"
@@ -323,16 +324,6 @@ def temporary_copy(path: Path) -> Path:
         if pid.isdigit() and not process_exists(int(pid)):
             stale.unlink(missing_ok=True)
     return path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-
-
-def process_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def die_with_parent() -> None:

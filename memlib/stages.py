@@ -600,16 +600,16 @@ def stage_sweep(run: Run):
                           seeds=s.random_seeds, fid=fid, fid_modes=s.sweep_fid_modes, rank=run.rank,
                           world_size=run.world_size, log=run.log,
                           on_row=lambda done, total: run.progress.update({"sweep rows": f"{done} of {total}"}))
-        csv = table.drop(columns=["extracted_ids", "units_per_block"]).to_csv(index=False).encode()
-        if run.rank == 0:
-            atomic_write_bytes(work / "sweep.csv", csv)
-            atomic_write_bytes(run.out / "sweep.csv", csv)
-            run.log(f"sweep: {len(table)} rows -> {run.out / 'sweep.csv'}")
         tensors = {"selection_scores_KU": scores["unitmem"], "magnitude_scores_KU": scores["magnitude"]}
         return tensors, {"rows": table.to_dict(orient="records"), "identity": identity}
 
     result = stage_result(run, "sweep", {**settings, "identity": identity}, compute, {})
-    return sweep_table(result.meta["info"]["rows"], s.sweep_modes)
+    table = sweep_table(result.meta["info"]["rows"], s.sweep_modes)
+    if run.rank == 0:  # the run's table for the reader, rewritten from the checked result on every call
+        csv = table.drop(columns=["extracted_ids", "units_per_block"]).to_csv(index=False).encode()
+        atomic_write_bytes(run.out / "sweep.csv", csv)
+        run.log(f"sweep: {len(table)} rows -> {run.out / 'sweep.csv'}")
+    return table
 
 
 def fid_setup(run: Run) -> tuple[fid_lib.FeatureExtractor, fid_lib.FeatureStats]:

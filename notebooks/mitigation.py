@@ -260,8 +260,9 @@ for family, table in sweeps.items():
     run, k, prefix = runs[family], k_report[family], str(headline[family])
     if family != "rar" or run.config.sweep.selection not in ("default", "predicts-last"):
         continue
-    at_t1 = stages.stage_sweep(stages.make_run(run.config.replace(selection="last", sweep_modes=["unitmem-half"],
-                                                                  k_percents=[0, k], sweep_fid=False)))
+    at_t1 = stages.stage_sweep(stages.make_run(run.config.replace(  # own folder, the run's cache: nothing overwritten
+        selection="last", sweep_modes=["unitmem-half"], k_percents=[0, k], sweep_fid=False,
+        results_dir=str(run.out / "reading-t1"), cache_dir=str(run.cache))))
     ids_t2 = table[(table["mode"] == "unitmem-half") & (table["k_percent"] == k)].iloc[0]["extracted_ids"][prefix]
     ids_t1 = at_t1[at_t1["k_percent"] == k].iloc[0]["extracted_ids"][prefix]
     candidates = stages.stage_attack(run).result.candidate_ids.tolist()

@@ -33,8 +33,10 @@ def smoke_book(tmp_path_factory) -> Path:
             shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__", "provenance.md"))
         elif source.exists():
             shutil.copy2(source, copy / name)
-    for shared in ("data", "memlib"):  # read, not written, by the notebooks
-        (copy / shared).symlink_to(ROOT / shared, target_is_directory=True)
+    # memlib is copied, not linked: its repository root (memlib.config.REPO_ROOT, against which the
+    # pages resolve relative paths and write their results) must be the copy, as in a clone
+    shutil.copytree(ROOT / "memlib", copy / "memlib", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    (copy / "data").symlink_to(ROOT / "data", target_is_directory=True)  # read, not written, by the notebooks
     run_checked(sys.executable, "scripts/run_notebooks.py", "--params", "notebooks/params/smoke.yaml", "--timeout", "600", cwd=copy)
     # the exercise variants, as `make book` runs them: the pages' solutions paste their numbers
     run_checked(sys.executable, "scripts/run_notebooks.py", "--params", "notebooks/params/smoke.yaml", "--exercises",

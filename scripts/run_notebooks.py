@@ -296,11 +296,17 @@ def replace_rerun_box(out_path: Path, exercise: Exercise, params_file: str) -> N
     box would re-run the main page into its executed notebook)."""
     nb = nbformat.read(out_path, as_version=4)
     box = style.exercise_rerun_box(exercise.id, exercise.page, params_file, exercise.overrides)
-    for cell in nb.cells:
+    own = lambda text: re.sub(r"^:name: (\S+)", rf":name: exercise-{exercise.id}-\1", text, flags=re.M)  # noqa: E731
+    for cell in nb.cells:  # the page's figure labels (in its text and its glued leads) made the variant's own
+        if cell.cell_type == "markdown":
+            cell.source = own(cell.source)
         for output in cell.get("outputs", []):
             record = output.get("metadata", {}).get("scrapbook", {})
             if record.get("name") == "rerun_box":
                 output["data"][f"{record.get('mime_prefix', '')}text/markdown"] = box
+            for mime, text in output.get("data", {}).items():
+                if mime.endswith("text/markdown") and isinstance(text, str):
+                    output["data"][mime] = own(text)
     nbformat.write(nb, out_path)
 
 

@@ -70,11 +70,20 @@ class RunNumbers:
     findings: list[Finding] = field(default_factory=list)
 
 
+def image_scales(result: UnitMemResult) -> list[int]:
+    """VAR's position groups of the image scales: every scale but scale 0 (one token, the class
+    embedding's position: it measures class selectivity, not an image)."""
+    return [i for i, name in enumerate(result.group_names) if name.startswith("scale")][1:]
+
+
 def image_scale_scores(result: UnitMemResult) -> np.ndarray:
-    """VAR's UnitMem per (image scale, block, unit): every scale but scale 0 (one token, the
-    class embedding's position: it measures class selectivity, not an image)."""
-    scales = [i for i, name in enumerate(result.group_names) if name.startswith("scale")]
-    return result.scores_GKU[scales[1:]].numpy()
+    """VAR's UnitMem per (image scale, block, unit) (:func:`image_scales`)."""
+    return result.scores_GKU[image_scales(result)].numpy()
+
+
+def reading(config) -> str | None:
+    """The ``selection`` a run ranks units by; None: the family's default."""
+    return None if config.sweep.selection == "default" else config.sweep.selection
 
 
 def localization_findings(run: stages.Run, result: UnitMemResult) -> list[Finding]:
@@ -98,13 +107,12 @@ def localization_findings(run: stages.Run, result: UnitMemResult) -> list[Findin
                     f"{slope.value * (len(centres_S) - 1):.2f} blocks from the first image scale to the last "
                     f"({slope.method})", slope, word),
         ]
-    how = None if cfg.sweep.selection == "default" else cfg.sweep.selection
-    reading = how or DEFAULT_SELECTION["rar"]
+    position = reading(cfg) or DEFAULT_SELECTION["rar"]
     k = cfg.sweep.k_percent
-    later, word = summaries.later_blocks_share(result.selection_scores(how).numpy(), k)
+    later, word = summaries.later_blocks_share(result.selection_scores(reading(cfg)).numpy(), k)
     this_run = (f"{100 * (later.value + 0.5):.0f}% of the top {k:g}% units in the later half of the "
                 f"{result.scores_GKU.shape[1]} blocks (95% interval {100 * (later.lo + 0.5):.0f}-"
-                f"{100 * (later.hi + 0.5):.0f}%; read at {READINGS.get(reading, reading)})")
+                f"{100 * (later.hi + 0.5):.0f}%; read at {READINGS.get(position, position)})")
     return [Finding("later", "memorization concentrates in the middle and later blocks", this_run, later, word)]
 
 
@@ -119,12 +127,9 @@ def ground_truth_findings(run: stages.Run, result: UnitMemResult) -> list[Findin
         return []
     cfg, k = run.config, run.config.sweep.k_percent
     if result.family == "var":
-        scores_SKU = image_scale_scores(result)
-        scales = [i for i, name in enumerate(result.group_names) if name.startswith("scale")][1:]
-        argmax_SKU = result.argmax_GKU[scales].numpy()
+        scores_SKU, argmax_SKU = image_scale_scores(result), result.argmax_GKU[image_scales(result)].numpy()
     else:
-        how = None if cfg.sweep.selection == "default" else cfg.sweep.selection
-        g = result.group_names.index(how or DEFAULT_SELECTION["rar"])
+        g = result.group_names.index(reading(cfg) or DEFAULT_SELECTION["rar"])
         scores_SKU, argmax_SKU = result.scores_GKU[[g]].numpy(), result.argmax_GKU[[g]].numpy()
     shares, _ = summaries.localization_by_group(scores_SKU, argmax_SKU, k, testbed.groups(),
                                                 np.array(result.params["images"]), seed=cfg.run.seed)

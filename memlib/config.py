@@ -9,10 +9,12 @@ section per concern::
     data     dataset, testbed_file, imagenet_train_dir, class_ids, strict_images, max_images
     unitmem  unitmem_fraction, unitmem_images, n_views, rar_views, activation, unitmem_pooled
     attack   similarity, sscd_torchscript, threshold, prefix_lengths, per_class, score_span, rar_attack_crop
-    sweep    selection, k_percent, k_percents, sweep_modes, random_seeds, sweep_fid, sweep_fid_modes
+    sweep    selection, k_percent, k_percents, sweep_modes, random_seeds, sweep_prefixes, sweep_fid,
+             sweep_fid_modes
     fid      fid_feature, fid_samples_per_class, fid_classes, fid_seeds, fid_reference, inception_torchscript, fid_reference_npz,
              classifier_checkpoint, sampling_kwargs
-    book     reported_prefix, images_per_class, benchmark_results   (read by the pages only, never by a stage)
+    book     reported_prefix, images_per_class, benchmark_results   (read by the pages; the sweep reads only
+             the model's reported prefix, which its cache key then holds)
 
 Keys are unique across sections, so the files stay flat and ``config.attack.threshold`` is the
 file's ``threshold``. Every problem of a file is reported in ONE ``ValueError``, a line per key
@@ -219,6 +221,10 @@ class SweepSection:
                                 "edits of the sweep")
     random_seeds: list = setting([0, 1, 2], lambda x: _nonneg_int_list(x) and len(x) >= 3,
                                  "a list of >= 3 distinct integers >= 0", "seeds of the random-unit control")
+    sweep_prefixes: str = setting("reported", _one_of("reported", "all"), "'reported' or 'all'",
+                                  "prefix lengths of the sweep's attacks: `reported` (the unedited model and the rows at the "
+                                  "reported k at every `prefix_lengths`, the other rows at the reported prefix, the one count "
+                                  "the pages read there) or `all` (every row at every prefix length)")
     sweep_fid: bool = setting(False, _boolean, "true or false", "measure FID in the sweep (the unedited model and the rows of `sweep_fid_modes`)")
     sweep_fid_modes: list = setting(["unitmem-half"], _subset_of(*SWEEP_MODES), f"a non-empty list from {', '.join(SWEEP_MODES)}",
                                     "the sweep modes whose rows get FID (with `sweep_fid`)")

@@ -28,8 +28,8 @@ The cache (:func:`cache_key`, :func:`cached`) names a result by a sha256 over th
 parameters and the identities (content sha256) of its input files, so a changed parameter or
 a changed checkpoint never reuses a stale result. File hashes are remembered by
 (path, size, mtime) so multi-GB checkpoints are hashed once. Each entry is computed under a lock
-(``fcntl.flock`` on ``<entry>/.lock``): a second run of the same stage waits for the first and
-reads its result.
+(``fcntl.flock`` on ``<entry>/.lock``, held by rank 0 for a ``torchrun`` job): a second run or
+job of the same stage waits for the first and reads its result.
 """
 
 from __future__ import annotations
@@ -478,21 +478,19 @@ def load_entry(path: str | os.PathLike, stage: str, key: str) -> Result:
 
 
 @contextlib.contextmanager
-def entry_lock(work: Path, stage: str, log: Callable[[str], None]) -> Iterator[bool]:
+def entry_lock(work: Path, stage: str, log: Callable[[str], None]) -> Iterator[None]:
     """Hold the cache entry ``work`` exclusively (``fcntl.flock`` on ``work/.lock``; the kernel
-    releases it when the process ends, killed or not). Yields whether it had to wait for
-    another run of the same stage, which it says through ``log``."""
+    releases it when the process ends, killed or not); ``log`` says when it waits for another
+    run of the same stage."""
     work.mkdir(parents=True, exist_ok=True)
     with open(work / ".lock", "a") as handle:
-        waited = False
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             log(f"{stage}: another run is computing {work}; waiting for it to finish")
             fcntl.flock(handle, fcntl.LOCK_EX)
-            waited = True
         try:
-            yield waited
+            yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -530,7 +528,6 @@ def cached(
     *,
     latest: str | os.PathLike | None = None,
     writer: bool = True,
-    lock: bool = True,
     wait: Callable[[], None] = lambda: None,
     log: Callable[[str], None] = lambda message: None,
 ) -> Result:
@@ -542,11 +539,15 @@ def cached(
     result's metadata is ``{"stage", "cache_key", "work_dir", "inputs", "info", **provenance}``
     with the settings as its parameters and the input files' identities as ``inputs``. A stored
     result is used only when it passes :func:`load_entry`; otherwise the log says why in one line
-    and it is recomputed. With ``lock`` the entry is computed under :func:`entry_lock`: a second
-    process waits and then reads the first one's result. Several processes (``torchrun``, no
-    ``lock``) all call ``compute_fn``; only the ``writer`` saves, and everyone reads the saved
-    result after ``wait()`` (a barrier). With ``latest`` the writer also keeps a copy there (of
+    and it is recomputed. The processes of one job (``torchrun``) all call ``compute_fn``; only
+    the ``writer`` saves. With ``latest`` the writer also keeps a copy there (of
     the stored result, when it was finished before).
+
+    The entry is computed under :func:`entry_lock`, held by the ``writer``: a second process
+    (or ``torchrun`` job) of the same stage waits, then reads the first one's result. The other ranks of a job (not ``writer``) take no lock; they pass the first ``wait()``
+    once their writer holds it, and every rank then checks for a result again, so all ranks of a
+    job agree on computing or reading. ``wait()`` is also called after the writer has saved, and
+    everyone reads the saved result.
     """
     cache_dir = Path(cache_dir)
     identities = input_identities(inputs, hash_store=cache_dir / "file-hashes.json")
@@ -556,8 +557,9 @@ def cached(
     if result is not None:
         log(f"{stage}: finished before, reading {result.path}")
     else:
-        with entry_lock(work, stage, log) if lock else contextlib.nullcontext(False) as waited:
-            result = _stored(work / stage, stage, key, log) if waited else None
+        with entry_lock(work, stage, log) if writer else contextlib.nullcontext():
+            wait()  # a job's other ranks go on once its writer holds the entry
+            result = _stored(work / stage, stage, key, lambda message: None)  # finished by the run it waited for?
             if result is not None:
                 log(f"{stage}: the other run finished it; reading {result.path}")
             else:

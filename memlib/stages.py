@@ -43,7 +43,7 @@ from . import data
 from . import distributed as dist_utils
 from . import fid as fid_lib
 from .collect import SELECTIONS, UnitMemResult, ViewFn, accumulate_unitmem, collection_groups
-from .config import RunConfig, location_kinds, model_configs
+from .config import RunConfig, location_kinds, model_configs, paper_k_percent
 from .extract import AttackResult, TopPerClass, check_prefix_lengths, merge_attack_results, run_attack, score_images
 from .models.generator import Generator
 from .models.registry import build_generator, get_config, load_generator
@@ -346,10 +346,10 @@ def run_shards(run: Run, folder: Path, n_items: int, compute: Callable[[range], 
 def stage_result(run: Run, stage: str, settings: dict, compute: Callable[[Path], tuple[dict, dict]], inputs: dict):
     """The stage's result through :func:`memlib.results.cached`: read back when finished
     before, else computed (every rank), written by rank 0, and read by all after a barrier.
-    A single process computes under the entry's lock (a second run of the same stage waits
-    and reads the result); ranks of one ``torchrun`` job share the entry without it."""
+    The entry is computed under its lock, held by rank 0 for the whole job: a second run or
+    ``torchrun`` job of the same stage waits and reads the result."""
     result = cached(stage, settings, compute, run.cache, inputs=inputs, seed=run.config.run.seed,
-                    latest=run.out / stage, writer=run.rank == 0, lock=run.world_size == 1,
+                    latest=run.out / stage, writer=run.rank == 0,
                     wait=dist_utils.barrier, log=run.log)
     run.progress[stage] = "result saved"
     return result
@@ -583,21 +583,25 @@ def stage_sweep(run: Run):
     span = None if a.score_span is None else tuple(a.score_span)
     candidates_C, labels_C = baseline.result.candidate_ids, baseline.result.candidate_labels
 
-    def attack(edited):
+    def attack(edited, prefix_lengths):
         result = run_attack(edited, baseline.candidate_tokens_CL, labels_C, similarity=similarity, threshold=a.threshold,
-                            prefix_lengths=a.prefix_lengths, per_class=a.per_class, span=span,
+                            prefix_lengths=prefix_lengths, per_class=a.per_class, span=span,
                             batch_size=cfg.run.batch_size, candidates=torch.arange(len(candidates_C)))
         result.candidate_ids = candidates_C[result.candidate_ids]
         return result
 
+    # the rows away from the reported k attack at the reported prefix only (sweep_prefixes: reported)
+    reported = (float(s.k_percent if s.k_percent is not None else paper_k_percent(gen.family)), reported_prefix(run)) \
+        if s.sweep_prefixes == "reported" else None
     sections = ("data", "unitmem", "attack", "sweep") + (("fid",) if s.sweep_fid else ())
-    settings = {**run.settings(*sections), "unitmem_params": unitmem.params, "attack_cache_key": baseline.cache_key}
+    settings = {**run.settings(*sections), "unitmem_params": unitmem.params, "attack_cache_key": baseline.cache_key,
+                "reported": reported}
     identity = sweep_identity(scores, candidates_C, settings)
 
     def compute(work: Path):
         fid = fid_fn(run) if s.sweep_fid else None
         table = run_sweep(gen, scores, attack, work, identity, k_percents=s.k_percents, modes=s.sweep_modes,
-                          seeds=s.random_seeds, fid=fid, fid_modes=s.sweep_fid_modes, rank=run.rank,
+                          seeds=s.random_seeds, prefix_lengths=a.prefix_lengths, reported=reported, fid=fid, fid_modes=s.sweep_fid_modes, rank=run.rank,
                           world_size=run.world_size, log=run.log,
                           on_row=lambda done, total: run.progress.update({"sweep rows": f"{done} of {total}"}))
         tensors = {"selection_scores_KU": scores["unitmem"], "magnitude_scores_KU": scores["magnitude"]}

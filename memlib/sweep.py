@@ -13,6 +13,11 @@ Modes (how units are chosen, and the factor on their incoming weights):
 k = 0 edits nothing, so it is computed once, through the same editing code path, and shown as
 the first row of every mode (and seed): it must equal the unedited model's attack result.
 
+Prefix lengths (:func:`row_prefix_lengths`): the unedited row and, given the reported (k%, prefix),
+the rows at the reported k attack at every prefix length; the other rows attack at the reported
+prefix only, the one count the pages read at other k (an attack at one prefix is the same greedy
+decoding whichever others run beside it). Without ``reported`` every row attacks at every prefix.
+
 Resumable: every row is written to ``out_dir/rows/`` as it finishes (atomically), sealed with a
 record checksum (:func:`memlib.results.write_record`) together with the sweep's ``identity`` (a
 hash of what the rows depend on: scores, candidates, attack and model) and its own (mode, k,
@@ -45,9 +50,9 @@ MODES = {  # mode -> (select_units mode, factor, ranking statistic)
 }
 BASELINE = ("baseline", 0, 0)
 
-AttackFn = Callable[[Generator], object]
-"""``attack(gen) -> AttackResult`` on the fixed baseline candidates (memlib.extract.run_attack
-with ``candidates=...``)."""
+AttackFn = Callable[[Generator, Sequence[int]], object]
+"""``attack(gen, prefix_lengths) -> AttackResult`` on the fixed baseline candidates
+(memlib.extract.run_attack with ``candidates=...``) at those prefix lengths."""
 FidFn = Callable[[Generator], tuple[list[float], str]]
 """``fid(gen) -> (one value per sampling seed, metric name)``: the row's ``fid`` is their mean,
 ``fid_by_seed`` the values (paired across rows: the same seeds for every row)."""
@@ -83,22 +88,35 @@ def sweep_plan(k_percents: Sequence[float], modes: Sequence[str], seeds: Sequenc
     return plan
 
 
+def row_prefix_lengths(mode: str, k: float, prefix_lengths: Sequence[int],
+                       reported: tuple[float, int] | None) -> list[int]:
+    """The prefix lengths row (``mode``, ``k``) attacks at: all of ``prefix_lengths`` for the
+    unedited model, for every row when ``reported`` is None, and for the rows at the reported
+    k of ``reported = (k%, prefix)``; only the reported prefix for the other rows."""
+    if reported is None or mode == "baseline" or k == reported[0]:
+        return [int(n) for n in prefix_lengths]
+    if reported[1] not in prefix_lengths:
+        raise ValueError(f"reported_prefix: got {reported[1]}; expected one of the prefix_lengths {list(prefix_lengths)}")
+    return [int(reported[1])]
+
+
 def row_path(out_dir: str | Path, mode: str, k: float, seed: int) -> Path:
     return Path(out_dir) / "rows" / f"{mode}_k{k:g}_s{seed}.json"
 
 
 def compute_row(
-    gen: Generator, scores: Mapping[str, torch.Tensor], mode: str, k: float, seed: int, attack: AttackFn, fid: FidFn | None
+    gen: Generator, scores: Mapping[str, torch.Tensor], mode: str, k: float, seed: int, attack: AttackFn,
+    prefix_lengths: Sequence[int], fid: FidFn | None
 ) -> dict:
     """One row: select the units (by the mode's statistic in ``scores``), edit (restored
-    bit-exactly afterwards), attack, FID."""
+    bit-exactly afterwards), attack at ``prefix_lengths``, FID."""
     started = time.time()
     select_mode, factor, statistic = MODES[mode] if mode != "baseline" else ("global", 1.0, "unitmem")
     if statistic not in scores:
         raise ValueError(f"sweep mode {mode!r} ranks by {statistic!r}, but the sweep has scores for {sorted(scores)}")
     units_M2 = select_units(scores[statistic], k, select_mode, seed=seed)
     with scaled_fc1_rows(gen.transformer, gen.fc1_names(), units_M2, factor=factor) as record:
-        result = attack(gen)
+        result = attack(gen, prefix_lengths)
         fid_by_seed, fid_metric = fid(gen) if fid is not None else (None, None)
     row = {
         "mode": mode,
@@ -112,6 +130,7 @@ def compute_row(
         "fid_metric": fid_metric,
         "similarity": result.similarity_name,
         "candidates": int(result.num_candidates_total),
+        "prefix_lengths": list(result.prefix_lengths),
         "seconds": round(time.time() - started, 3),
     }
     for n, count in result.counts.items():
@@ -158,6 +177,8 @@ def run_sweep(
     k_percents: Sequence[float],
     modes: Sequence[str],
     seeds: Sequence[int],
+    prefix_lengths: Sequence[int],
+    reported: tuple[float, int] | None = None,
     fid: FidFn | None = None,
     fid_modes: Sequence[str] | None = None,
     rank: int = 0,
@@ -167,7 +188,9 @@ def run_sweep(
 ):
     """Compute (or read back) every row of :func:`sweep_plan` and return the table as a pandas
     DataFrame: one row per (mode, k, seed), k = 0 repeated for every mode and seed, columns
-    ``mode, k_percent, seed, factor, units_edited, extracted@<n> ..., fid, fid_metric, ...``.
+    ``mode, k_percent, seed, factor, units_edited, extracted@<n> ..., fid, fid_metric, ...``
+    (``extracted@<n>`` is NaN where the row did not attack at ``n``: :func:`row_prefix_lengths`
+    of ``prefix_lengths`` and ``reported``).
 
     ``scores``: ranking scores per (block, unit) by statistic: ``"unitmem"`` (the UnitMem
     selection score) and, for ``magnitude-half``, ``"magnitude"`` (the mean activation);
@@ -177,6 +200,7 @@ def run_sweep(
     ``on_row(finished, total)``: called as this rank's rows are found or computed.
     """
     plan = sweep_plan(k_percents, modes, seeds)
+    prefixes = {(mode, k): row_prefix_lengths(mode, k, prefix_lengths, reported) for mode, k, _ in plan}  # checked first
     mine = [(mode, k, seed) for i, (mode, k, seed) in enumerate(plan) if i % world_size == rank]
     on_row(0, len(mine))
     for finished, (mode, k, seed) in enumerate(mine, start=1):
@@ -185,7 +209,8 @@ def run_sweep(
             log(f"sweep {mode} k={k:g} seed={seed}: done before, skipped")
         else:
             wants_fid = fid is not None and (mode == "baseline" or fid_modes is None or mode in fid_modes)
-            row = compute_row(gen, scores, mode, k, seed, attack, fid if wants_fid else None)
+            row = compute_row(gen, scores, mode, k, seed, attack,
+                              prefixes[(mode, k)], fid if wants_fid else None)
             write_record(path, {**_row_identity(identity, mode, k, seed), "row": row})
             log(f"sweep {mode} k={k:g} seed={seed}: {row['units_edited']} units, "
                 + ", ".join(f"{key} {value}" for key, value in row.items() if key.startswith("extracted@")))
@@ -209,8 +234,9 @@ def sweep_table(rows: Sequence[Mapping], modes: Sequence[str]):
 
     rows = sorted(rows, key=lambda row: (list(modes).index(row["mode"]), row["k_percent"], row["seed"]))
     frame = pd.DataFrame(rows)
-    frame["fid"] = pd.to_numeric(frame["fid"], errors="coerce")  # rows without FID (None, or "nan" once stored): NaN
-    first = ["mode", "k_percent", "seed", "factor", "units_edited"] + sorted(
-        (c for c in frame.columns if c.startswith("extracted@")), key=lambda c: int(c.split("@")[1])
-    ) + ["fid", "fid_metric"]
+    counts = [c for c in frame.columns if c.startswith("extracted@")]
+    for column in ["fid", *counts]:  # rows without FID or not attacked at a prefix (None, or "nan" once stored): NaN
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    first = ["mode", "k_percent", "seed", "factor", "units_edited"] + sorted(counts, key=lambda c: int(c.split("@")[1])) \
+        + ["fid", "fid_metric"]
     return frame[first + [c for c in frame.columns if c not in first]]

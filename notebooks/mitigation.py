@@ -91,7 +91,9 @@ for family, run in runs.items():
 #
 # `memlib.stages.stage_sweep` reads (or computes) UnitMem and the unedited attack, then edits the model
 # for every (mode, k%, seed), reruns stages C and D of the attack on the same candidates and, with
-# `sweep_fid`, measures FID. Each row is written to its own file as it finishes, named by a hash of
+# `sweep_fid`, measures FID. The unedited model and the rows at the reported k attack at every prefix
+# length; the rows at other k at the reported prefix only, the one count this page reads there
+# (`sweep_prefixes: all` attacks every row at every prefix; "—" in the table: not attacked). Each row is written to its own file as it finishes, named by a hash of
 # everything the row depends on, so a second run of this notebook and {doc}`tradeoff` read the rows
 # back; `python -m memlib sweep` (or `torchrun ... -m memlib sweep`) writes the same rows for a
 # full-scale model. On the testbed the FID column is a **testbed FID**: the Frechet distance of the
@@ -105,7 +107,8 @@ for family, table in sweeps.items():
     columns = ["mode", "k_percent", "seed", "units_edited"] + [c for c in table if c.startswith("extracted@")] + ["fid"]
     display(Markdown(f"**{runs[family].config.model.model}**: {len(table)} rows (all columns: `sweep.csv` in "
                      f"`{stages.shown_path(runs[family].out)}`); FID column: {table['fid_metric'].dropna().iloc[0] if table['fid'].notna().any() else 'not measured'}"))
-    display(style.scroll_table(table[columns].style.format({"fid": "{:.2f}"}, na_rep="—").hide(axis="index")))
+    counts = {c: "{:.0f}" for c in columns if c.startswith("extracted@")}  # "—": a prefix the row did not attack
+    display(style.scroll_table(table[columns].style.format({"fid": "{:.2f}", **counts}, na_rep="—").hide(axis="index")))
 
 # %% [markdown]
 # ## Extraction after the edit, at the reported k

@@ -203,9 +203,9 @@ def sweep_setup():
     baseline = run_attack(gen, tokens, labels, **kwargs)
     calls = []
 
-    def attack(edited):
+    def attack(edited, prefix_lengths):
         calls.append(1)
-        return run_attack(edited, tokens, labels, candidates=baseline.candidate_ids, **kwargs)
+        return run_attack(edited, tokens, labels, candidates=baseline.candidate_ids, **{**kwargs, "prefix_lengths": prefix_lengths})
 
     scores = {"unitmem": torch.rand(3, 6, generator=torch.Generator().manual_seed(0))}
     return gen, scores, attack, calls
@@ -214,7 +214,7 @@ def sweep_setup():
 def _sweep(setup, folder, log=lambda line: None):
     gen, scores, attack, _ = setup
     return run_sweep(gen, scores, attack, folder, "id-A", k_percents=[0, 20, 50], modes=["unitmem-half"],
-                     seeds=[0, 1, 2], log=log)
+                     seeds=[0, 1, 2], prefix_lengths=[0, 1, 5], log=log)
 
 
 def test_edited_missing_and_moved_sweep_rows_are_recomputed(sweep_setup, tmp_path):

@@ -1,4 +1,6 @@
 import json
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -105,11 +107,43 @@ def test_cached_computes_once_and_recomputes_on_changed_params(tmp_path):
     tensor_file.write_bytes(tensor_file.read_bytes()[:-4])
     cached("stage", {"k": 1}, compute, tmp_path, seed=0)
     assert len(calls) == 3
-    # a process that does not write (another torchrun rank: no lock) reads the writer's result after the barrier
-    waited = []
-    shared = cached("stage", {"k": 3}, compute, tmp_path, writer=False, lock=False,
-                    wait=lambda: waited.append(cached("stage", {"k": 3}, compute, tmp_path, lock=False)))
-    assert waited and len(calls) == 5 and torch.equal(shared.tensors["x"], waited[0].tensors["x"])
+
+
+def _job(tmp_path, compute, world_size=2):
+    """The ranks of one torchrun job as threads: rank 0 writes, a threading barrier is the job's."""
+    barrier = threading.Barrier(world_size, timeout=60)
+    found = [None] * world_size
+
+    def rank(r):
+        found[r] = cached("stage", {"k": 3}, compute, tmp_path, writer=r == 0, wait=barrier.wait)
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(world_size)]
+    return threads, found
+
+
+def test_every_rank_of_a_job_computes_and_reads_what_its_writer_saved_and_a_second_job_waits_and_reads_it(tmp_path):
+    calls, started, release = [], threading.Event(), threading.Event()
+
+    def compute(work):
+        calls.append(threading.current_thread().name)
+        started.set()
+        release.wait(60)  # the first job is still computing while the second one starts
+        return {"x": torch.tensor([float(len(calls))])}, {}
+
+    first, first_found = _job(tmp_path, compute)
+    for t in first:
+        t.start()
+    assert started.wait(60)
+    second, second_found = _job(tmp_path, compute)
+    for t in second:
+        t.start()
+    time.sleep(0.5)
+    assert len(calls) == 2, "the second job computed while the first held the entry"  # only the first job's two ranks
+    release.set()
+    for t in first + second:
+        t.join(60)
+    assert len(calls) == 2, "the second job computed what the first one had finished"
+    assert all(torch.equal(r.tensors["x"], first_found[0].tensors["x"]) for r in first_found + second_found)
 
 
 def test_to_jsonable_refuses_unknown_objects():

@@ -29,18 +29,43 @@ def setup():
 def _attack(setup, calls):
     gen, tokens, labels, kwargs, baseline, _ = setup
 
-    def attack(edited):
+    def attack(edited, prefix_lengths):
         calls.append(torch.cat([p.detach().flatten() for p in edited.transformer.parameters()]).clone())
-        return run_attack(edited, tokens, labels, candidates=baseline.candidate_ids, **kwargs)
+        return run_attack(edited, tokens, labels, candidates=baseline.candidate_ids, **{**kwargs, "prefix_lengths": prefix_lengths})
 
     return attack
+
+
+def test_rows_away_from_the_reported_k_attack_at_the_reported_prefix_only_and_count_as_at_every_prefix(setup, tmp_path):
+    gen, _, _, _, _, scores = setup
+    kwargs = dict(k_percents=[0, 10, 50], modes=["unitmem-half", "random-half"], seeds=[0, 1, 2], prefix_lengths=PREFIXES)
+    every = run_sweep(gen, scores, _attack(setup, []), tmp_path / "all", "id-all", **kwargs)
+    reduced = run_sweep(gen, scores, _attack(setup, []), tmp_path / "reported", "id-rep", reported=(10, 5), **kwargs)
+    assert len(reduced) == len(every)
+    for (_, full), (_, row) in zip(every.iterrows(), reduced.iterrows()):
+        assert (row["mode"], row.k_percent, row.seed) == (full["mode"], full.k_percent, full.seed)
+        attacked = PREFIXES if row.k_percent in (0, 10) else [5]
+        assert row.prefix_lengths == attacked and sorted(row.extracted_ids) == sorted(str(n) for n in attacked)
+        for n in PREFIXES:  # the same greedy decoding at n whichever other prefixes run beside it
+            if n in attacked:
+                assert row[f"extracted@{n}"] == full[f"extracted@{n}"]
+                assert row.extracted_ids[str(n)] == full.extracted_ids[str(n)]
+            else:
+                assert pd.isna(row[f"extracted@{n}"])
+    stored = json.loads(json.dumps(to_jsonable(reduced.to_dict(orient="records"))))  # as the sweep's result holds it
+    again = sweep_table(stored, kwargs["modes"])
+    assert all(pd.api.types.is_numeric_dtype(again[f"extracted@{n}"]) for n in PREFIXES)
+    assert again.drop(columns="seconds").equals(reduced.drop(columns="seconds"))
+    with pytest.raises(ValueError, match=r"reported_prefix: got 3; expected one of the prefix_lengths \[0, 1, 5\]"):
+        run_sweep(gen, scores, _attack(setup, []), tmp_path / "bad", "id-bad", reported=(10, 3), **kwargs)
+    assert not (tmp_path / "bad").exists()  # refused before any row is computed
 
 
 def test_k0_row_equals_baseline_and_edits_are_applied_then_restored(setup, tmp_path):
     gen, _, _, _, baseline, scores = setup
     before = [p.detach().clone() for p in gen.transformer.parameters()]
     calls = []
-    table = run_sweep(gen, scores, _attack(setup, calls), tmp_path, "id-1", k_percents=[0, 10, 50], modes=list(MODES), seeds=[0, 1, 2])
+    table = run_sweep(gen, scores, _attack(setup, calls), tmp_path, "id-1", k_percents=[0, 10, 50], modes=list(MODES), seeds=[0, 1, 2], prefix_lengths=PREFIXES)
     assert all(torch.equal(a, b) for a, b in zip(before, gen.transformer.parameters()))  # restored bit-exactly
     # one baseline, then 4 modes x 2 k + random 3 seeds x 2 k
     assert len(calls) == 1 + 4 * 2 + 3 * 2
@@ -70,14 +95,14 @@ def test_rerun_skips_finished_rows_and_other_identity_recomputes(setup, tmp_path
     gen, *_, scores = setup
     scores_KU = {"unitmem": scores["unitmem"]}
     first = []
-    table = run_sweep(gen, scores_KU, _attack(setup, first), tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"], seeds=[0, 1, 2])
+    table = run_sweep(gen, scores_KU, _attack(setup, first), tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"], seeds=[0, 1, 2], prefix_lengths=PREFIXES)
     (tmp_path / "rows" / "unitmem-half_k20_s0.json").unlink()  # as if killed before this row finished
     second = []
-    again = run_sweep(gen, scores_KU, _attack(setup, second), tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"], seeds=[0, 1, 2])
+    again = run_sweep(gen, scores_KU, _attack(setup, second), tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"], seeds=[0, 1, 2], prefix_lengths=PREFIXES)
     assert len(first) == 2 and len(second) == 1
     assert table.drop(columns="seconds").equals(again.drop(columns="seconds"))
     third = []
-    run_sweep(gen, scores_KU, _attack(setup, third), tmp_path, "id-B", k_percents=[0, 20], modes=["unitmem-half"], seeds=[0, 1, 2])
+    run_sweep(gen, scores_KU, _attack(setup, third), tmp_path, "id-B", k_percents=[0, 20], modes=["unitmem-half"], seeds=[0, 1, 2], prefix_lengths=PREFIXES)
     assert len(third) == 2
 
 
@@ -97,7 +122,7 @@ def test_magnitude_mode_ranks_by_the_magnitude_scores(setup, tmp_path):
 
     def edited_rows(scores_for_sweep, mode, folder):
         calls = []
-        run_sweep(gen, scores_for_sweep, _attack(setup, calls), tmp_path / folder, folder, k_percents=[50], modes=[mode], seeds=[0, 1, 2])
+        run_sweep(gen, scores_for_sweep, _attack(setup, calls), tmp_path / folder, folder, k_percents=[50], modes=[mode], seeds=[0, 1, 2], prefix_lengths=PREFIXES)
         return calls[-1]
 
     by_unitmem = edited_rows(scores, "unitmem-half", "u")
@@ -106,7 +131,7 @@ def test_magnitude_mode_ranks_by_the_magnitude_scores(setup, tmp_path):
     same = edited_rows({"unitmem": scores["unitmem"], "magnitude": scores["unitmem"]}, "magnitude-half", "s")
     assert torch.equal(same, by_unitmem)  # with equal scores the two modes make the same edit
     with pytest.raises(ValueError, match="ranks by 'magnitude'"):
-        run_sweep(gen, {"unitmem": scores["unitmem"]}, _attack(setup, []), tmp_path / "x", "x", k_percents=[5], modes=["magnitude-half"], seeds=[0, 1, 2])
+        run_sweep(gen, {"unitmem": scores["unitmem"]}, _attack(setup, []), tmp_path / "x", "x", k_percents=[5], modes=["magnitude-half"], seeds=[0, 1, 2], prefix_lengths=PREFIXES)
 
 
 def test_plan_checks_modes_and_seeds():
@@ -125,7 +150,8 @@ def test_fid_function_fills_fid_columns(setup, tmp_path):
         return [mass, mass + 1.0], "toy-metric"
 
     table = run_sweep(gen, scores_KU, _attack(setup, []), tmp_path, "id-F", k_percents=[0, 50],
-                      modes=["unitmem-zero", "random-half"], seeds=[0, 1, 2], fid=fid, fid_modes=["unitmem-zero"])
+                      modes=["unitmem-zero", "random-half"], seeds=[0, 1, 2], prefix_lengths=PREFIXES, fid=fid,
+                      fid_modes=["unitmem-zero"])
     zero = table[table["mode"] == "unitmem-zero"]
     assert list(zero.fid_metric) == ["toy-metric"] * 2
     assert zero.fid.iloc[1] < zero.fid.iloc[0]  # zeroing rows lowers the toy metric

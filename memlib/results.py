@@ -544,10 +544,11 @@ def cached(
     the stored result, when it was finished before).
 
     The entry is computed under :func:`entry_lock`, held by the ``writer``: a second process
-    (or ``torchrun`` job) of the same stage waits, then reads the first one's result. The other ranks of a job (not ``writer``) take no lock; they pass the first ``wait()``
-    once their writer holds it, and every rank then checks for a result again, so all ranks of a
-    job agree on computing or reading. ``wait()`` is also called after the writer has saved, and
-    everyone reads the saved result.
+    (or ``torchrun`` job) of the same stage waits, then reads the first one's result. The other
+    ranks of a job (not ``writer``) take no lock; they pass the first ``wait()`` once their writer
+    holds it, and every rank then checks for a result again, so all ranks of a job agree on
+    computing or reading. ``wait()`` is also called after the writer has saved, and everyone
+    reads the saved result.
     """
     cache_dir = Path(cache_dir)
     identities = input_identities(inputs, hash_store=cache_dir / "file-hashes.json")

@@ -601,8 +601,8 @@ def stage_sweep(run: Run):
     def compute(work: Path):
         fid = fid_fn(run) if s.sweep_fid else None
         table = run_sweep(gen, scores, attack, work, identity, k_percents=s.k_percents, modes=s.sweep_modes,
-                          seeds=s.random_seeds, prefix_lengths=a.prefix_lengths, reported=reported, fid=fid, fid_modes=s.sweep_fid_modes, rank=run.rank,
-                          world_size=run.world_size, log=run.log,
+                          seeds=s.random_seeds, prefix_lengths=a.prefix_lengths, reported=reported, fid=fid,
+                          fid_modes=s.sweep_fid_modes, rank=run.rank, world_size=run.world_size, log=run.log,
                           on_row=lambda done, total: run.progress.update({"sweep rows": f"{done} of {total}"}))
         tensors = {"selection_scores_KU": scores["unitmem"], "magnitude_scores_KU": scores["magnitude"]}
         return tensors, {"rows": table.to_dict(orient="records"), "identity": identity}

@@ -209,8 +209,7 @@ def run_sweep(
             log(f"sweep {mode} k={k:g} seed={seed}: done before, skipped")
         else:
             wants_fid = fid is not None and (mode == "baseline" or fid_modes is None or mode in fid_modes)
-            row = compute_row(gen, scores, mode, k, seed, attack,
-                              prefixes[(mode, k)], fid if wants_fid else None)
+            row = compute_row(gen, scores, mode, k, seed, attack, prefixes[(mode, k)], fid if wants_fid else None)
             write_record(path, {**_row_identity(identity, mode, k, seed), "row": row})
             log(f"sweep {mode} k={k:g} seed={seed}: {row['units_edited']} units, "
                 + ", ".join(f"{key} {value}" for key, value in row.items() if key.startswith("extracted@")))

@@ -93,8 +93,9 @@ for family, run in runs.items():
 # for every (mode, k%, seed), reruns stages C and D of the attack on the same candidates and, with
 # `sweep_fid`, measures FID. The unedited model and the rows at the reported k attack at every prefix
 # length; the rows at other k at the reported prefix only, the one count this page reads there
-# (`sweep_prefixes: all` attacks every row at every prefix; "—" in the table: not attacked). Each row is written to its own file as it finishes, named by a hash of
-# everything the row depends on, so a second run of this notebook and {doc}`tradeoff` read the rows
+# (`sweep_prefixes: all` attacks every row at every prefix; "—" in the table: not attacked). Each
+# row is written to its own file as it finishes, named by a hash of everything the row depends on,
+# so a second run of this notebook and {doc}`tradeoff` read the rows
 # back; `python -m memlib sweep` (or `torchrun ... -m memlib sweep`) writes the same rows for a
 # full-scale model. On the testbed the FID column is a **testbed FID**: the Frechet distance of the
 # testbed classifier's features, not FID in the paper's sense.

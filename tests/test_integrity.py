@@ -330,7 +330,10 @@ def test_an_interrupted_stage_ends_with_one_line_saying_what_was_kept(attacked, 
     path, _ = attacked
     process = subprocess.Popen([sys.executable, "-m", "memlib", "unitmem", "--params", str(path), "--out",
                                 str(tmp_path)], cwd=ROOT, env={**_env(), "MEMLIB_SHARD_PAUSE_S": "30"},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               # Ctrl-C reaches it as at a terminal, even when this test was started with SIGINT
+                               # ignored (a background job of a script), which Python would keep
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 300
         while not list(tmp_path.glob("unitmem-*/shards/shard-00000.json")) and time.time() < deadline:

@@ -161,7 +161,9 @@ if results:
     grid.set_axis_labels("", style.LABELS["extracted"])
     for ax, (family, rows) in zip(grid.axes.flat, results.items()):
         ax.set_title(f"{runs[family].config.model.model}: top/random {k_report[family]:g}%, prefix {headline[family]}")
-        ax.tick_params(axis="x", labelrotation=20)
+        ax.tick_params(axis="x", labelrotation=30)
+        for label in ax.get_xticklabels():  # long edit names: anchored at their tick, not overlapping
+            label.set_horizontalalignment("right")
     grid.figure.suptitle("Extraction after editing fc1 units (bar: mean; line: range over seeds)", y=1.03)
     grid.figure.savefig(Path(config.run.results_dir) / "mitigation_at_k.png", dpi=120, bbox_inches="tight")
     glue("fig_at_k", grid.figure, display=False)

@@ -4,6 +4,7 @@
 #
 #   make book PARAMS=notebooks/params/full-var-d30.yaml   re-execute with another parameter set
 #   make book TIMEOUT=7200                                  per-notebook time limit in seconds
+#   make book JOBS=1                                        notebooks executed at once (default 2)
 
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -13,6 +14,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PARAMS ?= notebooks/params/testbed.yaml
 TIMEOUT ?= 3600
+# Notebooks executed at once, each kernel with CPUs/JOBS threads: on 2 cores, two single-threaded
+# kernels do about twice the work of one kernel with two threads (benchmarks/bench_contention.py).
+JOBS ?= 2
 
 .PHONY: book exercises test checkpoints venv chromium clean
 
@@ -29,8 +33,8 @@ $(STAMP): requirements.txt pyproject.toml | $(PY)
 	touch $(STAMP)
 
 book: $(STAMP)
-	$(PY) scripts/run_notebooks.py --params $(PARAMS) --timeout $(TIMEOUT)
-	$(PY) scripts/run_notebooks.py --params $(PARAMS) --timeout $(TIMEOUT) --exercises
+	$(PY) scripts/run_notebooks.py --params $(PARAMS) --timeout $(TIMEOUT) --jobs $(JOBS)
+	$(PY) scripts/run_notebooks.py --params $(PARAMS) --timeout $(TIMEOUT) --jobs $(JOBS) --exercises
 	$(PY) scripts/write_provenance.py
 	rm -rf _build/html    # no stale pages of removed notebooks in the site
 	$(VENV)/bin/jupyter-book build . --builder html -W -n --keep-going
@@ -39,7 +43,7 @@ book: $(STAMP)
 # Only the exercise variants (notebooks/exercises.yaml), after the pages: their solutions
 # paste these runs' numbers, and each reads the stages it leaves unchanged from the pages' cache.
 exercises: $(STAMP)
-	$(PY) scripts/run_notebooks.py --params $(PARAMS) --timeout $(TIMEOUT) --exercises
+	$(PY) scripts/run_notebooks.py --params $(PARAMS) --timeout $(TIMEOUT) --jobs $(JOBS) --exercises
 
 test: $(STAMP) chromium
 	$(PY) -m pytest

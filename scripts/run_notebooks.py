@@ -39,17 +39,25 @@ such entries are not pages of their own.
     python scripts/run_notebooks.py --params notebooks/params/testbed.yaml --exercises
     python scripts/run_notebooks.py --exercise unitmem-rar-last
 
+`--jobs N` executes up to N notebooks at once, in the order above, each kernel with
+max(1, CPUs // N) threads (OMP_NUM_THREADS, unless it is set already). The notebooks share the
+stage cache, whose entry locks make a notebook that needs a stage another one is computing wait
+for it and read it back, so any N gives the same results as N = 1 with those threads. The
+exercise variants are independent of one another: `--exercises --jobs 2` on two cores takes about
+half the time of one at a time with two threads each (benchmarks/bench_contention.py).
+
 Papermill writes into a hidden temporary file beside `<out>/<name>.ipynb`, which is replaced
 only when the notebook completed, so `<out>/<name>.ipynb` is always the last complete execution.
-The first notebook that fails (or runs past --timeout) stops the run; its partly executed copy,
-with the traceback, is `<out>/<name>.failed.ipynb`. Ctrl-C or SIGTERM stops the notebook and its
-kernel, removes the temporary file and exits 130 or 143 with one line saying what was kept. A
-SIGKILL of this script (a CI timeout) stops papermill too, on Linux; its temporary file is removed
-by the next run.
+The first notebook that fails (or runs past --timeout) stops the run, and the others executing
+with it; its partly executed copy, with the traceback, is `<out>/<name>.failed.ipynb`. Ctrl-C or
+SIGTERM stops the notebooks and their kernels, removes the temporary files and exits 130 or 143
+with one line saying what was kept. A SIGKILL of this script (a CI timeout) stops papermill too,
+on Linux; its temporary file is removed by the next run.
 """
 
 import argparse
 import ast
+import contextlib
 import copy
 import datetime
 import difflib
@@ -61,8 +69,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -341,9 +351,59 @@ def die_with_parent() -> None:
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
-def run_papermill(nb: nbformat.NotebookNode, out_path: Path, params: dict, timeout_s: float) -> str | None:
-    """Execute `nb` with papermill in a child process group, killed after `timeout_s` seconds.
-    Returns None when every cell ran, else what went wrong."""
+class Stopped(Exception):
+    """This notebook was stopped because another one failed or the run was interrupted."""
+
+
+class Executions:
+    """The notebooks executing now and their papermill processes: a failure or an interrupt
+    stops all of them (:meth:`stop_all`), and none starts after that."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.names: list[str] = []
+        self.procs: set[subprocess.Popen] = set()
+        self.stopping = False
+
+    def start(self, name: str) -> None:
+        with self.lock:
+            if self.stopping:
+                raise Stopped(name)
+            self.names.append(name)
+
+    def end(self, name: str) -> None:
+        with self.lock:
+            self.names.remove(name)
+
+    def add(self, proc: subprocess.Popen) -> None:
+        with self.lock:
+            self.procs.add(proc)
+            if self.stopping:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def discard(self, proc: subprocess.Popen) -> None:
+        with self.lock:
+            self.procs.discard(proc)
+
+    def stop_all(self) -> list[str]:
+        """Kill every papermill process group now; the names of the notebooks that were executing."""
+        with self.lock:
+            self.stopping = True
+            for proc in self.procs:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            return list(self.names)
+
+
+RUNNING = Executions()
+
+
+def run_papermill(nb: nbformat.NotebookNode, out_path: Path, params: dict, timeout_s: float,
+                  threads: int | None = None) -> str | None:
+    """Execute `nb` with papermill in a child process group, killed after `timeout_s` seconds,
+    its kernel with `threads` threads when given. Returns None when every cell ran, else what
+    went wrong; :class:`Stopped` when :meth:`Executions.stop_all` stopped it."""
+    env = None if threads is None or "OMP_NUM_THREADS" in os.environ else {**os.environ, "OMP_NUM_THREADS": str(threads)}
     with tempfile.TemporaryDirectory() as tmp:
         in_path = Path(tmp) / out_path.name
         nbformat.write(nb, in_path)
@@ -351,7 +411,8 @@ def run_papermill(nb: nbformat.NotebookNode, out_path: Path, params: dict, timeo
                "-k", KERNEL, "--cwd", str(ROOT), "-y", json.dumps(params),
                "--execution-timeout", str(max(1, int(timeout_s))), "--log-output", "--no-progress-bar"]
         # its own session, so that a timeout or Ctrl-C here can stop papermill and its kernel together
-        proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_parent)
+        proc = subprocess.Popen(cmd, start_new_session=True, preexec_fn=die_with_parent, env=env)
+        RUNNING.add(proc)
         try:
             proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -362,18 +423,22 @@ def run_papermill(nb: nbformat.NotebookNode, out_path: Path, params: dict, timeo
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
+        finally:
+            RUNNING.discard(proc)
+    if RUNNING.stopping:
+        raise Stopped(out_path.name)
     return None if proc.returncode == 0 else "failed"
 
 
 def execute(name: str, nb: nbformat.NotebookNode, out_path: Path, params: dict, timeout_s: float,
-            source: str | None = None, finish: Callable[[Path], None] | None = None) -> None:
+            source: str | None = None, finish: Callable[[Path], None] | None = None, threads: int | None = None) -> None:
     """Execute notebook `name` (the source `notebooks/<source or name>.py`) into `out_path`, which
     is replaced only by a complete execution, after `finish(path)` when given. A failed execution
     is kept as `<name>.failed.ipynb`; the temporary file never stays."""
     partial = temporary_copy(out_path)
     failed = out_path.with_name(f"{name}.failed.ipynb")
     try:
-        problem = run_papermill(nb, partial, params, timeout_s)
+        problem = run_papermill(nb, partial, params, timeout_s, threads)
         if problem is not None:
             kept = f"; {out_path} keeps its last complete execution" if out_path.is_file() else ""
             if partial.is_file():
@@ -404,20 +469,24 @@ def finish_executed(out_path: Path, name: str, source: str) -> None:
     nbformat.write(nb, out_path)
 
 
+TIMINGS_LOCK = threading.Lock()  # notebooks executing at once record their times one at a time
+
+
 def update_timings(out_dir: Path, name: str, seconds: float, params_path: Path) -> None:
     path = out_dir / "timings.json"
-    timings = json.loads(path.read_text()) if path.is_file() else {}
-    timings[name] = {
-        "seconds": round(seconds, 2),
-        "params_file": os.path.relpath(params_path, ROOT),
-        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    partial = temporary_copy(path)
-    try:
-        partial.write_text(json.dumps(timings, indent=2) + "\n")
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with TIMINGS_LOCK:
+        timings = json.loads(path.read_text()) if path.is_file() else {}
+        timings[name] = {
+            "seconds": round(seconds, 2),
+            "params_file": os.path.relpath(params_path, ROOT),
+            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+        partial = temporary_copy(path)
+        try:
+            partial.write_text(json.dumps(timings, indent=2) + "\n")
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def main(argv=None) -> None:
@@ -435,9 +504,13 @@ def main(argv=None) -> None:
                         help="execute the exercise variants of FILE (default: %(const)s) instead of the pages")
     parser.add_argument("--exercise", action="append", default=[], metavar="ID",
                         help="execute only this exercise variant (repeatable; implies --exercises)")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="notebooks executed at once, each kernel with max(1, CPUs // N) threads (default: %(default)s)")
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error(f"--timeout must be positive, got {args.timeout}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     if args.exercise and args.exercises is None:
         args.exercises = EXERCISES
     if args.exercises is not None and args.only:
@@ -447,7 +520,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"error: --out {args.out} is a file; expected a folder (created if missing)")
     signal.signal(signal.SIGINT, raise_interrupted)
     signal.signal(signal.SIGTERM, raise_interrupted)
-    current, done = None, []
+    running, done = [], []
     try:
         try:
             names = notebook_names()
@@ -470,26 +543,51 @@ def main(argv=None) -> None:
             args.out.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise SystemExit(f"error: --out {args.out}: cannot create the folder ({err.strerror})") from None
-        for current, page, nb, run_params, run_params_path, finish in jobs:
+        threads = None if args.jobs == 1 else max(1, (os.cpu_count() or 1) // args.jobs)
+
+        def run_job(job) -> None:
+            name, page, nb, run_params, run_params_path, finish = job
             passed = {k: v for k, v in run_params.items() if k in declared[page]}
             if "params_file" in declared[page]:
                 passed["params_file"] = os.path.relpath(run_params_path, ROOT)
-            out_path = args.out.resolve() / f"{current}.ipynb"
-            print(f"[run_notebooks] {current}: parameters {passed}", flush=True)
-            start = time.perf_counter()
-            execute(current, nb, out_path, passed, args.timeout, source=page, finish=finish)
-            update_timings(args.out, current, time.perf_counter() - start, run_params_path)
-            done.append(current)
-            print(f"[run_notebooks] {current}: {time.perf_counter() - start:.1f} s -> {out_path}", flush=True)
+            out_path = args.out.resolve() / f"{name}.ipynb"
+            RUNNING.start(name)
+            try:
+                print(f"[run_notebooks] {name}: parameters {passed}", flush=True)
+                start = time.perf_counter()
+                execute(name, nb, out_path, passed, args.timeout, source=page, finish=finish, threads=threads)
+                update_timings(args.out, name, time.perf_counter() - start, run_params_path)
+                done.append(name)
+                print(f"[run_notebooks] {name}: {time.perf_counter() - start:.1f} s -> {out_path}", flush=True)
+            finally:
+                RUNNING.end(name)
+
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {pool.submit(run_job, job): job[0] for job in jobs}  # started in this order
+            ended = None
+            try:
+                for ended in as_completed(futures):
+                    ended.result()  # a failed notebook's SystemExit
+            except BaseException as err:
+                running = RUNNING.stop_all()
+                pool.shutdown(wait=True, cancel_futures=True)
+                if not isinstance(err, Interrupted):
+                    others = [name for name in running if name != futures.get(ended)]
+                    if others:
+                        print(f"[run_notebooks] stopped {', '.join(others)} (each keeps its last complete execution)",
+                              file=sys.stderr, flush=True)
+                raise
     except Interrupted as stop:
-        if current is None:
+        if not running:
             print(f"[run_notebooks] interrupted by {stop} before any notebook ran", file=sys.stderr, flush=True)
         else:
-            out_path = args.out.resolve() / f"{current}.ipynb"
-            kept = "keeps its last complete execution" if out_path.is_file() else "was not written"
-            print(f"[run_notebooks] interrupted by {stop} during {current} (finished this run: "
-                  f"{', '.join(done) or 'none'}); {out_path} {kept}", file=sys.stderr, flush=True)
+            kept = [f"{args.out.resolve() / f'{name}.ipynb'} "
+                    f"{'keeps its last complete execution' if (args.out / f'{name}.ipynb').is_file() else 'was not written'}"
+                    for name in running]
+            print(f"[run_notebooks] interrupted by {stop} during {', '.join(running)} (finished this run: "
+                  f"{', '.join(done) or 'none'}); {'; '.join(kept)}", file=sys.stderr, flush=True)
         raise SystemExit(128 + stop.signum) from None
+
 
 def exercise_jobs(args, names, sources, declared, params, params_path, parser) -> list[tuple]:
     """(name, page, notebook, parameters, parameter file, finish) of each exercise run asked for,

@@ -37,9 +37,10 @@ def smoke_book(tmp_path_factory) -> Path:
     # pages resolve relative paths and write their results) must be the copy, as in a clone
     shutil.copytree(ROOT / "memlib", copy / "memlib", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     (copy / "data").symlink_to(ROOT / "data", target_is_directory=True)  # read, not written, by the notebooks
-    run_checked(sys.executable, "scripts/run_notebooks.py", "--params", "notebooks/params/smoke.yaml", "--timeout", "600", cwd=copy)
+    run_checked(sys.executable, "scripts/run_notebooks.py", "--params", "notebooks/params/smoke.yaml", "--timeout", "600", "--jobs", "2",
+                cwd=copy)
     # the exercise variants, as `make book` runs them: the pages' solutions paste their numbers
-    run_checked(sys.executable, "scripts/run_notebooks.py", "--params", "notebooks/params/smoke.yaml", "--exercises",
+    run_checked(sys.executable, "scripts/run_notebooks.py", "--params", "notebooks/params/smoke.yaml", "--exercises", "--jobs", "2",
                 "--timeout", "600", cwd=copy)
     return copy
 

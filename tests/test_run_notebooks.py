@@ -161,7 +161,8 @@ def test_papermill_does_not_outlive_a_killed_run(tiny_book):
                 break
             time.sleep(0.5)
         assert marker.exists()
-        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        # the children of every thread: papermill is started by the runner's worker thread
+        children = [c for task in Path(f"/proc/{proc.pid}/task").iterdir() for c in (task / "children").read_text().split()]
         assert len(children) == 1, children  # papermill
         papermill = int(children[0])
     finally:
@@ -236,3 +237,65 @@ def test_an_out_that_is_a_file_is_refused(tmp_path):
     assert result.returncode == 1
     assert result.stderr == f"error: --out {out} is a file; expected a folder (created if missing)\n"
     assert "Traceback" not in result.stderr and out.read_text() == "not a folder"
+
+
+PAIR_NOTEBOOK = '''\
+# %% tags=["parameters"]
+{me}_fails = False
+{me}_sleeps = 0
+
+# %%
+import os
+import pathlib
+import time
+
+pathlib.Path("{me}.started").write_text("started")
+for _ in range(1200):  # both notebooks execute at once: each waits for the other to start
+    if pathlib.Path("{other}.started").exists():
+        break
+    time.sleep(0.5)
+else:
+    raise RuntimeError("{other} never started while {me} ran")
+print("threads", os.environ.get("OMP_NUM_THREADS"))
+time.sleep({me}_sleeps)
+if {me}_fails:
+    raise RuntimeError("planned failure")
+'''
+
+
+@pytest.fixture
+def pair_book(tiny_book) -> Path:
+    """The tiny book with two notebooks, `first` and `second`, that finish only when both run at once."""
+    (tiny_book / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n  - file: executed/first\n"
+                                        "  - file: executed/second\n")
+    for me, other in [("first", "second"), ("second", "first")]:
+        (tiny_book / "notebooks" / f"{me}.py").write_text(PAIR_NOTEBOOK.format(me=me, other=other))
+    return tiny_book
+
+
+def run_pair(book: Path, params: dict, *args) -> subprocess.CompletedProcess:
+    (book / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    return subprocess.run([sys.executable, "scripts/run_notebooks.py", "--params", "params.yaml", "--out", "out", *args],
+                          cwd=book, capture_output=True, text=True, timeout=600, env=env)
+
+
+def test_jobs_executes_notebooks_at_once_each_with_its_share_of_the_cpus(pair_book):
+    result = run_pair(pair_book, {}, "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    out = pair_book / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["first.ipynb", "second.ipynb", "timings.json"]
+    threads = max(1, os.cpu_count() // 2)
+    assert f"threads {threads}" in printed(out / "first.ipynb") and f"threads {threads}" in printed(out / "second.ipynb")
+    assert sorted(json.loads((out / "timings.json").read_text())) == ["first", "second"]
+
+
+def test_a_failure_stops_the_notebooks_executing_with_it(pair_book):
+    started = time.perf_counter()
+    result = run_pair(pair_book, {"first_fails": True, "second_sleeps": 600}, "--jobs", "2")
+    assert time.perf_counter() - started < 300, "the second notebook ran on after the first failed"
+    out = pair_book / "out"
+    assert result.returncode == 1
+    assert f"error: notebook first failed; the executed copy with the traceback is {out / 'first.failed.ipynb'}" in result.stderr
+    assert "[run_notebooks] stopped second (each keeps its last complete execution)" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["first.failed.ipynb"]

@@ -103,7 +103,7 @@ def rehearsal(request, standins, tmp_path_factory) -> dict:
     cli_entries = sorted(p.name for p in (folder / "results").glob("*-*") if p.is_dir())
     only = [arg for name in PAGES[family] for arg in ("--only", name)]
     done = subprocess.run([sys.executable, "scripts/run_notebooks.py", "--params", str(params), "--out",
-                           str(folder / "executed"), "--timeout", "900", *only],
+                           str(folder / "executed"), "--timeout", "900", "--jobs", "2", *only],
                           cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return {"family": family, "params": params, "results": folder / "results", "executed": folder / "executed",

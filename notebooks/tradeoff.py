@@ -89,7 +89,7 @@ for family, run in runs.items():
 
 # %% tags=["remove-stderr"]
 sweeps = {family: stages.stage_sweep(runs[family]) for family in reversed(runs)}
-sweeps = {family: sweeps[family] for family in runs}  # shown in the book's order
+sweeps = {family: sweeps[family] for family in runs}  # in the book's order
 
 # %% tags=["hide-input", "hide-output"]
 

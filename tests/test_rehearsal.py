@@ -171,7 +171,7 @@ def test_fid_over_two_torchrun_ranks_equals_one_process(rehearsal, tmp_path):
         pytest.skip("one family is enough for the merge")
     params = tmp_path / "params.yaml"
     # batches of one sample, so that each rank draws some of the 4
-    params.write_text(rehearsal["params"].read_text() + "\nbatch_size: 1\n")
+    params.write_text(yaml.safe_dump({**yaml.safe_load(rehearsal["params"].read_text()), "batch_size": 1}, sort_keys=False))
     single, threads = tmp_path / "single", torch.get_num_threads()
     torch.set_num_threads(1)
     try:

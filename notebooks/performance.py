@@ -277,7 +277,8 @@ else:
                                                           ("busy / idle", "book/make_book/busy-ratio")]
                     if get(name) and "target" in get(name)]
     if book_targets:
-        display(Markdown(" ".join(f"{what}: median {e['median']:.3g} {e['unit']}, target {e['target']['text']}: "
+        display(Markdown(" ".join(f"{what}: median {e['median']:.{0 if e['unit'] == 's' else 2}f} {e['unit']}, "
+                                  f"target {e['target']['text']}: "
                                   f"**{verdict(e)}**." for what, e in book_targets)))
     rows = {f"make book ({s})": entries[f"book/make_book/{s}"] for s in book_states}
     rows.update({

@@ -545,6 +545,12 @@ def main(argv=None) -> None:
             raise SystemExit(f"error: --out {args.out}: cannot create the folder ({err.strerror})") from None
         threads = None if args.jobs == 1 else max(1, (os.cpu_count() or 1) // args.jobs)
 
+        def kept(names: list[str]) -> str:
+            """What each stopped notebook left: its last complete execution, or nothing."""
+            return "; ".join(f"{args.out.resolve() / f'{name}.ipynb'} "
+                             f"{'keeps its last complete execution' if (args.out / f'{name}.ipynb').is_file() else 'was not written'}"
+                             for name in names)
+
         def run_job(job) -> None:
             name, page, nb, run_params, run_params_path, finish = job
             passed = {k: v for k, v in run_params.items() if k in declared[page]}
@@ -563,29 +569,22 @@ def main(argv=None) -> None:
                 RUNNING.end(name)
 
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            futures = {pool.submit(run_job, job): job[0] for job in jobs}  # started in this order
-            ended = None
+            futures = [pool.submit(run_job, job) for job in jobs]  # started in this order
             try:
-                for ended in as_completed(futures):
-                    ended.result()  # a failed notebook's SystemExit
+                for future in as_completed(futures):
+                    future.result()  # a failed notebook's SystemExit
             except BaseException as err:
-                running = RUNNING.stop_all()
+                running = RUNNING.stop_all()  # the failed notebook has ended: these are the others
                 pool.shutdown(wait=True, cancel_futures=True)
-                if not isinstance(err, Interrupted):
-                    others = [name for name in running if name != futures.get(ended)]
-                    if others:
-                        print(f"[run_notebooks] stopped {', '.join(others)} (each keeps its last complete execution)",
-                              file=sys.stderr, flush=True)
+                if running and not isinstance(err, Interrupted):
+                    print(f"[run_notebooks] stopped {', '.join(running)}; {kept(running)}", file=sys.stderr, flush=True)
                 raise
     except Interrupted as stop:
         if not running:
             print(f"[run_notebooks] interrupted by {stop} before any notebook ran", file=sys.stderr, flush=True)
         else:
-            kept = [f"{args.out.resolve() / f'{name}.ipynb'} "
-                    f"{'keeps its last complete execution' if (args.out / f'{name}.ipynb').is_file() else 'was not written'}"
-                    for name in running]
             print(f"[run_notebooks] interrupted by {stop} during {', '.join(running)} (finished this run: "
-                  f"{', '.join(done) or 'none'}); {'; '.join(kept)}", file=sys.stderr, flush=True)
+                  f"{', '.join(done) or 'none'}); {kept(running)}", file=sys.stderr, flush=True)
         raise SystemExit(128 + stop.signum) from None
 
 

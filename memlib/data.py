@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torchvision.transforms.v2 import functional as TF
 
 from .results import file_sha256
 
@@ -505,7 +504,8 @@ class ImageFolderSample:
 def _to_tensor(image: Image.Image) -> torch.Tensor:
     """PIL RGB -> float32 (3, H, W) in [0, 1], bit-equal to torchvision's ``ToTensor`` (which
     the official VAR and RAR pipelines use): a division by 255, not a multiplication by 1/255."""
-    return TF.pil_to_tensor(image.convert("RGB")).to(torch.float32).div(255)
+    pixels_HWC = torch.from_numpy(np.array(image.convert("RGB"), dtype=np.uint8))
+    return pixels_HWC.permute(2, 0, 1).to(torch.float32).div(255)
 
 
 def _crop_origin(size: int, crop: int, generator: torch.Generator | None) -> int:
@@ -550,11 +550,22 @@ def center_crop_arr(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
+def _five_crop(image_CHW: torch.Tensor, res: int) -> list[torch.Tensor]:
+    """torchvision's ``five_crop``: the top-left, top-right, bottom-left, bottom-right and
+    centre ``res`` x ``res`` crops, in that order (the centre offset rounded as ``CenterCrop``)."""
+    height, width = image_CHW.shape[-2:]
+    top, left = _crop_origin(height, res, None), _crop_origin(width, res, None)
+    origins = [(0, 0), (0, width - res), (height - res, 0), (height - res, width - res), (top, left)]
+    return [image_CHW[..., y:y + res, x:x + res] for y, x in origins]
+
+
 def rar_ten_crop(image: Image.Image, res: int) -> torch.Tensor:
     """RAR's ten-crop views: the ``int(1.1 * res)`` centre crop, then torchvision's ten crop of
-    size ``res`` (four corners and centre, and the same of the flipped image) -> (10, 3, res, res)."""
-    base = _to_tensor(center_crop_arr(image, int(1.1 * res)))
-    return torch.stack(TF.ten_crop(base, [res, res]))
+    size ``res`` (four corners and centre, and the same of the flipped image) -> (10, 3, res, res).
+    Written out rather than imported: importing torchvision's transforms costs every process
+    that imports memlib about two seconds (it loads torch._dynamo)."""
+    base_CHW = _to_tensor(center_crop_arr(image, int(1.1 * res)))
+    return torch.stack(_five_crop(base_CHW, res) + _five_crop(base_CHW.flip(-1), res))
 
 
 def rar_attack_view(image: Image.Image, res: int) -> torch.Tensor:

@@ -54,8 +54,6 @@ from typing import Iterable, Sequence
 import numpy as np
 import scipy.linalg
 import torch
-from cleanfid.fid import get_batch_features, get_folder_features
-from cleanfid.resize import build_resizer
 from tqdm import tqdm  # plain text on stderr (tqdm.auto would draw widgets into notebooks)
 
 from memlib.distributed import shard_indices
@@ -200,6 +198,8 @@ class InceptionFeatures(FeatureExtractor):
             raise ValueError(f"{path}: a TorchScript module without the 'layers' of clean-fid's Inception-v3 "
                              f"(expected the file clean-fid calls {INCEPTION_FILE})")
         self.layers = base.layers
+        from cleanfid.resize import build_resizer  # clean-fid is imported where used: it loads torchvision (seconds)
+
         self._resize = build_resizer("clean")
 
     def resize(self, image_HW3):
@@ -392,6 +392,8 @@ def feature_moments(extractor: FeatureExtractor, images: torch.Tensor | Iterable
     """:class:`FeatureMoments` of the features of ``images`` (see :func:`feature_stats`)."""
     if total is None and isinstance(images, torch.Tensor):
         total = len(images)
+    from cleanfid.fid import get_batch_features  # imported where used: it loads torchvision (seconds)
+
     moments = FeatureMoments()
     with _progress_bar(progress, total, desc) as bar:
         for batch in _batches(images, batch_size):
@@ -416,6 +418,8 @@ def folder_feature_stats(folder: str | os.PathLike, extractor: FeatureExtractor,
     clean-fid's own folder pipeline (``get_folder_features`` in mode "clean" with the
     extractor's resize), e.g. for a folder of saved samples or reference images.
     ``progress``: clean-fid's own progress bar."""
+    from cleanfid.fid import get_folder_features  # imported where used: it loads torchvision (seconds)
+
     feats = get_folder_features(str(folder), extractor, num_workers=0, batch_size=batch_size,
                                 device=extractor.device, mode="clean", custom_fn_resize=extractor.resize,
                                 verbose=progress).astype(np.float64)

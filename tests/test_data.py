@@ -421,6 +421,16 @@ def test_var_view_equals_torchvision_transforms(size, res):
 
 
 @pytest.mark.parametrize("size", ODD_SIZES)
+@pytest.mark.parametrize("res", [256, 16, 30])  # centre offsets 12.5 and 0.5 (rounded to even), 1.5 (up)
+def test_rar_ten_crop_equals_torchvision_ten_crop(size, res):
+    from torchvision import transforms as T
+
+    image = _noise_image(*size)
+    adm_crop = T.ToTensor()(mdata.center_crop_arr(image, int(1.1 * res)))
+    assert torch.equal(mdata.rar_ten_crop(image, res), torch.stack(T.TenCrop(res)(adm_crop)))
+
+
+@pytest.mark.parametrize("size", ODD_SIZES)
 def test_rar_attack_view_equals_the_attack_papers_transform(size):
     from torchvision import transforms as T
 

@@ -169,19 +169,28 @@ def test_parameter_files_share_their_keys():
         assert testbed.keys() <= params.keys(), name
 
 
-def test_reproduction_page_run_alone_gives_the_numbers_of_the_whole_book(executed, tmp_path):
-    """Run alone, in a fresh results folder where no other page has written anything, the
-    reproduction page computes the stages it needs and glues the same numbers and verdicts as in
-    the executed book: it gathers them through memlib from the result files, not from the other
-    pages' outputs, so it is right whatever order the pages ran in."""
+def test_reproduction_page_run_alone_gives_the_numbers_of_the_whole_book(smoke_book, executed, tmp_path):
+    """Run alone, in a fresh results folder where no other page has written anything (its stage
+    cache the executed book's), the reproduction page glues the same numbers and verdicts as in the
+    executed book: it gathers them through memlib from the stages' results, under the keys the
+    pages computed them with, not from the other pages' outputs (summaries, figures), so it is
+    right whatever order the pages ran in."""
+    cache = smoke_book / "results" / "smoke"
+
+    def stage_entries() -> list[str]:  # <model>/<stage>-<key>
+        return sorted(str(p.relative_to(cache)) for p in cache.glob("*/*-*") if p.is_dir())
+
+    entries = stage_entries()
+    assert any("/sweep-" in entry for entry in entries)
     params = yaml.safe_load((PARAMS / "smoke.yaml").read_text())
-    params["results_dir"] = str(tmp_path / "results")
+    params["results_dir"], params["cache_dir"] = str(tmp_path / "results"), str(cache)
     params_file = tmp_path / "alone.yaml"
     params_file.write_text(yaml.safe_dump(params))
     out = tmp_path / "executed"
     result = run_notebooks("--params", str(params_file), "--only", "reproduction", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert not list((tmp_path / "results").rglob("summary-mitigation.json"))  # no other page ran
+    assert stage_entries() == entries  # read back from the book's cache: no stage computed under another key
     alone = glued(nbformat.read(out / "reproduction.ipynb", as_version=4))
     in_book = glued(nbformat.read(executed / "reproduction.ipynb", as_version=4))
     numbers = set(in_book) - {"page_seconds", "rerun_box"}

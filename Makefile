@@ -5,6 +5,7 @@
 #   make book PARAMS=notebooks/params/full-var-d30.yaml   re-execute with another parameter set
 #   make book TIMEOUT=7200                                  per-notebook time limit in seconds
 #   make book JOBS=1                                        notebooks executed at once (default 2)
+#   make test TEST_JOBS=0                                   pytest in one process (default: 2 xdist workers)
 
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -17,6 +18,9 @@ TIMEOUT ?= 3600
 # Notebooks executed at once, each kernel with CPUs/JOBS threads: on 2 cores, two single-threaded
 # kernels do about twice the work of one kernel with two threads (benchmarks/bench_contention.py).
 JOBS ?= 2
+# pytest-xdist workers of `make test` (0: one process); tests/conftest.py sends each test file to
+# one worker, and the files that read the smoke book to the same one, so that each is built once.
+TEST_JOBS ?= 2
 
 .PHONY: book exercises test checkpoints venv chromium clean
 
@@ -46,7 +50,7 @@ exercises: $(STAMP)
 	$(PY) scripts/run_notebooks.py --params $(PARAMS) --timeout $(TIMEOUT) --jobs $(JOBS) --exercises
 
 test: $(STAMP) chromium
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_JOBS)
 
 # Debian's chromium for tests/test_browser.py; without root and apt the test skips and says why.
 chromium:

@@ -292,6 +292,24 @@ else:
     display(Markdown(measured_on([f"book/make_book/{s}" for s in book_states])))
 
 # %% [markdown]
+# ## Running the tests
+#
+# Wall time of `make test` (the suite on its two pytest-xdist workers, with the virtual
+# environment already installed) on a quiet machine and beside two processes that keep a core
+# busy each, from `python benchmarks/bench_tests.py --busy 2`. The target: within 15 minutes
+# on this 2-core machine, busy or not.
+
+# %% tags=["hide-input"]
+test_states = [s for s in ("idle", "busy") if get(f"tests/make_test/{s}")]
+if not test_states:
+    display(Markdown("**Not measured yet**: run `python benchmarks/bench_tests.py` (it runs `make test` twice)."))
+else:
+    display(Markdown(" ".join(f"make test ({s}): median {median(f'tests/make_test/{s}'):.0f} s, target "
+                              f"{get(f'tests/make_test/{s}')['target']['text']}: **{verdict(get(f'tests/make_test/{s}'))}**."
+                              for s in test_states)))
+    display(Markdown(measured_on([f"tests/make_test/{s}" for s in test_states])))
+
+# %% [markdown]
 # ## The attack's stage A at scale
 #
 # Stage A over an ImageNet-layout folder of small synthetic JPEGs at two sizes, each in a fresh

@@ -66,8 +66,7 @@ def clear_caches(params: Path) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--max-load", type=float, default=1.5, help="wait until the 1-minute load is at most this")
-    parser.add_argument("--max-wait", type=float, default=900, help="give up waiting after this many seconds")
+    common.add_quiet_machine_options(parser)
     parser.add_argument("--busy", type=int, default=0,
                         help="also a cold build beside this many busy processes (default: %(default)s, none)")
     parser.add_argument("--params", type=Path, default=Path("notebooks/params/testbed.yaml"),

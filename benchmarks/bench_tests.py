@@ -31,8 +31,7 @@ def make_test() -> float:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--max-load", type=float, default=1.5, help="wait until the 1-minute load is at most this")
-    parser.add_argument("--max-wait", type=float, default=900, help="give up waiting after this many seconds")
+    common.add_quiet_machine_options(parser)
     parser.add_argument("--busy", type=int, default=2,
                         help="busy processes beside the second run (default: %(default)s; 0: no busy run)")
     args = parser.parse_args(argv)

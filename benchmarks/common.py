@@ -15,6 +15,7 @@ The book's Performance page (``notebooks/performance.py``) only reads this file.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import gc
 import json
@@ -86,6 +87,12 @@ def context() -> dict:
         "load_average": load_average(),
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
     }
+
+
+def add_quiet_machine_options(parser: argparse.ArgumentParser) -> None:
+    """``--max-load`` and ``--max-wait``: the arguments a script passes to :func:`wait_for_quiet_machine`."""
+    parser.add_argument("--max-load", type=float, default=1.5, help="wait until the 1-minute load is at most this")
+    parser.add_argument("--max-wait", type=float, default=900, help="give up waiting after this many seconds")
 
 
 def wait_for_quiet_machine(max_load: float = 2.0, max_wait_s: float = 900, poll_s: float = 60) -> list[float]:

@@ -28,8 +28,7 @@ SCRIPTS = ("bench_capture.py", "bench_memory.py", "bench_generation.py", "bench_
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--max-load", type=float, default=1.5, help="wait until the 1-minute load is at most this")
-    parser.add_argument("--max-wait", type=float, default=900, help="give up waiting after this many seconds")
+    common.add_quiet_machine_options(parser)
     args = parser.parse_args(argv)
     common.wait_for_quiet_machine(args.max_load, args.max_wait)
     here = Path(__file__).resolve().parent

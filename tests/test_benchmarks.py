@@ -108,3 +108,47 @@ def memlib_select(scores, labels):
     from memlib.extract import select_candidates
 
     return select_candidates(scores, labels, per_class=10)
+
+
+def test_bench_tests_times_make_test_quiet_then_busy_and_always_stops_the_busy_processes(bench, monkeypatch):
+    bench_tests, common = bench("bench_tests"), bench("common")
+
+    class Spinner:
+        killed = False
+
+        def kill(self):
+            self.killed = True
+
+        def wait(self):
+            pass
+
+    spun, written = [], []
+
+    def spinners(count):
+        spun.extend(Spinner() for _ in range(count))
+        return spun[-count:]
+
+    monkeypatch.setattr(bench_tests, "spinners", spinners)
+    monkeypatch.setattr(common, "wait_for_quiet_machine", lambda *args: [0.0, 0.0, 0.0])
+    monkeypatch.setattr(common, "write_entries", lambda entries, replace_prefix: written.append((entries, replace_prefix)))
+    seconds = iter([480.0, 950.0])
+    monkeypatch.setattr(bench_tests, "make_test", lambda: next(seconds))
+    bench_tests.main(["--busy", "2"])
+    (entries, prefix), = written
+    assert prefix == "tests/" and [e["name"] for e in entries] == ["tests/make_test/idle", "tests/make_test/busy"]
+    assert [e["median"] for e in entries] == [480.0, 950.0] and [e["target"]["holds"] for e in entries] == [True, False]
+    assert entries[1]["settings"]["busy_processes"] == 2 and len(spun) == 2 and all(s.killed for s in spun)
+
+    def failing():
+        raise subprocess.CalledProcessError(2, ["make", "test"])
+
+    monkeypatch.setattr(bench_tests, "make_test", failing)
+    with pytest.raises(subprocess.CalledProcessError):
+        bench_tests.main(["--busy", "1"])  # the quiet run fails: nothing more written
+    assert len(written) == 1 and len(spun) == 2
+    written.clear()
+    runs = iter([lambda: 480.0, failing])
+    monkeypatch.setattr(bench_tests, "make_test", lambda: next(runs)())
+    with pytest.raises(subprocess.CalledProcessError):
+        bench_tests.main(["--busy", "1"])  # the busy run fails: its busy process is stopped, nothing written
+    assert written == [] and len(spun) == 3 and spun[-1].killed

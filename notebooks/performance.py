@@ -82,6 +82,12 @@ def verdict(entry):
         f"misses: {m:.3g} against {t['op']} {v:g} ({m - v:.3g} {entry['unit']} over)"
 
 
+def target_sentences(named):
+    """One sentence per (what, entry) pair: the entry's median, its target and :func:`verdict`."""
+    return " ".join(f"{what}: median {e['median']:.{0 if e['unit'] == 's' else 2}f} {e['unit']}, "
+                    f"target {e['target']['text']}: **{verdict(e)}**." for what, e in named)
+
+
 def measured_on(names):
     """One line: machine, dates and load averages of the given entries."""
     ctxs = [entries[n]["context"] for n in names if n in entries]
@@ -277,9 +283,7 @@ else:
                                                           ("busy / idle", "book/make_book/busy-ratio")]
                     if get(name) and "target" in get(name)]
     if book_targets:
-        display(Markdown(" ".join(f"{what}: median {e['median']:.{0 if e['unit'] == 's' else 2}f} {e['unit']}, "
-                                  f"target {e['target']['text']}: "
-                                  f"**{verdict(e)}**." for what, e in book_targets)))
+        display(Markdown(target_sentences(book_targets)))
     rows = {f"make book ({s})": entries[f"book/make_book/{s}"] for s in book_states}
     rows.update({
         f"notebook {k.split('/')[2]} ({k.split('/')[3]})": v for k, v in entries.items() if k.startswith("book/notebook/")
@@ -304,9 +308,7 @@ test_states = [s for s in ("idle", "busy") if get(f"tests/make_test/{s}")]
 if not test_states:
     display(Markdown("**Not measured yet**: run `python benchmarks/bench_tests.py` (it runs `make test` twice)."))
 else:
-    display(Markdown(" ".join(f"make test ({s}): median {median(f'tests/make_test/{s}'):.0f} s, target "
-                              f"{get(f'tests/make_test/{s}')['target']['text']}: **{verdict(get(f'tests/make_test/{s}'))}**."
-                              for s in test_states)))
+    display(Markdown(target_sentences((f"make test ({s})", get(f"tests/make_test/{s}")) for s in test_states)))
     display(Markdown(measured_on([f"tests/make_test/{s}" for s in test_states])))
 
 # %% [markdown]

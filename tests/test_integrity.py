@@ -350,6 +350,30 @@ def test_an_interrupted_stage_ends_with_one_line_saying_what_was_kept(attacked, 
     assert not list(tmp_path.rglob("*.tmp"))
 
 
+def test_an_interrupt_after_a_shards_marker_is_in_place_counts_that_shard_as_kept(tmp_path, monkeypatch):
+    """Ctrl-C can land in the save's clean-up, after the shard's JSON marker has been moved
+    into place: the shard is kept on disk, so the stage's last line must count it."""
+    from memlib import stages
+    from memlib.cli import interruption_message
+    from memlib.config import make_config
+
+    run = stages.Run(make_config(results_dir=str(tmp_path), shard_size=2), tmp_path, torch.device("cpu"))
+    folder = tmp_path / "shards"
+    finish_clean_up = results.remove_stale_temporaries
+
+    def interrupted_once_the_first_marker_is_in_place(parent):
+        if (folder / "shard-00000.json").is_file():
+            raise KeyboardInterrupt
+        finish_clean_up(parent)
+
+    monkeypatch.setattr(results, "remove_stale_temporaries", interrupted_once_the_first_marker_is_in_place)
+    with pytest.raises(KeyboardInterrupt):
+        stages.run_shards(run, folder, 4, lambda ids: ({"x": torch.tensor(list(ids))}, {}), "unitmem", {"a": 1})
+    assert load_result(folder / "shard-00000").tensors["x"].tolist() == [0, 1]
+    assert interruption_message("unitmem", "Ctrl-C", run) == (
+        "unitmem interrupted (Ctrl-C): finished and kept: unitmem shards 1 of 2; run the same command again to resume")
+
+
 def test_a_stages_settings_name_files_by_content_not_by_path(tmp_path):
     """The same checkpoints in another folder (another clone, a moved checkout) give the same
     settings, hence the same cache keys; a changed file gives others."""

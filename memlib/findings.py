@@ -53,7 +53,6 @@ class RunNumbers:
     """What the reproduction page shows of one model: counts at the reported prefix and k."""
 
     model: str
-    family: str
     k_percent: float
     prefix: int
     units_edited: int
@@ -160,7 +159,7 @@ def gather(run: stages.Run) -> RunNumbers:
     baseline = table[table["k_percent"] == 0].iloc[[0]]
     sweep = pd.concat([baseline, edited])[["k_percent", f"extracted@{prefix}", "fid"]]
     result = RunNumbers(
-        model=cfg.model.model, family=unitmem.family, k_percent=k, prefix=prefix,
+        model=cfg.model.model, k_percent=k, prefix=prefix,
         units_edited=numbers["units_edited"], candidates=numbers["candidates"],
         similarity=attack.result.similarity_name, threshold=float(attack.result.threshold),
         extracted_before=numbers["extracted_before"], extracted_after=int(numbers["unitmem_half_extracted_mean"]),

@@ -20,6 +20,7 @@ detect accidents, stale and misplaced files, not a forger who recomputes the che
 A temporary file of a write that never finished (the process was killed) is removed by the next
 successful write into its folder; temporary names carry the writer's host and process id, so a
 live writer's file is never touched. Written files get the permissions the user's umask allows.
+:func:`interrupts_held` holds Ctrl-C and SIGTERM over a write and the counting of it as kept.
 
 Every saved result carries :func:`provenance`: parameters, seed, code version (``memlib``'s
 version and the git commit, or ``"unknown"``), timing and library versions.
@@ -42,8 +43,10 @@ import math
 import os
 import platform
 import re
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -176,6 +179,27 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], None]) ->
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) and SIGTERM until the block has finished, then pass them on to the
+    handlers they would have reached. Around a result's write and the counting of it as kept:
+    an interrupt then neither loses a result that was computed nor leaves one on disk that the
+    interrupted stage's last line does not count. Outside the main thread (where Python runs
+    no signal handlers) it holds nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: held.append(signum)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)  # None: a handler not set from Python
+        for sig in dict.fromkeys(held):
+            signal.raise_signal(sig)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -52,6 +52,7 @@ from .results import (
     atomic_write_bytes,
     cached,
     file_sha256,
+    interrupts_held,
     load_result,
     provenance,
     result_exists,
@@ -311,35 +312,16 @@ def save_shard(run: Run, folder: Path, j: int, n_items: int, tensors: dict, info
     progress (what an interrupted stage reports as kept), log it, and pause (``MEMLIB_SHARD_PAUSE_S``)."""
     shard_size = run.config.run.shard_size
     identity = shard_identity(folder, j, n_items, shard_size, settings)
-    path = folder / f"shard-{j:05d}"
-    try:
-        save_result(path, tensors, {**identity, "info": info, **provenance(settings, run.config.run.seed, started)})
-    except BaseException:
-        # an interrupt can land after the shard's marker is in place (in save_result's clean-up):
-        # the shard is then kept on disk, and the line the stage ends with must count it
-        if _shard_kept(path, identity):
-            _count_kept_shard(run, what)
-        raise
-    _count_kept_shard(run, what)
+    with interrupts_held():  # a Ctrl-C during the save lands after it: the shard is kept and counted
+        save_result(folder / f"shard-{j:05d}", tensors, {**identity, "info": info, **provenance(settings, run.config.run.seed, started)})
+        done, total = run.progress[f"{what} shards"].split(" of ")
+        run.progress[f"{what} shards"] = f"{int(done) + 1} of {total}"
     n_shards = math.ceil(n_items / shard_size)
     run.log(f"{what} shard {j + 1}/{n_shards} ({identity['ids'][1] - identity['ids'][0]} items) done in "
             f"{time.time() - started:.1f} s")
     pause = float(os.environ.get("MEMLIB_SHARD_PAUSE_S", "0"))
     if pause:
         time.sleep(pause)
-
-
-def _shard_kept(path: Path, identity: dict) -> bool:
-    try:
-        load_result(path, expect=identity)
-        return True
-    except (ResultFileError, OSError):
-        return False
-
-
-def _count_kept_shard(run: Run, what: str) -> None:
-    done, total = run.progress[f"{what} shards"].split(" of ")
-    run.progress[f"{what} shards"] = f"{int(done) + 1} of {total}"
 
 
 def load_shards(run: Run, folder: Path, n_items: int, settings: dict) -> list:

@@ -39,7 +39,7 @@ import torch
 from .distributed import barrier
 from .intervene import scaled_fc1_rows, select_units
 from .models.generator import Generator
-from .results import ResultFileError, read_record, to_jsonable, write_record
+from .results import ResultFileError, interrupts_held, read_record, to_jsonable, write_record
 
 MODES = {  # mode -> (select_units mode, factor, ranking statistic)
     "unitmem-half": ("global", 0.5, "unitmem"),
@@ -207,13 +207,15 @@ def run_sweep(
         path = row_path(out_dir, mode, k, seed)
         if _stored_row(path, identity, mode, k, seed, log) is not None:
             log(f"sweep {mode} k={k:g} seed={seed}: done before, skipped")
-        else:
-            wants_fid = fid is not None and (mode == "baseline" or fid_modes is None or mode in fid_modes)
-            row = compute_row(gen, scores, mode, k, seed, attack, prefixes[(mode, k)], fid if wants_fid else None)
+            on_row(finished, len(mine))
+            continue
+        wants_fid = fid is not None and (mode == "baseline" or fid_modes is None or mode in fid_modes)
+        row = compute_row(gen, scores, mode, k, seed, attack, prefixes[(mode, k)], fid if wants_fid else None)
+        with interrupts_held():  # a Ctrl-C during the write lands after it: the row is kept and counted
             write_record(path, {**_row_identity(identity, mode, k, seed), "row": row})
-            log(f"sweep {mode} k={k:g} seed={seed}: {row['units_edited']} units, "
-                + ", ".join(f"{key} {value}" for key, value in row.items() if key.startswith("extracted@")))
-        on_row(finished, len(mine))
+            on_row(finished, len(mine))
+        log(f"sweep {mode} k={k:g} seed={seed}: {row['units_edited']} units, "
+            + ", ".join(f"{key} {value}" for key, value in row.items() if key.startswith("extracted@")))
     barrier()
     rows = {(mode, k, seed): read_row(row_path(out_dir, mode, k, seed), identity, mode, k, seed)
             for mode, k, seed in plan}

@@ -350,28 +350,58 @@ def test_an_interrupted_stage_ends_with_one_line_saying_what_was_kept(attacked, 
     assert not list(tmp_path.rglob("*.tmp"))
 
 
-def test_an_interrupt_after_a_shards_marker_is_in_place_counts_that_shard_as_kept(tmp_path, monkeypatch):
-    """Ctrl-C can land in the save's clean-up, after the shard's JSON marker has been moved
-    into place: the shard is kept on disk, so the stage's last line must count it."""
+def _interrupted_once(monkeypatch, marker: Path, sig: int) -> None:
+    """Make the next atomic write's clean-up, once ``marker`` is in place, receive ``sig``: the
+    moment after a result is on disk and before the stage has counted it."""
+    finish_clean_up = results.remove_stale_temporaries
+
+    def signalled_once_the_marker_is_in_place(parent):
+        if marker.is_file():
+            monkeypatch.setattr(results, "remove_stale_temporaries", finish_clean_up)
+            os.kill(os.getpid(), sig)
+        finish_clean_up(parent)
+
+    monkeypatch.setattr(results, "remove_stale_temporaries", signalled_once_the_marker_is_in_place)
+
+
+@pytest.fixture
+def cli_signal_handlers():
+    """SIGTERM handled as ``python -m memlib`` handles it (raise Terminated), restored after."""
+    from memlib import cli
+
+    previous = signal.signal(signal.SIGTERM, cli._exit_on_sigterm)
+    yield {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: cli.Terminated}
+    signal.signal(signal.SIGTERM, previous)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_right_after_a_shard_is_written_keeps_and_counts_that_shard(tmp_path, monkeypatch, cli_signal_handlers, sig):
     from memlib import stages
     from memlib.cli import interruption_message
     from memlib.config import make_config
 
     run = stages.Run(make_config(results_dir=str(tmp_path), shard_size=2), tmp_path, torch.device("cpu"))
-    folder = tmp_path / "shards"
-    finish_clean_up = results.remove_stale_temporaries
-
-    def interrupted_once_the_first_marker_is_in_place(parent):
-        if (folder / "shard-00000.json").is_file():
-            raise KeyboardInterrupt
-        finish_clean_up(parent)
-
-    monkeypatch.setattr(results, "remove_stale_temporaries", interrupted_once_the_first_marker_is_in_place)
-    with pytest.raises(KeyboardInterrupt):
+    folder, handlers = tmp_path / "shards", (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    _interrupted_once(monkeypatch, folder / "shard-00000.json", sig)
+    with pytest.raises(cli_signal_handlers[sig]):
         stages.run_shards(run, folder, 4, lambda ids: ({"x": torch.tensor(list(ids))}, {}), "unitmem", {"a": 1})
     assert load_result(folder / "shard-00000").tensors["x"].tolist() == [0, 1]
+    assert not (folder / "shard-00001.json").exists()
     assert interruption_message("unitmem", "Ctrl-C", run) == (
         "unitmem interrupted (Ctrl-C): finished and kept: unitmem shards 1 of 2; run the same command again to resume")
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # the handlers are back
+
+
+def test_an_interrupt_right_after_a_sweep_row_is_written_keeps_and_counts_that_row(sweep_setup, tmp_path, monkeypatch):
+    gen, scores, attack, _ = sweep_setup
+    counted = []
+    _interrupted_once(monkeypatch, row_path(tmp_path, "baseline", 0, 0), signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(gen, scores, attack, tmp_path, "id-A", k_percents=[0, 20], modes=["unitmem-half"], seeds=[0],
+                  prefix_lengths=[0, 1, 5], on_row=lambda done, total: counted.append((done, total)))
+    assert counted == [(0, 2), (1, 2)]
+    assert results.read_record(row_path(tmp_path, "baseline", 0, 0))["row"]["k_percent"] == 0
+    assert not row_path(tmp_path, "unitmem-half", 20, 0).exists()
 
 
 def test_a_stages_settings_name_files_by_content_not_by_path(tmp_path):

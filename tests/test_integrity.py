@@ -366,12 +366,16 @@ def _interrupted_once(monkeypatch, marker: Path, sig: int) -> None:
 
 @pytest.fixture
 def cli_signal_handlers():
-    """SIGTERM handled as ``python -m memlib`` handles it (raise Terminated), restored after."""
+    """Ctrl-C and SIGTERM handled as in ``python -m memlib`` at a terminal (raise KeyboardInterrupt
+    and Terminated), even when this test runs with SIGINT ignored (a background job of a
+    script); the test's own handlers are restored after."""
     from memlib import cli
 
-    previous = signal.signal(signal.SIGTERM, cli._exit_on_sigterm)
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, cli._exit_on_sigterm)}
     yield {signal.SIGINT: KeyboardInterrupt, signal.SIGTERM: cli.Terminated}
-    signal.signal(signal.SIGTERM, previous)
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -392,7 +396,8 @@ def test_an_interrupt_right_after_a_shard_is_written_keeps_and_counts_that_shard
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # the handlers are back
 
 
-def test_an_interrupt_right_after_a_sweep_row_is_written_keeps_and_counts_that_row(sweep_setup, tmp_path, monkeypatch):
+def test_an_interrupt_right_after_a_sweep_row_is_written_keeps_and_counts_that_row(sweep_setup, tmp_path, monkeypatch,
+                                                                                    cli_signal_handlers):
     gen, scores, attack, _ = sweep_setup
     counted = []
     _interrupted_once(monkeypatch, row_path(tmp_path, "baseline", 0, 0), signal.SIGINT)

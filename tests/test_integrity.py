@@ -385,7 +385,8 @@ def test_an_interrupt_right_after_a_shard_is_written_keeps_and_counts_that_shard
     from memlib.config import make_config
 
     run = stages.Run(make_config(results_dir=str(tmp_path), shard_size=2), tmp_path, torch.device("cpu"))
-    folder, handlers = tmp_path / "shards", (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    folder = tmp_path / "shards"
+    handlers = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
     _interrupted_once(monkeypatch, folder / "shard-00000.json", sig)
     with pytest.raises(cli_signal_handlers[sig]):
         stages.run_shards(run, folder, 4, lambda ids: ({"x": torch.tensor(list(ids))}, {}), "unitmem", {"a": 1})
